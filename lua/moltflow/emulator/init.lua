@@ -1,0 +1,209 @@
+-- MoltFlow admin API emulator: the request pipeline.
+--
+-- nginx.conf (written by bin/moltflow-emulator) calls init(opts) from
+-- init_by_lua and content() for every request. Order of work per API request:
+--   request log entry -> fault injection -> routing (404/405) ->
+--   authentication -> rate limit (429) -> 401 -> usage count ->
+--   scope/role (403) -> body parsing (400/422) -> handler.
+local api = require "moltflow.emulator.api"
+local auth = require "moltflow.emulator.auth"
+local crypto = require "moltflow.emulator.crypto"
+local json = require "moltflow.emulator.json"
+local state = require "moltflow.emulator.state"
+
+local M = {}
+
+local BASE = "/api/v2"
+-- The request log keeps the most recent entries only, so long benchmarks do
+-- not grow the worker without bound.
+M.REQUEST_LOG_LIMIT = 10000
+
+function M.init(opts)
+  state.configure(opts or {})
+  state.reset()
+end
+
+---------------------------------------------------------------- request
+local function read_body()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return data end
+  -- Bodies larger than client_body_buffer_size are spooled to a file.
+  local file = ngx.req.get_body_file()
+  if not file then return "" end
+  local f = assert(io.open(file, "rb"))
+  data = f:read("*a")
+  f:close()
+  return data
+end
+
+-- Lower-case header names; repeated headers joined with ", ".
+local function flat_headers()
+  local out = {}
+  for k, v in pairs(ngx.req.get_headers(0)) do
+    out[k:lower()] = type(v) == "table" and table.concat(v, ", ") or v
+  end
+  return out
+end
+
+function M.request()
+  return {
+    id = "req_" .. crypto.random_hex(12),
+    method = ngx.req.get_method(),
+    path = ngx.var.uri,
+    query = ngx.var.args or "",
+    args = ngx.req.get_uri_args(0),
+    headers = flat_headers(),
+    body_raw = read_body(),
+    remote_addr = ngx.var.remote_addr,
+  }
+end
+
+---------------------------------------------------------------- response
+-- Write a complete JSON response. `body` is a table (encoded), a string
+-- (sent verbatim) or nil (no body, e.g. 204).
+function M.send(req, status, body, headers)
+  ngx.status = status
+  ngx.header["X-Request-Id"] = req.id
+  if req.rate then
+    ngx.header["X-RateLimit-Remaining"] = req.rate.remaining
+    ngx.header["X-RateLimit-Reset"] = req.rate.reset
+    if req.rate.retry_after then ngx.header["Retry-After"] = req.rate.retry_after end
+  end
+  for k, v in pairs(headers or {}) do ngx.header[k] = v end
+  if req.log then req.log.status = status end
+  if body == nil then return ngx.exit(status) end
+  if type(body) ~= "string" then body = json.encode(body) end
+  ngx.header["Content-Type"] = ngx.header["Content-Type"] or "application/json"
+  ngx.header["Content-Length"] = #body
+  ngx.print(body)
+  return ngx.exit(ngx.HTTP_OK)
+end
+
+---------------------------------------------------------------- rate limit
+-- Fixed one-minute windows on the emulator clock. Authenticated requests
+-- count against their tenant's plan limit; everything else (public
+-- endpoints, failed authentication, unknown paths) against the caller's IP
+-- with the free plan's limit.
+local function rate_limit(req, tenant)
+  local now = state.now()
+  local window = math.floor(now / 60) * 60
+  local plan = state.plans_by_id[tenant and tenant.subscription.plan_id or "free"]
+  local limit = math.max(1, math.floor(plan.limits.requests_per_minute * state.config.rate_limit_scale))
+  local bucket_id = tenant and ("tenant:" .. tenant.id) or ("ip:" .. req.remote_addr)
+  local bucket = state.rate[bucket_id]
+  if not bucket or bucket.window ~= window then
+    bucket = { window = window, count = 0 }
+    state.rate[bucket_id] = bucket
+  end
+  local reset = window + 60
+  if state.config.rate_limit and bucket.count >= limit then
+    req.rate = { remaining = 0, reset = reset, retry_after = math.max(1, math.ceil(reset - now)) }
+    return false
+  end
+  bucket.count = bucket.count + 1
+  req.rate = { remaining = math.max(0, limit - bucket.count), reset = reset }
+  return true
+end
+
+-- Rate headers for answers injected by a fault: the caller's IP bucket as it
+-- stands, without counting the request.
+local function peek_rate(req)
+  local now = state.now()
+  local window = math.floor(now / 60) * 60
+  local limit = math.max(1, math.floor(state.plans_by_id.free.limits.requests_per_minute * state.config.rate_limit_scale))
+  local bucket = state.rate["ip:" .. req.remote_addr]
+  local used = (bucket and bucket.window == window) and bucket.count or 0
+  req.rate = { remaining = math.max(0, limit - used), reset = window + 60 }
+end
+
+---------------------------------------------------------------- pipeline
+local function handle_api(req)
+  local faults = require "moltflow.emulator.faults"
+  local path = req.path:sub(#BASE + 1)
+  local fault = faults.take(req.method, path)
+  if fault then
+    req.log.fault = true
+    if fault.delay then ngx.sleep(fault.delay) end
+    if faults.answers_itself(fault) then
+      peek_rate(req)
+      return faults.apply(req, fault)
+    end
+  end
+
+  local send = function(status, body, headers)
+    if fault then return faults.apply(req, fault, status, body, headers) end
+    return M.send(req, status, body, headers)
+  end
+
+  local route, extra
+  if req.path:sub(1, #BASE + 1) == BASE .. "/" then route, extra = api.match(req.method, path) end
+  if not route then
+    rate_limit(req, nil)
+    if extra then return send(405, { detail = "Method Not Allowed" }, { Allow = table.concat(extra, ", ") }) end
+    return send(404, { detail = "Not Found" })
+  end
+
+  local principal, auth_err
+  if route.auth ~= "none" then principal, auth_err = auth.authenticate(req.headers) end
+  if not rate_limit(req, principal and principal.tenant) then
+    return send(429, { detail = "Rate limit exceeded" })
+  end
+  if route.auth ~= "none" then
+    if not principal then
+      return send(401, { detail = auth_err or "Not authenticated" }, { ["WWW-Authenticate"] = "Bearer" })
+    end
+    api.count_api_call(principal.tenant.id)
+    if route.auth == "token" and principal.kind ~= "token" then
+      return send(401, { detail = "This endpoint requires a bearer token" }, { ["WWW-Authenticate"] = "Bearer" })
+    end
+    if principal.kind == "key" and route.scope and not auth.has_scope(principal.key, route.scope) then
+      return send(403, { detail = "Missing required scope: " .. route.scope })
+    end
+    if principal.kind == "token" and route.roles and not route.roles[principal.user.role] then
+      return send(403, { detail = "Insufficient role: " .. principal.user.role })
+    end
+  end
+
+  local body
+  if route.body then
+    if req.body_raw:match("^%s*$") then
+      if route.body == "required" then
+        return send(422, { detail = { { loc = json.array({ "body" }), msg = "field required", type = "value_error.missing" } } })
+      end
+    else
+      local decoded = json.decode(req.body_raw)
+      if decoded == nil then return send(400, { detail = "Invalid JSON body" }) end
+      if type(decoded) ~= "table" or json.is_array(decoded) then
+        return send(422, { detail = { { loc = json.array({ "body" }), msg = "value is not a valid dict", type = "type_error.dict" } } })
+      end
+      body = decoded
+    end
+  end
+
+  local status, out = route.handler(req, principal, body or {}, unpack(extra))
+  return send(status, out)
+end
+
+function M.content()
+  local req = M.request()
+  if req.path == "/_emulator" or req.path:sub(1, 11) == "/_emulator/" then
+    return require("moltflow.emulator.control").handle(req)
+  end
+  req.log = { method = req.method, path = req.path, query = req.query, headers = req.headers,
+              body = req.body_raw, status = json.null, fault = false }
+  local log = state.requests
+  log[#log + 1] = req.log
+  if #log > 2 * M.REQUEST_LOG_LIMIT then
+    local keep = json.array()
+    for i = #log - M.REQUEST_LOG_LIMIT + 1, #log do keep[#keep + 1] = log[i] end
+    state.requests = keep
+  end
+  local ok, err = pcall(handle_api, req)
+  if not ok then
+    ngx.log(ngx.ERR, "emulator error: ", err)
+    if not ngx.headers_sent then return M.send(req, 500, { detail = "Internal emulator error" }) end
+  end
+end
+
+return M

@@ -1,0 +1,161 @@
+-- All mutable state of the emulator, plus its clock and calendar helpers.
+-- nginx runs one worker (worker_processes 1), so a plain module table is the
+-- whole database; reset() rebuilds it from the seed.
+local crypto = require "moltflow.emulator.crypto"
+local json = require "moltflow.emulator.json"
+local seed = require "moltflow.emulator.seed"
+
+local S = {}
+
+-- Values given at launch (nginx.conf's init_by_lua); reset() returns to them.
+local launch_config = { rate_limit = true, rate_limit_scale = 1 }
+
+-- HS256 secret for access tokens. Generated per process and kept across
+-- reset(): a reset restores data, it does not invalidate the signing key.
+S.jwt_secret = crypto.random_bytes(32)
+
+S.plans = {
+  { id = "free", name = "free", display_name = "Free", price_monthly = 0, price_yearly = 0,
+    limits = { max_sessions = 1, max_messages_per_month = 50, max_groups = 1, max_labels = 5,
+               ai_replies_per_month = 0, requests_per_minute = 10 } },
+  { id = "starter", name = "starter", display_name = "Starter", price_monthly = 19, price_yearly = 190,
+    limits = { max_sessions = 1, max_messages_per_month = 1000, max_groups = 5, max_labels = 20,
+               ai_replies_per_month = 100, requests_per_minute = 20 } },
+  { id = "pro", name = "pro", display_name = "Pro", price_monthly = 49, price_yearly = 490,
+    limits = { max_sessions = 3, max_messages_per_month = 5000, max_groups = 10, max_labels = 50,
+               ai_replies_per_month = 500, requests_per_minute = 40 } },
+  { id = "business", name = "business", display_name = "Business", price_monthly = 149, price_yearly = 1490,
+    limits = { max_sessions = 10, max_messages_per_month = 25000, max_groups = 50, max_labels = 200,
+               ai_replies_per_month = 2500, requests_per_minute = 60 } },
+}
+S.plans_by_id = {}
+for _, p in ipairs(S.plans) do S.plans_by_id[p.id] = p end
+
+---------------------------------------------------------------- clock
+-- Emulator time = real time + offset; everything (JWT exp, key expiry,
+-- one-time tokens, rate windows, usage periods) reads this clock.
+function S.now()
+  return ngx.now() + S.clock_offset
+end
+
+function S.now_s()
+  return math.floor(S.now())
+end
+
+-- Calendar maths in pure integer arithmetic (days since 1970-01-01, UTC),
+-- so results never depend on the process time zone.
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local function civil_from_days(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  return m <= 2 and y + 1 or y, m, d
+end
+
+function S.iso(t)
+  if t == nil then return json.null end
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+-- "YYYY-MM" of a time, shifted back by `back` months.
+function S.month_key(t, back)
+  local y, m = civil_from_days(math.floor(t / 86400))
+  local idx = y * 12 + (m - 1) - (back or 0)
+  return string.format("%04d-%02d", math.floor(idx / 12), idx % 12 + 1)
+end
+
+-- "YYYY-MM-DD" of a time, shifted back by `back` days.
+function S.day_key(t, back)
+  local y, m, d = civil_from_days(math.floor(t / 86400) - (back or 0))
+  return string.format("%04d-%02d-%02d", y, m, d)
+end
+
+-- Unix time of the first instant of the month `ahead` months after t's month.
+function S.month_start(t, ahead)
+  local y, m = civil_from_days(math.floor(t / 86400))
+  local idx = y * 12 + (m - 1) + (ahead or 0)
+  return days_from_civil(math.floor(idx / 12), idx % 12 + 1, 1) * 86400
+end
+
+---------------------------------------------------------------- helpers
+function S.new_id(prefix)
+  return prefix .. crypto.random_hex(8)
+end
+
+function S.configure(opts)
+  launch_config.rate_limit = opts.rate_limit ~= false
+  launch_config.rate_limit_scale = opts.rate_limit_scale or 1
+end
+
+local function copy_list(t)
+  local out = json.array()
+  for i, v in ipairs(t) do out[i] = v end
+  return out
+end
+
+-- Store an API key: only the SHA-256 of the raw key is kept.
+function S.store_key(key, raw_key)
+  key.key_hash = crypto.sha256_hex(raw_key)
+  key.key_prefix = raw_key:sub(1, 7)
+  S.keys[key.id] = key
+end
+
+---------------------------------------------------------------- reset
+function S.reset()
+  S.clock_offset = 0
+  S.config = { rate_limit = launch_config.rate_limit, rate_limit_scale = launch_config.rate_limit_scale }
+  S.tenants, S.users, S.users_by_email, S.keys = {}, {}, {}, {}
+  S.sessions = {}        -- login session id -> { user_id, revoked }
+  S.refresh_tokens = {}  -- raw refresh token -> { session_id, spent, expires }
+  S.revoked_jti = {}
+  S.one_time = {}        -- raw one-time token -> { kind, user_id, expires, used }
+  S.checkouts = {}       -- checkout session id -> { tenant_id | email, plan_id, billing_cycle, completed }
+  S.outbox, S.consents, S.requests, S.faults = json.array(), json.array(), json.array(), json.array()
+  S.rate = {}            -- bucket -> { window, count }
+  S.api_calls = {}       -- tenant id -> { ["YYYY-MM"] = n, ["YYYY-MM-DD"] = n }
+  S.erased_phones = {}   -- tenant id -> { phone = true }
+
+  local now = S.now_s()
+  for _, t in ipairs(seed.tenants) do
+    S.tenants[t.id] = {
+      id = t.id, name = t.name,
+      settings = { allowed_numbers = copy_list(t.settings.allowed_numbers),
+                   require_approval = t.settings.require_approval,
+                   ai_consent_enabled = t.settings.ai_consent_enabled },
+      usage = {},
+      subscription = { plan_id = t.plan_id, billing_cycle = t.billing_cycle, status = "active",
+                       cancel_at_period_end = false, current_period_end = S.month_start(now, 1) },
+    }
+    for k, v in pairs(t.usage) do S.tenants[t.id].usage[k] = v end
+  end
+  for _, u in pairs(seed.users) do
+    local user = { id = u.id, tenant_id = u.tenant_id, role = u.role, email = u.email,
+                   full_name = u.full_name, email_verified = true,
+                   password_hash = u.password and crypto.hash_password(u.password) or nil }
+    S.users[u.id] = user
+    S.users_by_email[u.email] = user
+  end
+  for _, k in pairs(seed.keys) do
+    S.store_key({ id = k.id, tenant_id = k.tenant_id, user_id = k.user_id, name = k.name,
+                  scopes = copy_list(k.scopes), created_at = now, is_active = true }, k.raw_key)
+  end
+end
+
+S.copy_list = copy_list
+
+return S

@@ -1,0 +1,91 @@
+-- Spec helper: one emulator per test process, over real HTTP only.
+--
+--   local emu = require "spec.support.emulator"
+--   emu.url          -- "http://127.0.0.1:PORT/api/v2"; first use starts the emulator
+--   emu.start(opts)  -- idempotent; honours MOLTFLOW_EMULATOR_URL (then starts nothing)
+--   emu.reset(), emu.control(method, path, body), emu.requests(), emu.fault(spec),
+--   emu.advance(seconds), emu.seed
+--
+-- A started emulator is stopped when the Lua state closes (busted exits with
+-- os.exit(code, true), which runs the __gc sentinel below).
+local dkjson = require "dkjson"
+local http = require "spec.support.http"
+
+local M = {}
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/support/emulator%.lua$") or "."
+local root = here
+local launcher = root .. "/bin/moltflow-emulator"
+
+-- The same seed module the server loads: one source of truth for credentials.
+local seed = dofile(root .. "/lua/moltflow/emulator/seed.lua")
+M.seed = {
+  owner = seed.users.owner, admin = seed.users.admin, member = seed.users.member,
+  magic = seed.users.magic, free_owner = seed.users.free_owner,
+  keys = { all = seed.keys.all.raw_key, usage_only = seed.keys.usage_only.raw_key,
+           solo_all = seed.keys.solo_all.raw_key },
+  key_ids = { all = seed.keys.all.id, usage_only = seed.keys.usage_only.id, solo_all = seed.keys.solo_all.id },
+  tenants = { acme = "t_acme", solo = "t_solo" },
+}
+
+local base_url -- "http://127.0.0.1:PORT/api/v2" once started
+local sentinel -- holds the process alive-guard; its __gc stops nginx
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+function M.start(opts)
+  if base_url then return base_url end
+  opts = opts or {}
+  local env_url = os.getenv("MOLTFLOW_EMULATOR_URL")
+  if env_url and env_url ~= "" then
+    base_url = env_url:gsub("/+$", "")
+    return base_url
+  end
+  local prefix = assert(io.popen("mktemp -d /tmp/moltflow-spec.XXXXXX")):read("*l")
+  local cmd = string.format("%s --daemon --port 0 --prefix %s --rate-limit-scale %s --quiet",
+    shell_quote(launcher), shell_quote(prefix), tostring(opts.rate_limit_scale or 1000))
+  local p = assert(io.popen(cmd))
+  local url = p:read("*l")
+  local ok = p:close()
+  if not ok or not url then error("could not start the emulator: " .. cmd) end
+  base_url = url
+  sentinel = setmetatable({}, { __gc = function()
+    os.execute(string.format("%s --stop --prefix %s --quiet; rm -rf %s",
+      shell_quote(launcher), shell_quote(prefix), shell_quote(prefix)))
+  end })
+  return base_url
+end
+
+-- Origin of the emulator (scheme://host:port), for the control API.
+local function origin()
+  return (M.start():gsub("/api/v2$", ""))
+end
+
+local function decode(body)
+  if body == nil or body == "" then return nil end
+  return (dkjson.decode(body))
+end
+
+-- Calls /_emulator/<path>; returns decoded JSON (or nil), status.
+function M.control(method, path, body)
+  local res, err = http.request({
+    method = method, url = origin() .. "/_emulator/" .. path:gsub("^/", ""),
+    headers = { ["Content-Type"] = "application/json" },
+    body = body ~= nil and dkjson.encode(body) or nil,
+  })
+  if not res then error("emulator control " .. method .. " " .. path .. ": " .. err) end
+  return decode(res.body), res.status
+end
+
+function M.reset() return M.control("POST", "reset") end
+function M.requests() return (M.control("GET", "requests")) end
+function M.fault(spec) return M.control("POST", "faults", spec) end
+function M.advance(seconds) return M.control("POST", "clock", { advance = seconds }) end
+
+setmetatable(M, { __index = function(_, k)
+  if k == "url" then return M.start() end
+end })
+
+return M
