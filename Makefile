@@ -1,0 +1,94 @@
+# moltflow-admin: a Lua SDK for the MoltFlow admin API.
+#   make                 build the C core for Lua 5.4
+#   make LUA=luajit      build it for LuaJIT 2.1 (OpenResty)
+#   make test            specs under Lua 5.4 and LuaJIT against the emulator
+#   make demo            examples/quickstart.lua against a local emulator
+#   make emulator        the emulator in the foreground (PORT=8787)
+#   make install PREFIX=/usr/local
+#   make deps            Debian packages (as root)
+
+LUA ?= lua5.4
+PREFIX ?= /usr/local
+PORT ?= 8787
+CC ?= cc
+
+ifeq ($(LUA),luajit)
+  LUA_INC := /usr/include/luajit-2.1
+  LUA_ABI := 5.1
+  BUILD := build/luajit
+else
+  LUA_INC := /usr/include/lua5.4
+  LUA_ABI := 5.4
+  BUILD := build/5.4
+endif
+
+WARN := -Wall -Wextra -Wpedantic
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -fPIC $(WARN) $(CFLAGS) -I$(LUA_INC)
+LIBS := -lcurl -lcrypto -lpthread
+SRC := $(wildcard src/*.c)
+HDR := $(wildcard src/*.h)
+OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
+CORE := $(BUILD)/moltflow/core.so
+
+DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+  libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
+  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-check luarocks valgrind \
+  clang libclang-rt-14-dev wrk gnuplot-nox curl python3-requests
+
+BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
+BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
+
+.PHONY: all core core-all test test-54 test-luajit demo emulator install uninstall deps clean
+
+all: $(CORE)
+
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(CORE): $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(OBJ) $(LDFLAGS) $(LIBS)
+
+# Both hosts, warnings as errors.
+core-all:
+	$(MAKE) --no-print-directory LUA=lua5.4 CFLAGS="$(CFLAGS) -Werror"
+	$(MAKE) --no-print-directory LUA=luajit CFLAGS="$(CFLAGS) -Werror"
+
+test: core-all test-54 test-luajit
+
+test-54:
+	$(BUSTED_54) --output=utfTerminal spec
+
+test-luajit:
+	$(BUSTED_JIT) --output=utfTerminal spec
+
+demo: all
+	@url=$$(bin/moltflow-emulator --daemon --port 0 --prefix "$$(mktemp -d)") || exit 1; \
+	prefix=$$(dirname "$$(dirname "$$url")"); \
+	trap 'bin/moltflow-emulator --stop --url "$$url" >/dev/null 2>&1' EXIT; \
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' \
+	MOLTFLOW_BASE_URL="$$url" lua5.4 examples/quickstart.lua
+
+emulator:
+	PORT=$(PORT) bin/moltflow-emulator --port $(PORT)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)/moltflow $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/moltflow
+	cp -r lua/moltflow/. $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)/moltflow/
+	install -m 0755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/moltflow/core.so
+	install -d $(DESTDIR)$(PREFIX)/bin
+	for f in bin/*; do install -m 0755 $$f $(DESTDIR)$(PREFIX)/bin/; done
+
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if command -v systemctl >/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi; \
+	  service nginx stop >/dev/null 2>&1 || true; \
+	else echo "all Debian packages present"; fi
+
+clean:
+	rm -rf build

@@ -1,0 +1,512 @@
+--- moltflow.admin: the MoltFlow admin API for Lua.
+-- Every endpoint of `moltflow.endpoints` becomes a method (`c.api_keys:create{...}`);
+-- the C core (`moltflow.core`) builds requests, performs them with libcurl and
+-- reads responses; this module adds tokens, retries, hooks and pacing.
+-- @module moltflow.admin
+
+local core = require "moltflow.core"
+local endpoints = require "moltflow.endpoints"
+local retry = require "moltflow.retry"
+
+local admin = {
+  VERSION = core.version,
+  --- JSON null, in both directions (the same sentinel as lua-cjson's).
+  null = core.null,
+  endpoints = endpoints,
+}
+
+local DEFAULT_BASE_URL = "https://apiv2.waiflow.app/api/v2"
+local LUA_NAME = jit and jit.version or _VERSION
+
+--- Marks a table as a JSON array, so that an empty one goes out as `[]`.
+-- Tables decoded from JSON arrays carry the same mark.
+-- @param t a table (default: a new one)
+-- @return t
+function admin.array(t)
+  return setmetatable(t or {}, core.array_mt)
+end
+
+admin.json_encode = core.json_encode
+admin.json_decode = core.json_decode
+
+--- Lower-case hex SHA-256 of a string (OpenSSL).
+admin.sha256 = core.sha256
+--- Lower-case hex HMAC-SHA256 (OpenSSL).
+admin.hmac_sha256 = core.hmac_sha256
+
+--- The hash the server stores for a raw API key: SHA-256, lower-case hex.
+-- @param raw_key the `raw_key` returned by create or rotate
+function admin.key_fingerprint(raw_key)
+  if type(raw_key) ~= "string" then error("moltflow.key_fingerprint: 'raw_key' must be a string", 2) end
+  return core.sha256(raw_key)
+end
+
+--- Verifies an `X-Webhook-Signature` (HMAC-SHA256 of the raw body, hex) in
+-- constant time.
+-- @return true or false
+function admin.verify_signature(secret, body, signature)
+  if type(secret) ~= "string" then error("moltflow.verify_signature: 'secret' must be a string", 2) end
+  if type(body) ~= "string" then error("moltflow.verify_signature: 'body' must be a string", 2) end
+  if type(signature) ~= "string" then return false end
+  signature = signature:gsub("^sha256=", ""):lower()
+  return core.equal(core.hmac_sha256(secret, body), signature)
+end
+
+--- The claims of a JWT, decoded without verifying the signature.
+-- @return a table, or nil and a message
+admin.jwt_claims = core.jwt_claims
+
+------------------------------------------------------------------ errors
+
+local error_mt = core.error_mt
+
+--- Makes an error table of the SDK's shape (for transports written in Lua).
+function admin.error(fields)
+  fields.attempts = fields.attempts or 1
+  return setmetatable(fields, error_mt)
+end
+
+--- Whether a value is an error returned by this SDK.
+function admin.is_error(v)
+  return type(v) == "table" and getmetatable(v) == error_mt
+end
+
+------------------------------------------------------------ token stores
+
+--- A token store keeping tokens in memory (the default).
+function admin.memory_store()
+  local saved
+  return {
+    load = function() return saved end,
+    save = function(tokens) saved = tokens end,
+  }
+end
+
+--- A token store in a file written with mode 0600.
+-- @param path the file
+function admin.file_store(path)
+  if type(path) ~= "string" then error("moltflow.file_store: 'path' must be a string", 2) end
+  return {
+    load = function()
+      local f = io.open(path, "rb")
+      if not f then return nil end
+      local text = f:read("a")
+      f:close()
+      local t = core.json_decode(text or "")
+      return type(t) == "table" and t or nil
+    end,
+    save = function(tokens)
+      if tokens == nil then os.remove(path) return end
+      -- create it private before anything secret is written
+      local tmp = path .. ".tmp"
+      os.remove(tmp)
+      local ok = os.execute("umask 077 && : > '" .. tmp:gsub("'", "'\\''") .. "'")
+      if not ok then error("moltflow.file_store: cannot create " .. tmp) end
+      local f = assert(io.open(tmp, "wb"))
+      f:write(core.json_encode({access_token = tokens.access_token,
+                                refresh_token = tokens.refresh_token,
+                                expires_at = tokens.expires_at}))
+      f:close()
+      assert(os.rename(tmp, path))
+    end,
+  }
+end
+
+------------------------------------------------------------------ client
+
+local Client = {}
+Client.__index = Client
+Client.__name = "moltflow.client"
+
+local OPTIONS = {
+  base_url = "string", api_key = "string", access_token = "string", refresh_token = "string",
+  timeout = "number", connect_timeout = "number", max_response_bytes = "number",
+  user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
+  retry = "table|boolean", on_tokens = "function", on_request = "function",
+  on_response = "function", sleep = "function", pace = "boolean", refresh_skew = "number",
+  token_store = "table", transport = "string|table",
+}
+
+local function check_options(opts)
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if not want then error(("moltflow.new: unknown option '%s'"):format(tostring(k)), 3) end
+    if not want:find(type(v), 1, true) then
+      error(("moltflow.new: field '%s' must be a %s (got %s)"):format(k, want:gsub("|", " or "), type(v)), 3)
+    end
+  end
+end
+
+local function default_base_url()
+  local host = os.getenv("MOLTFLOW_API_URL")
+  if host and host ~= "" then return (host:gsub("/+$", "")) .. "/api/v2" end
+  return DEFAULT_BASE_URL
+end
+
+local function nonempty(s)
+  if s == "" then return nil end
+  return s
+end
+
+-- The transports: how a built request reaches the server. Each is
+-- {send = function(client, req) -> value, res | nil, err; sleep = function(s)}.
+local blocking_io = {
+  send = function(c, req) return c._core:send(req) end,
+  sleep = core.sleep,
+}
+
+local transports = {curl = blocking_io}
+
+--- Registers a transport by name (used by moltflow.transport.* modules).
+function admin.register_transport(name, io)
+  transports[name] = io
+end
+
+local function pick_transport(opts)
+  local t = opts.transport
+  if type(t) == "table" then return t end
+  if t == nil and ngx and ngx.socket and ngx.get_phase and ngx.get_phase() ~= "init" then t = "ngx" end
+  t = t or "curl"
+  if t == "ngx" and not transports.ngx then require "moltflow.transport.ngx" end
+  local io = transports[t]
+  if not io then error(("moltflow.new: unknown transport '%s'"):format(t), 3) end
+  return io
+end
+
+local group_mts = {}
+
+--- Creates a client.
+-- @param opts options: `base_url`, `api_key`, `access_token`, `refresh_token`,
+--   `timeout` (30 s), `connect_timeout` (10 s), `max_response_bytes` (8 MiB),
+--   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
+--   false), `on_tokens`, `on_request`, `on_response`, `sleep`, `pace`,
+--   `refresh_skew` (60 s), `token_store`, `transport`.
+-- @return the client; raises on bad options
+function admin.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error("moltflow.new: expected a table of options", 2) end
+  check_options(opts)
+  local io = pick_transport(opts)
+  local store = opts.token_store
+  local access, refresh = opts.access_token, opts.refresh_token
+  if store and not access and not refresh then
+    if type(store.load) ~= "function" or type(store.save) ~= "function" then
+      error("moltflow.new: field 'token_store' needs load and save functions", 2)
+    end
+    local saved = store.load()
+    if saved then access, refresh = saved.access_token, saved.refresh_token end
+  end
+  local api_key = opts.api_key
+  if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
+  local cc = core.new{
+    base_url = opts.base_url or default_base_url(),
+    api_key = api_key,
+    access_token = access,
+    refresh_token = refresh,
+    timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout,
+    max_response_bytes = opts.max_response_bytes,
+    user_agent = opts.user_agent or ("moltflow-lua/%s (%s; %s)"):format(core.version, LUA_NAME,
+                                                                       core.curl_version:match("^%S+") or "libcurl"),
+    ca_file = opts.ca_file,
+    proxy = opts.proxy,
+    insecure_http = opts.insecure_http,
+  }
+  local self = setmetatable({
+    _core = cc,
+    _retry = retry.policy(opts.retry),
+    _io = io,
+    _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
+    _sleep = opts.sleep,
+    _on_tokens = opts.on_tokens,
+    _on_request = opts.on_request,
+    _on_response = opts.on_response,
+    _pace = opts.pace,
+    _skew = opts.refresh_skew or 60,
+    _store = store,
+    _rate = {},
+    _token_gen = 0,
+  }, Client)
+  for group, mt in pairs(group_mts) do
+    self[group] = setmetatable({_client = self}, mt)
+  end
+  return self
+end
+
+function Client:__tostring()
+  return tostring(self._core)
+end
+
+--- Closes the client: connections and secrets are released. Idempotent;
+-- also runs from `__close` and the garbage collector.
+function Client:close()
+  self._core:close()
+end
+Client.__close = Client.close
+
+--- Whether `close()` has run.
+function Client:is_closed()
+  return self._core:is_closed()
+end
+
+--- The current tokens: `{access_token, refresh_token, expires_at}` or nil.
+function Client:tokens()
+  return self._core:tokens()
+end
+
+local function notify_tokens(self)
+  self._token_gen = self._token_gen + 1
+  local tokens = self._core:tokens()
+  if self._store then self._store.save(tokens) end
+  if self._on_tokens then self._on_tokens(tokens) end
+end
+
+--- Replaces the tokens: `c:set_tokens{access_token = ..., refresh_token = ...}`
+-- (nil clears them). Calls `on_tokens`.
+function Client:set_tokens(t)
+  if t ~= nil and type(t) ~= "table" then error("moltflow: set_tokens: expected a table or nil", 2) end
+  t = t or {}
+  self._core:set_tokens(t.access_token, t.refresh_token)
+  notify_tokens(self)
+end
+
+--- Replaces the API key (nil removes it).
+function Client:set_api_key(key)
+  self._core:set_api_key(key)
+end
+
+--- The last rate-limit headers seen: `{remaining = n, reset = unix}`.
+function Client:rate_limit()
+  return {remaining = self._rate.remaining, reset = self._rate.reset}
+end
+
+-- The I/O of the running coroutine: async inside c:batch/c:spawn, else the
+-- client's transport.
+function Client:_current_io()
+  local co = coroutine.running()
+  return co and self._coio[co] or self._io
+end
+
+function Client:_wait(io, seconds)
+  if seconds <= 0 then return end
+  if io ~= self._io then return io.sleep(seconds) end
+  return (self._sleep or io.sleep)(seconds)
+end
+
+-- Single flight: the first caller refreshes, later ones wait for it.
+-- Returns true when the client holds a fresh access token afterwards.
+function Client:_refresh(io)
+  if self._refreshing then
+    while self._refreshing do self:_wait(io, 0.002) end
+    return (self._core:credentials())
+  end
+  local tokens = self._core:tokens()
+  local rt = tokens and tokens.refresh_token
+  if not rt then return false, admin.error{kind = "auth", message = "no refresh token: log in first",
+                                          method = "POST", path = "/auth/refresh"} end
+  self._refreshing = true
+  local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
+                           "POST", "none", io)
+  self._refreshing = false
+  if not ok then error(v, 0) end
+  if v == nil then
+    if err.kind == "auth" or (err.status and err.status >= 400 and err.status < 500) then
+      self._core:set_tokens(nil, nil)
+      notify_tokens(self)
+    end
+    return false, err
+  end
+  self._core:set_tokens(v.access_token, v.refresh_token or rt)
+  notify_tokens(self)
+  return true, v
+end
+
+-- Proactive refresh: an access token close to its exp is renewed first.
+function Client:_ensure_fresh(io)
+  local has_access, has_refresh, _, exp = self._core:credentials()
+  if has_access and has_refresh and exp and exp - core.time() < self._skew then
+    self:_refresh(io)
+  end
+end
+
+function Client:_pace_wait(io)
+  local r = self._rate
+  if r.remaining and r.remaining <= 0 and r.reset then
+    local wait = r.reset - core.time()
+    if wait > 0 then self:_wait(io, wait) end
+  end
+end
+
+local function hook_info(req, attempt)
+  local method, path = req:info()
+  return {method = method, path = path, attempt = attempt}
+end
+
+-- Runs a built request to its end: proactive and reactive token refresh,
+-- retries with backoff, pacing and hooks. All transports share it.
+function Client:_run(req, method, auth, io)
+  io = io or self:_current_io()
+  local policy = self._retry
+  local started = core.monotime()
+  local attempt, replayed = 0, false
+  while true do
+    attempt = attempt + 1
+    if auth ~= "none" then self:_ensure_fresh(io) end
+    if self._pace then self:_pace_wait(io) end
+    local info
+    if self._on_request or self._on_response then
+      info = hook_info(req, attempt)
+      if self._on_request then self._on_request(info) end
+    end
+    local gen = self._token_gen
+    local t0 = info and core.monotime()
+    local v, r = io.send(self, req)
+    if info and self._on_response then
+      local e = v == nil and r or nil
+      info.status = r and r.status
+      info.kind = e and e.kind
+      info.request_id = r and r.request_id
+      info.duration = core.monotime() - t0
+      self._on_response(info)
+    end
+    if v ~= nil then
+      if r.rate_limit then self._rate = r.rate_limit end
+      return v, r
+    end
+    local err = r
+    err.attempts = attempt
+    if err.rate_limit and err.rate_limit.remaining then self._rate = err.rate_limit end
+    local retry_now = false
+    if err.status == 401 and auth ~= "none" and not replayed and self._core:credentials() then
+      -- an expired or revoked access token: renew once and replay once
+      replayed = true
+      if gen ~= self._token_gen then
+        retry_now = true -- another call already renewed the tokens
+      elseif select(2, self._core:credentials()) then
+        retry_now = self:_refresh(io)
+        if not retry_now then
+          self._core:set_tokens(nil, nil)
+          notify_tokens(self)
+        end
+      end
+    end
+    if not retry_now then
+      local wait = policy and retry.delay(policy, method, err, attempt, core.monotime() - started, core.time())
+      if not wait then return nil, err end
+      self:_wait(io, wait)
+    end
+  end
+end
+
+function Client:_call(ep, ...)
+  local req = self._core:build(ep.ud, ...)
+  return self:_run(req, ep.method, ep.auth)
+end
+
+local raw_endpoints = {}
+
+--- Calls an endpoint that has no method yet.
+-- syntax: `value, res = c:request(method, path, {query = {...}, body = {...}, auth = "any"})`
+-- @param method "GET", "POST", "PUT", "PATCH" or "DELETE"
+-- @param path relative to the base URL, e.g. "/usage/current"
+function Client:request(method, path, opts)
+  if type(method) ~= "string" or not ({GET = 1, POST = 1, PUT = 1, PATCH = 1, DELETE = 1})[method] then
+    error("moltflow: request: 'method' must be GET, POST, PUT, PATCH or DELETE", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("moltflow: request: 'opts' must be a table", 2) end
+  local auth = opts and opts.auth or "any"
+  local key = method .. " " .. auth
+  local ep = raw_endpoints[key]
+  if not ep then
+    ep = core.endpoint{label = "request", method = method, path = "/", auth = auth, raw = true}
+    raw_endpoints[key] = ep
+  end
+  local req = self._core:build(ep, path, opts)
+  return self:_run(req, method, auth)
+end
+
+------------------------------------------------------- endpoint methods
+
+local special = {}
+
+local function store_tokens(self, v)
+  if type(v) == "table" and v.access_token then
+    self._core:set_tokens(v.access_token, v.refresh_token)
+    notify_tokens(self)
+  end
+end
+
+special["auth.login"] = function(ep)
+  return function(g, args)
+    local self = g._client
+    local v, r = self:_call(ep, args)
+    if v ~= nil then store_tokens(self, v) end
+    return v, r
+  end
+end
+special["auth.magic_link_verify"] = special["auth.login"]
+
+--- `c.auth:refresh()`: sends the stored refresh token and stores the new pair.
+special["auth.refresh"] = function()
+  return function(g)
+    local self = g._client
+    local ok, res = self:_refresh(self:_current_io())
+    if not ok then return nil, res end
+    return res, {status = 200, rate_limit = self._rate}
+  end
+end
+
+--- `c.auth:logout()`: revokes both tokens on the server and forgets them.
+special["auth.logout"] = function(ep)
+  return function(g)
+    local self = g._client
+    local tokens = self._core:tokens()
+    local v, r = self:_call(ep, {refresh_token = tokens and tokens.refresh_token})
+    if self._core:tokens() then
+      self._core:set_tokens(nil, nil)
+      self._token_gen = self._token_gen + 1
+      if self._store then self._store.save(nil) end
+      if self._on_tokens then self._on_tokens(nil) end
+    end
+    return v, r
+  end
+end
+
+local compiled = {}
+for _, e in ipairs(endpoints) do
+  local group, name, method, path, auth, scope, fields = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
+  local label = group .. "." .. name
+  local ep = {ud = core.endpoint{label = label, method = method, path = path, auth = auth, fields = fields},
+              group = group, name = name, method = method, path = path, auth = auth, scope = scope,
+              label = label}
+  compiled[#compiled + 1] = ep
+  local mt = group_mts[group]
+  if not mt then
+    mt = {__name = "moltflow." .. group}
+    mt.__index = mt
+    group_mts[group] = mt
+  end
+  local impl = special[label] and special[label](ep)
+  mt[name] = function(g, ...)
+    if getmetatable(g) ~= mt then
+      error(("moltflow: %s: call it with ':' (c.%s:%s(...))"):format(label, group, name), 2)
+    end
+    if impl then return impl(g, ...) end
+    return g._client:_call(ep, ...)
+  end
+  if label == "auth.refresh" then Client._eps = {refresh = ep.ud} end
+end
+
+--- The compiled endpoint list: `{label, group, name, method, path, auth, scope}` each.
+function admin.describe()
+  local out = {}
+  for i, ep in ipairs(compiled) do
+    local d = ep.ud:describe()
+    d.group, d.name, d.scope = ep.group, ep.name, ep.scope
+    out[i] = d
+  end
+  return out
+end
+
+admin.Client = Client
+return admin

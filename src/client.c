@@ -1,0 +1,403 @@
+/* The client userdata: options, secrets and lifetime. Created closed (all
+ * pointers NULL) so that the finaliser is safe whatever step of new() fails. */
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+
+#include "compat.h"
+#include "core.h"
+
+static char *dup_string(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+static void free_secret(char **s) {
+  if (*s) {
+    buffer_wipe(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+  }
+}
+
+static void client_release(client *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  http_close(c);
+  free_secret(&c->api_key);
+  free_secret(&c->access_token);
+  free_secret(&c->refresh_token);
+  free(c->base_url);
+  free(c->user_agent);
+  free(c->ca_file);
+  free(c->proxy);
+  c->base_url = c->user_agent = c->ca_file = c->proxy = NULL;
+  buffer_free(&c->scratch);
+}
+
+client *client_check(lua_State *L, int idx) {
+  client *c = luaL_checkudata(L, idx, CLIENT_MT);
+  if (c->closed) core_raise(L, "moltflow: the client is closed");
+  return c;
+}
+
+enum credential client_credential(const client *c, enum auth_mode auth) {
+  if (auth == AUTH_NONE) return CRED_NONE;
+  if (c->access_token) return CRED_BEARER;
+  if (auth == AUTH_ANY && c->api_key) return CRED_KEY;
+  return CRED_NONE;
+}
+
+/* ------------------------------------------------------------- options */
+
+static const char *opt_string(lua_State *L, int opts, const char *name, size_t *n) {
+  lua_getfield(L, opts, name);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING)
+    core_raise(L, "moltflow.new: field '%s' must be a string", name);
+  const char *s = lua_tolstring(L, -1, n);
+  lua_pop(L, 1); /* still referenced by the options table */
+  return s;
+}
+
+static double opt_number(lua_State *L, int opts, const char *name, double dflt, double min) {
+  lua_getfield(L, opts, name);
+  double v = dflt;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      core_raise(L, "moltflow.new: field '%s' must be a number", name);
+    v = (double)lua_tonumber(L, -1);
+    if (!(v >= min)) core_raise(L, "moltflow.new: field '%s' must be at least %g", name, min);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int opt_bool(lua_State *L, int opts, const char *name) {
+  lua_getfield(L, opts, name);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static char *opt_dup(lua_State *L, client *c, int opts, const char *name, int header) {
+  size_t n;
+  const char *s = opt_string(L, opts, name, &n);
+  if (!s) return NULL;
+  if (header && !request_header_safe(s, n))
+    core_raise(L, "moltflow.new: field '%s' contains CR, LF or NUL", name);
+  char *p = dup_string(s, n);
+  if (!p) {
+    client_release(c);
+    core_raise(L, "moltflow.new: out of memory");
+  }
+  return p;
+}
+
+/* "http(s)://host[:port]/path" with no user info, query or fragment. Plain
+ * http is for loopback only unless insecure_http is set. */
+static void check_base_url(lua_State *L, const char *u, int insecure_http) {
+  const char *host;
+  int https = 0;
+  if (!strncmp(u, "https://", 8)) {
+    host = u + 8;
+    https = 1;
+  } else if (!strncmp(u, "http://", 7)) {
+    host = u + 7;
+  } else {
+    core_raise(L, "moltflow.new: field 'base_url' must start with https:// or http://");
+    return;
+  }
+  size_t hl = strcspn(host, "/?#");
+  if (memchr(host, '@', hl)) core_raise(L, "moltflow.new: field 'base_url' must not carry user info");
+  if (strpbrk(u, "?#")) core_raise(L, "moltflow.new: field 'base_url' must not have a query or fragment");
+  if (!request_header_safe(u, strlen(u)) || strpbrk(u, " \t"))
+    core_raise(L, "moltflow.new: field 'base_url' contains white space or control characters");
+  if (https || insecure_http) return;
+  int loopback = (hl >= 9 && !strncmp(host, "localhost", 9) && (hl == 9 || host[9] == ':')) ||
+                 !strncmp(host, "127.", 4) || !strncmp(host, "[::1]", 5);
+  if (!loopback)
+    core_raise(L, "moltflow.new: refusing plain http:// to a host that is not loopback; "
+                  "use https:// (or set insecure_http = true)");
+}
+
+static int client_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  client *c = lua_newuserdata(L, sizeof *c);
+  memset(c, 0, sizeof *c);
+  c->closed = 1; /* until every resource is held */
+  luaL_setmetatable(L, CLIENT_MT);
+
+  size_t n;
+  const char *base = opt_string(L, 1, "base_url", &n);
+  if (!base) core_raise(L, "moltflow.new: field 'base_url' is required");
+  check_base_url(L, base, opt_bool(L, 1, "insecure_http"));
+  while (n > 0 && base[n - 1] == '/') n--; /* paths bring their own slash */
+  double timeout = opt_number(L, 1, "timeout", 30, 0.001);
+  double connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001);
+  double max_bytes = opt_number(L, 1, "max_response_bytes", 8.0 * 1024 * 1024, 1);
+
+  c->closed = 0;
+  c->base_url = dup_string(base, n);
+  c->base_len = n;
+  c->timeout_ms = (long)(timeout * 1000);
+  c->connect_timeout_ms = (long)(connect_timeout * 1000);
+  c->max_response_bytes = (size_t)max_bytes;
+  c->user_agent = opt_dup(L, c, 1, "user_agent", 1);
+  c->ca_file = opt_dup(L, c, 1, "ca_file", 0);
+  c->proxy = opt_dup(L, c, 1, "proxy", 0);
+  c->api_key = opt_dup(L, c, 1, "api_key", 1);
+  c->access_token = opt_dup(L, c, 1, "access_token", 1);
+  c->refresh_token = opt_dup(L, c, 1, "refresh_token", 1);
+  if (c->access_token)
+    c->access_exp = token_expiry(L, c->access_token, strlen(c->access_token), &c->scratch);
+  if (!c->base_url || !(c->main = http_transfer_new()) || http_configure(c, c->main)) {
+    client_release(c);
+    return core_raise(L, "moltflow.new: could not set up libcurl");
+  }
+  return 1;
+}
+
+/* -------------------------------------------------------------- methods */
+
+static int client_gc(lua_State *L) {
+  client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  client_release(c);
+  return 0;
+}
+
+static int client_tostring(lua_State *L) {
+  client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (c->closed) {
+    lua_pushliteral(L, "moltflow.client (closed)");
+  } else {
+    lua_pushfstring(L, "moltflow.client (%s; credentials:%s%s%s%s)", c->base_url,
+                    c->access_token ? " access token" : "", c->refresh_token ? " refresh token" : "",
+                    c->api_key ? " api key" : "",
+                    c->access_token || c->refresh_token || c->api_key ? "" : " none");
+  }
+  return 1;
+}
+
+static void set_secret(lua_State *L, client *c, char **slot, int idx, const char *what) {
+  if (lua_isnoneornil(L, idx)) {
+    free_secret(slot);
+    c->secrets_gen++;
+    return;
+  }
+  size_t n;
+  if (lua_type(L, idx) != LUA_TSTRING) core_raise(L, "moltflow: '%s' must be a string or nil", what);
+  const char *s = lua_tolstring(L, idx, &n);
+  if (n == 0) core_raise(L, "moltflow: '%s' must not be empty", what);
+  if (!request_header_safe(s, n)) core_raise(L, "moltflow: '%s' contains CR, LF or NUL", what);
+  char *p = dup_string(s, n);
+  if (!p) core_raise(L, "moltflow: out of memory");
+  free_secret(slot);
+  *slot = p;
+  c->secrets_gen++;
+}
+
+/* c:set_tokens(access, refresh): nil clears a token. */
+static int client_set_tokens(lua_State *L) {
+  client *c = client_check(L, 1);
+  set_secret(L, c, &c->access_token, 2, "access_token");
+  set_secret(L, c, &c->refresh_token, 3, "refresh_token");
+  c->access_exp = c->access_token
+                      ? token_expiry(L, c->access_token, strlen(c->access_token), &c->scratch)
+                      : 0;
+  return 0;
+}
+
+static int client_set_api_key(lua_State *L) {
+  client *c = client_check(L, 1);
+  set_secret(L, c, &c->api_key, 2, "api_key");
+  return 0;
+}
+
+/* c:tokens(): {access_token, refresh_token, expires_at} or nil. */
+static int client_tokens(lua_State *L) {
+  client *c = client_check(L, 1);
+  if (!c->access_token && !c->refresh_token) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 3);
+  if (c->access_token) {
+    lua_pushstring(L, c->access_token);
+    lua_setfield(L, -2, "access_token");
+  }
+  if (c->refresh_token) {
+    lua_pushstring(L, c->refresh_token);
+    lua_setfield(L, -2, "refresh_token");
+  }
+  if (c->access_exp > 0) {
+    lua_pushnumber(L, c->access_exp);
+    lua_setfield(L, -2, "expires_at");
+  }
+  return 1;
+}
+
+/* c:credentials(): which secrets are held (never their values) and when the
+ * access token expires. */
+static int client_credentials(lua_State *L) {
+  client *c = client_check(L, 1);
+  lua_pushboolean(L, c->access_token != NULL);
+  lua_pushboolean(L, c->refresh_token != NULL);
+  lua_pushboolean(L, c->api_key != NULL);
+  if (c->access_exp > 0)
+    lua_pushnumber(L, c->access_exp);
+  else
+    lua_pushnil(L);
+  return 4;
+}
+
+static int client_close(lua_State *L) {
+  client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  client_release(c);
+  return 0;
+}
+
+static int client_is_closed(lua_State *L) {
+  client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  lua_pushboolean(L, c->closed);
+  return 1;
+}
+
+static int client_send(lua_State *L) {
+  client *c = client_check(L, 1);
+  request *r = request_check(L, 2);
+  return http_perform(L, c, r);
+}
+
+static int client_start(lua_State *L) {
+  client *c = client_check(L, 1);
+  return http_start(L, c, request_check(L, 2));
+}
+
+static int client_poll(lua_State *L) {
+  client *c = client_check(L, 1);
+  double timeout = luaL_optnumber(L, 2, 0);
+  return http_poll(L, c, timeout < 0 ? 0 : timeout);
+}
+
+static int client_finish(lua_State *L) {
+  client *c = client_check(L, 1);
+  return http_finish(L, c, request_check(L, 2));
+}
+
+static int client_cancel(lua_State *L) {
+  client *c = client_check(L, 1);
+  http_cancel(c, request_check(L, 2));
+  return 0;
+}
+
+static int client_running(lua_State *L) {
+  client *c = client_check(L, 1);
+  lua_pushinteger(L, c->nrunning);
+  return 1;
+}
+
+/* c:wire(req): method, url, headers, body for a transport written in Lua
+ * (OpenResty). The headers include the credential: never log them. */
+static int client_wire(lua_State *L) {
+  client *c = client_check(L, 1);
+  request *r = request_check(L, 2);
+  enum credential cred = client_credential(c, r->auth);
+  if (r->auth != AUTH_NONE && cred == CRED_NONE)
+    return response_push_error(L, r, "auth", "no credentials: log in or set an API key", 0);
+  lua_pushstring(L, r->method);
+  lua_pushlstring(L, r->url.data, r->url.len);
+  lua_createtable(L, 0, 5);
+  lua_pushliteral(L, "application/json");
+  lua_setfield(L, -2, "Accept");
+  lua_pushstring(L, c->user_agent ? c->user_agent : "moltflow-lua/" MOLTFLOW_VERSION);
+  lua_setfield(L, -2, "User-Agent");
+  if (r->has_body) {
+    lua_pushliteral(L, "application/json");
+    lua_setfield(L, -2, "Content-Type");
+  }
+  if (cred == CRED_BEARER) {
+    lua_pushfstring(L, "Bearer %s", c->access_token);
+    lua_setfield(L, -2, "Authorization");
+  } else if (cred == CRED_KEY) {
+    lua_pushstring(L, c->api_key);
+    lua_setfield(L, -2, "X-API-Key");
+  }
+  if (r->has_body)
+    lua_pushlstring(L, r->body.data, r->body.len);
+  else
+    lua_pushnil(L);
+  return 4;
+}
+
+/* c:read(req, status, raw_headers, body): the response half for a Lua
+ * transport. */
+static int client_read(lua_State *L) {
+  client *c = client_check(L, 1);
+  request *r = request_check(L, 2);
+  long status = (long)luaL_checkinteger(L, 3);
+  size_t hl, bl;
+  const char *h = luaL_optlstring(L, 4, "", &hl);
+  const char *b = luaL_optlstring(L, 5, "", &bl);
+  if (bl > c->max_response_bytes)
+    return response_push_error(L, r, "too_large", "response body exceeds max_response_bytes", 0);
+  return response_push(L, c, r, status, h, hl, b, bl);
+}
+
+/* c:info(): non-secret settings, for tostring and diagnostics. */
+static int client_info(lua_State *L) {
+  client *c = client_check(L, 1);
+  lua_createtable(L, 0, 6);
+  lua_pushlstring(L, c->base_url, c->base_len);
+  lua_setfield(L, -2, "base_url");
+  lua_pushnumber(L, (lua_Number)c->timeout_ms / 1000);
+  lua_setfield(L, -2, "timeout");
+  lua_pushnumber(L, (lua_Number)c->connect_timeout_ms / 1000);
+  lua_setfield(L, -2, "connect_timeout");
+  lua_pushnumber(L, (lua_Number)c->max_response_bytes);
+  lua_setfield(L, -2, "max_response_bytes");
+  lua_pushstring(L, c->user_agent ? c->user_agent : "moltflow-lua/" MOLTFLOW_VERSION);
+  lua_setfield(L, -2, "user_agent");
+  return 1;
+}
+
+void client_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"build", request_build},
+      {"send", client_send},
+      {"start", client_start},
+      {"poll", client_poll},
+      {"finish", client_finish},
+      {"cancel", client_cancel},
+      {"running", client_running},
+      {"wire", client_wire},
+      {"read", client_read},
+      {"set_tokens", client_set_tokens},
+      {"set_api_key", client_set_api_key},
+      {"tokens", client_tokens},
+      {"credentials", client_credentials},
+      {"info", client_info},
+      {"close", client_close},
+      {"is_closed", client_is_closed},
+      {NULL, NULL}};
+  luaL_newmetatable(L, CLIENT_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, client_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, client_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, client_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, client_new);
+  lua_setfield(L, -2, "new");
+}

@@ -1,0 +1,363 @@
+/* Reading a response: header lines, the decoded body, and the error table.
+ * No I/O happens here; curl and Lua transports hand in what they received. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <lauxlib.h>
+
+#include "compat.h"
+#include "core.h"
+#include "json.h"
+
+static int name_is(const char *name, size_t n, const char *lower) {
+  size_t l = strlen(lower);
+  if (n != l) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (tolower((unsigned char)name[i]) != lower[i]) return 0;
+  return 1;
+}
+
+/* Calls fn for each "Name: value" line of the last header block (curl hands
+ * over every block, 1xx and redirects included). */
+typedef void (*header_fn)(void *ud, const char *name, size_t nl, const char *value, size_t vl);
+
+static void each_header(const char *h, size_t n, header_fn fn, void *ud) {
+  const char *end = h + n, *p = h, *block = h;
+  /* find the start of the last block: the last line starting with "HTTP/" */
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    if (end - p >= 5 && !memcmp(p, "HTTP/", 5)) block = p;
+    p = eol + 1;
+  }
+  for (p = block; p < end;) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    const char *le = eol;
+    if (le > p && le[-1] == '\r') le--;
+    const char *colon = memchr(p, ':', (size_t)(le - p));
+    if (colon && colon > p && !(le - p >= 5 && !memcmp(p, "HTTP/", 5))) {
+      const char *v = colon + 1;
+      while (v < le && (*v == ' ' || *v == '\t')) v++;
+      const char *ve = le;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      fn(ud, p, (size_t)(colon - p), v, (size_t)(ve - v));
+    }
+    p = eol + 1;
+  }
+}
+
+typedef struct {
+  lua_State *L;
+  int table;
+} header_table;
+
+static void put_header(void *ud, const char *name, size_t nl, const char *v, size_t vl) {
+  header_table *ht = ud;
+  lua_State *L = ht->L;
+  char lower[128];
+  if (nl >= sizeof lower) return; /* no header we care about is that long */
+  for (size_t i = 0; i < nl; i++) lower[i] = (char)tolower((unsigned char)name[i]);
+  lua_pushlstring(L, lower, nl);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, ht->table);
+  if (lua_isstring(L, -1)) { /* repeated header: join as HTTP allows */
+    lua_pushliteral(L, ", ");
+    lua_pushlstring(L, v, vl);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_pushlstring(L, v, vl);
+  }
+  lua_rawset(L, ht->table);
+}
+
+void response_push_headers(lua_State *L, const char *h, size_t n) {
+  lua_createtable(L, 0, 8);
+  header_table ht = {L, lua_gettop(L)};
+  each_header(h, n, put_header, &ht);
+}
+
+static int parse_number(const char *v, size_t n, double *out) {
+  char tmp[64];
+  if (n == 0 || n >= sizeof tmp) return 0;
+  memcpy(tmp, v, n);
+  tmp[n] = '\0';
+  char *end;
+  double d = strtod(tmp, &end);
+  if (end == tmp || *end != '\0' || d != d) return 0;
+  *out = d;
+  return 1;
+}
+
+/* Retry-After is delay-seconds or an HTTP-date (RFC 9110 10.2.3). Returns the
+ * seconds to wait from now, or -1 when unreadable. */
+double response_retry_after(const char *v, size_t n, double now) {
+  double d;
+  if (parse_number(v, n, &d)) return d < 0 ? 0 : d;
+  char tmp[64];
+  if (n == 0 || n >= sizeof tmp) return -1;
+  memcpy(tmp, v, n);
+  tmp[n] = '\0';
+  static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char wday[4], mon[4];
+  int day, year, hh, mm, ss;
+  if (sscanf(tmp, "%3s, %d %3s %d %d:%d:%d GMT", wday, &day, mon, &year, &hh, &mm, &ss) != 7)
+    return -1;
+  int m;
+  for (m = 0; m < 12 && strcmp(mon, months[m]); m++) {}
+  if (m == 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return -1;
+  /* days from civil (Howard Hinnant), avoiding timegm's portability trouble */
+  int y = year - (m + 1 <= 2);
+  long era = (y >= 0 ? y : y - 399) / 400;
+  long yoe = y - era * 400;
+  long doy = (153 * ((m + 1) + ((m + 1) > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+  long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  double t = (double)(era * 146097 + doe - 719468) * 86400 + hh * 3600 + mm * 60 + ss;
+  d = t - now;
+  return d < 0 ? 0 : d;
+}
+
+typedef struct {
+  double remaining, reset, retry_after, content_length;
+  const char *request_id, *content_type;
+  size_t request_id_len, content_type_len;
+} known_headers;
+
+static void note_header(void *ud, const char *name, size_t nl, const char *v, size_t vl) {
+  known_headers *k = ud;
+  if (name_is(name, nl, "x-ratelimit-remaining")) parse_number(v, vl, &k->remaining);
+  else if (name_is(name, nl, "x-ratelimit-reset")) parse_number(v, vl, &k->reset);
+  else if (name_is(name, nl, "retry-after")) k->retry_after = response_retry_after(v, vl, (double)time(NULL));
+  else if (name_is(name, nl, "x-request-id")) { k->request_id = v; k->request_id_len = vl; }
+  else if (name_is(name, nl, "content-type")) { k->content_type = v; k->content_type_len = vl; }
+}
+
+static void push_rate_limit(lua_State *L, const known_headers *k) {
+  lua_createtable(L, 0, 2);
+  if (k->remaining >= 0) {
+    lua_pushnumber(L, k->remaining);
+    lua_setfield(L, -2, "remaining");
+  }
+  if (k->reset >= 0) {
+    lua_pushnumber(L, k->reset);
+    lua_setfield(L, -2, "reset");
+  }
+}
+
+static int is_json_type(const known_headers *k) {
+  if (!k->content_type) return 1; /* absent: try anyway */
+  size_t n = k->content_type_len;
+  const char *t = k->content_type;
+  for (size_t i = 0; i + 4 <= n; i++)
+    if (!strncmp(t + i, "json", 4)) return 1;
+  return 0;
+}
+
+static void set_common(lua_State *L, int t, const request *r, long status, const known_headers *k) {
+  lua_pushinteger(L, status);
+  lua_setfield(L, t, "status");
+  if (k->request_id) {
+    lua_pushlstring(L, k->request_id, k->request_id_len);
+    lua_setfield(L, t, "request_id");
+  }
+  push_rate_limit(L, k);
+  lua_setfield(L, t, "rate_limit");
+  (void)r;
+}
+
+static void set_error_fields(lua_State *L, int t, const request *r, const char *kind, const char *message) {
+  lua_pushstring(L, kind);
+  lua_setfield(L, t, "kind");
+  lua_pushstring(L, message);
+  lua_setfield(L, t, "message");
+  lua_pushstring(L, r->method);
+  lua_setfield(L, t, "method");
+  lua_pushlstring(L, r->path.data ? r->path.data : "", r->path.len);
+  lua_setfield(L, t, "path");
+  lua_pushinteger(L, 1);
+  lua_setfield(L, t, "attempts");
+  luaL_setmetatable(L, ERROR_MT);
+}
+
+int response_push_error(lua_State *L, const request *r, const char *kind, const char *message,
+                        int connect_failed) {
+  lua_pushnil(L);
+  lua_createtable(L, 0, 8);
+  int t = lua_gettop(L);
+  set_error_fields(L, t, r, kind, message);
+  if (connect_failed) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, t, "connect_failed");
+  }
+  return 2;
+}
+
+/* The field a FastAPI "loc" names: ["body", "scopes", 0] -> "scopes.0". */
+static void push_loc(lua_State *L, int item) {
+  lua_getfield(L, item, "loc");
+  int loc = lua_gettop(L), parts = 0;
+  size_t n = lua_istable(L, loc) ? mf_rawlen(L, loc) : 0;
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, loc, (int)i);
+    const char *s = lua_tostring(L, -1);
+    int where = i == 1 && lua_type(L, -1) == LUA_TSTRING &&
+                (!strcmp(s, "body") || !strcmp(s, "query") || !strcmp(s, "path"));
+    if (!s || where || !lua_checkstack(L, 2)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (parts++) {
+      lua_pushliteral(L, ".");
+      lua_insert(L, -2);
+    }
+  }
+  lua_concat(L, parts ? parts * 2 - 1 : 0);
+  lua_remove(L, loc);
+}
+
+/* From {"detail": ...}: sets message, detail and validation_errors on t. */
+static void interpret_detail(lua_State *L, int t, int body, long status) {
+  lua_getfield(L, body, "detail");
+  int d = lua_gettop(L);
+  lua_pushvalue(L, d);
+  lua_setfield(L, t, "detail");
+  if (lua_type(L, d) == LUA_TSTRING) {
+    lua_setfield(L, t, "message");
+    return;
+  }
+  if (!lua_istable(L, d)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "HTTP %d", (int)status);
+    lua_setfield(L, t, "message");
+    return;
+  }
+  size_t n = mf_rawlen(L, d);
+  lua_createtable(L, (int)n, 0);
+  int list = lua_gettop(L), count = 0;
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, d, (int)i);
+    int item = lua_gettop(L);
+    if (lua_istable(L, item)) {
+      lua_createtable(L, 0, 3);
+      int v = lua_gettop(L);
+      push_loc(L, item);
+      lua_setfield(L, v, "field");
+      lua_getfield(L, item, "msg");
+      if (!lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "invalid");
+      }
+      lua_setfield(L, v, "message");
+      lua_getfield(L, item, "type");
+      lua_setfield(L, v, "type");
+      lua_rawseti(L, list, ++count);
+    }
+    lua_settop(L, list);
+  }
+  /* the message: "field: msg; field: msg" */
+  lua_pushliteral(L, "");
+  for (int i = 1; i <= count; i++) {
+    lua_rawgeti(L, list, i);
+    int v = lua_gettop(L);
+    lua_pushstring(L, i > 1 ? "; " : "");
+    lua_getfield(L, v, "field");
+    lua_pushstring(L, *lua_tostring(L, -1) ? ": " : "");
+    lua_getfield(L, v, "message");
+    lua_remove(L, v);
+    lua_concat(L, 5);
+  }
+  lua_setfield(L, t, "message");
+  lua_setfield(L, t, "validation_errors");
+  lua_pop(L, 1); /* detail */
+}
+
+int response_push(lua_State *L, client *c, const request *r, long status, const char *headers,
+                  size_t hlen, const char *body, size_t blen) {
+  known_headers k = {-1, -1, -1, -1, NULL, NULL, 0, 0};
+  each_header(headers, hlen, note_header, &k);
+  char err[160];
+  int ok = status >= 200 && status < 300;
+  if (ok) {
+    if (status == 204 || blen == 0) {
+      lua_pushboolean(L, 1);
+    } else if (!is_json_type(&k)) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "expected a JSON response, got Content-Type %.*s",
+               (int)(k.content_type_len > 80 ? 80 : k.content_type_len), k.content_type);
+      response_push_error(L, r, "decode", msg, 0);
+      set_common(L, lua_gettop(L), r, status, &k);
+      return 2;
+    } else if (json_decode(L, body, blen, &c->scratch, err, sizeof err)) {
+      char msg[220];
+      snprintf(msg, sizeof msg, "malformed JSON in the response: %s", err);
+      response_push_error(L, r, "decode", msg, 0);
+      set_common(L, lua_gettop(L), r, status, &k);
+      return 2;
+    }
+    lua_createtable(L, 0, 4);
+    int res = lua_gettop(L);
+    set_common(L, res, r, status, &k);
+    response_push_headers(L, headers, hlen);
+    lua_setfield(L, res, "headers");
+    return 2;
+  }
+
+  lua_pushnil(L);
+  lua_createtable(L, 0, 14);
+  int t = lua_gettop(L);
+  set_common(L, t, r, status, &k);
+  set_error_fields(L, t, r, status == 401 ? "auth" : "http", "");
+  response_push_headers(L, headers, hlen);
+  lua_setfield(L, t, "headers");
+  if (k.retry_after >= 0) {
+    lua_pushnumber(L, k.retry_after);
+    lua_setfield(L, t, "retry_after");
+  }
+  if (blen && is_json_type(&k) && !json_decode(L, body, blen, &c->scratch, err, sizeof err)) {
+    int b = lua_gettop(L);
+    if (lua_istable(L, b))
+      interpret_detail(L, t, b, status);
+    else {
+      lua_pushfstring(L, "HTTP %d", (int)status);
+      lua_setfield(L, t, "message");
+    }
+    lua_pop(L, 1);
+  } else {
+    /* An HTML page from a proxy, or nothing: say so briefly, never echo it. */
+    lua_pushfstring(L, "HTTP %d%s", (int)status,
+                    blen ? " with a non-JSON body" : "");
+    lua_setfield(L, t, "message");
+  }
+  return 2;
+}
+
+static int error_tostring(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "kind");
+  lua_getfield(L, 1, "status");
+  lua_getfield(L, 1, "method");
+  lua_getfield(L, 1, "path");
+  lua_getfield(L, 1, "message");
+  const char *kind = luaL_optstring(L, 2, "error");
+  const char *what = lua_isnumber(L, 3) && !strcmp(kind, "http") ? lua_tostring(L, 3) : kind;
+  if (lua_isnumber(L, 3) && strcmp(kind, "http")) {
+    lua_pushfstring(L, "%s %s", kind, lua_tostring(L, 3));
+    what = lua_tostring(L, -1);
+  }
+  lua_pushfstring(L, "moltflow: %s %s %s: %s", what, luaL_optstring(L, 4, "?"),
+                  luaL_optstring(L, 5, "?"), luaL_optstring(L, 6, ""));
+  return 1;
+}
+
+void response_open(lua_State *L) {
+  luaL_newmetatable(L, ERROR_MT);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "moltflow.error");
+  lua_setfield(L, -2, "__name");
+  lua_setfield(L, -2, "error_mt");
+}
