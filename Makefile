@@ -65,11 +65,11 @@ test-luajit:
 	$(BUSTED_JIT) --output=utfTerminal spec
 
 demo: all
-	@url=$$(bin/moltflow-emulator --daemon --port 0 --prefix "$$(mktemp -d)") || exit 1; \
-	prefix=$$(dirname "$$(dirname "$$url")"); \
-	trap 'bin/moltflow-emulator --stop --url "$$url" >/dev/null 2>&1' EXIT; \
-	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	MOLTFLOW_BASE_URL="$$url" lua5.4 examples/quickstart.lua
+	@prefix=$$(mktemp -d); \
+	url=$$(bin/moltflow-emulator --daemon --port 0 --prefix "$$prefix" --quiet) || exit 1; \
+	trap 'bin/moltflow-emulator --stop --prefix "$$prefix" --quiet; rm -rf "$$prefix"' EXIT; \
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_API_KEY= \
+	MOLTFLOW_API_URL="$${url%/api/v2}" lua5.4 examples/quickstart.lua
 
 emulator:
 	PORT=$(PORT) bin/moltflow-emulator --port $(PORT)

@@ -244,6 +244,12 @@ function Client:close()
 end
 Client.__close = Client.close
 
+--- Settings that hold no secret: `{base_url, timeout, connect_timeout,
+-- max_response_bytes, user_agent}`.
+function Client:info()
+  return self._core:info()
+end
+
 --- Whether `close()` has run.
 function Client:is_closed()
   return self._core:is_closed()
