@@ -803,3 +803,88 @@ describe("moltflow emulator", function()
     end)
   end)
 end)
+
+describe("bin/moltflow-emulator", function()
+  local function sh(cmd)
+    local p = io.popen(cmd .. " 2>&1")
+    local out = p:read("*a")
+    local ok = p:close()
+    return out, ok == true
+  end
+  local function read(path)
+    local f = assert(io.open(path))
+    local s = f:read("*a")
+    f:close()
+    return s
+  end
+  local function pid_alive(pid)
+    return select(2, sh("kill -0 " .. pid))
+  end
+
+  local prefix, conf_dir
+  before_each(function()
+    prefix = sh("mktemp -d"):gsub("%s+$", "")
+    conf_dir = sh("mktemp -d"):gsub("%s+$", "")
+  end)
+  after_each(function()
+    sh(emu.launcher .. " --stop --prefix " .. prefix .. " --quiet")
+    sh("rm -rf " .. prefix .. " " .. conf_dir)
+  end)
+
+  it("--daemon prints only the base URL, writes a private nginx.conf, and --stop ends nginx", function()
+    local http_conf, server_conf = conf_dir .. "/http.conf", conf_dir .. "/server.conf"
+    assert(io.open(http_conf, "w")):write("lua_shared_dict spec_dict 1m;\n"):close()
+    assert(io.open(server_conf, "w")):write(
+      'location = /spec-extra { content_by_lua_block { ngx.say(ngx.shared.spec_dict and "dict" or "none") } }\n'):close()
+    local out, ok = sh("MOLTFLOW_EMULATOR_LUA_CPATH='/opt/spec/?.so' " .. emu.launcher .. " --daemon --port 0 --prefix "
+      .. prefix .. " --no-rate-limit --http-conf " .. http_conf .. " --server-conf " .. server_conf)
+    assert.is_true(ok)
+    local port = out:match("^http://127%.0%.0%.1:(%d+)/api/v2\n$")
+    assert.is_string(port, out)
+    assert.is_true(tonumber(port) >= 20000 and tonumber(port) <= 60999)
+
+    local conf = read(prefix .. "/nginx.conf")
+    assert.matches("load_module /usr/lib/nginx/modules/ndk_http_module.so;", conf, 1, true)
+    assert.matches("load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;", conf, 1, true)
+    assert.matches("worker_processes 1;", conf, 1, true)
+    assert.matches("pid " .. prefix .. "/nginx.pid;", conf, 1, true)
+    assert.matches("access_log off;", conf, 1, true)
+    assert.matches("client_body_temp_path " .. prefix, conf, 1, true)
+    assert.matches('lua_package_cpath "/opt/spec/?.so;;";', conf, 1, true)
+    assert.matches("listen 127.0.0.1:" .. port .. ";", conf, 1, true)
+    assert.is_nil(conf:find("/etc/nginx", 1, true))
+
+    local base = "http://127.0.0.1:" .. port
+    local extra = http.request({ url = base .. "/spec-extra" })
+    assert.equal("dict\n", extra.body)
+    local cfg = http.request({ url = base .. "/_emulator/config" })
+    assert.equal('{"rate_limit":false,"rate_limit_scale":1}', cfg.body)
+
+    local pid = read(prefix .. "/nginx.pid"):gsub("%s+$", "")
+    assert.is_true(pid_alive(pid))
+    local _, stopped = sh(emu.launcher .. " --stop --prefix " .. prefix)
+    assert.is_true(stopped)
+    assert.is_false(pid_alive(pid))
+    local res = http.request({ url = base .. "/_emulator/health" })
+    assert.is_nil(res)
+  end)
+
+  it("fails with the startup log when the port is taken", function()
+    local port = emu.url:match(":(%d+)/")
+    local out, ok = sh(emu.launcher .. " --daemon --port " .. port .. " --prefix " .. prefix)
+    assert.is_false(ok)
+    assert.matches("Address already in use", out)
+  end)
+
+  it("runs from an installed layout ($PREFIX/bin + $PREFIX/share/lua/5.4)", function()
+    local inst = conf_dir .. "/inst"
+    sh("mkdir -p " .. inst .. "/bin " .. inst .. "/share/lua/5.4/moltflow && cp " .. emu.launcher .. " " .. inst
+      .. "/bin/ && cp -r " .. emu.root .. "/lua/moltflow/emulator " .. inst .. "/share/lua/5.4/moltflow/")
+    local out, ok = sh(inst .. "/bin/moltflow-emulator --daemon --port 0 --prefix " .. prefix .. " --quiet")
+    assert.is_true(ok, out)
+    assert.matches(inst .. "/share/lua/5.4/?.lua", read(prefix .. "/nginx.conf"), 1, true)
+    local res = http.request({ url = out:gsub("%s+$", "") .. "/billing/plans" })
+    assert.equal(200, res.status)
+    sh(inst .. "/bin/moltflow-emulator --stop --prefix " .. prefix)
+  end)
+end)

@@ -16,6 +16,7 @@ local M = {}
 local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/support/emulator%.lua$") or "."
 local root = here
 local launcher = root .. "/bin/moltflow-emulator"
+M.root, M.launcher = root, launcher
 
 -- The same seed module the server loads: one source of truth for credentials.
 local seed = dofile(root .. "/lua/moltflow/emulator/seed.lua")
