@@ -514,5 +514,8 @@ function admin.describe()
   return out
 end
 
+--- The method tables: `admin.Client` for clients, `admin.groups.api_keys`
+-- and so on for endpoint groups. Helper modules add methods here.
 admin.Client = Client
+admin.groups = group_mts
 return admin
