@@ -551,6 +551,15 @@ describe("moltflow emulator", function()
       assert.equal(200, call("GET", "/usage/current", { key = seed.keys.solo_all }).status)
     end)
 
+    it("limits unauthenticated requests per client IP with the free plan's limit", function()
+      emu.control("POST", "config", { rate_limit_scale = 0.2 })
+      assert.equal(200, call("GET", "/billing/plans").status)
+      assert.equal(200, call("POST", "/auth/login", { body = { email = seed.owner.email, password = seed.owner.password } }).status)
+      assert.equal(429, call("GET", "/billing/plans").status)
+      -- Authenticated calls use the tenant's own bucket.
+      assert.equal(200, call("GET", "/usage/current", { key = seed.keys.all }).status)
+    end)
+
     it("can be scaled and switched off (headers still sent)", function()
       emu.control("POST", "config", { rate_limit_scale = 0.2 })
       -- free: 10 * 0.2 = 2 requests a minute.
@@ -679,11 +688,14 @@ describe("moltflow emulator", function()
       assert.equal(seed.keys.all, log[2].headers["x-api-key"])
     end)
 
-    it("reset restores seed data, the clock and the logs", function()
+    it("reset restores seed data, the clock, the config and the logs", function()
       local t = login(seed.owner).access_token
       call("PATCH", "/tenant/settings", { token = t, body = { require_approval = true } })
       emu.advance(1000)
+      local launch = emu.control("GET", "config")
+      emu.control("POST", "config", { rate_limit = false, rate_limit_scale = 3 })
       emu.reset()
+      assert.same(launch, emu.control("GET", "config"))
       assert.is_false(call("GET", "/tenant/settings", { key = seed.keys.all }).json.require_approval)
       local clock = emu.control("GET", "clock")
       assert.equal(0, clock.offset)
@@ -723,6 +735,16 @@ describe("moltflow emulator", function()
       emu.fault({ path = "/api-keys", method = "POST", status = 500 })
       assert.equal(500, create_key({ key = seed.keys.all }, { name = "n", scopes = { "usage:read" } }).status)
       assert.equal(2, #call("GET", "/api-keys", { key = seed.keys.all }).json)
+    end)
+
+    it("sets the content type and extra headers of an injected answer", function()
+      emu.fault({ status = 502, body = "<html>bad gateway</html>", content_type = "text/html",
+                  headers = { ["X-Upstream"] = "lb-1" } })
+      local r = call("GET", "/billing/plans")
+      assert.equal(502, r.status)
+      assert.equal("text/html", r.headers["content-type"])
+      assert.equal("lb-1", r.headers["x-upstream"])
+      assert.equal("<html>bad gateway</html>", r.body)
     end)
 
     it("retry_after alone answers 429", function()
@@ -817,8 +839,13 @@ describe("bin/moltflow-emulator", function()
     f:close()
     return s
   end
+  -- A stopped daemon may linger as a zombie until init reaps it: not alive.
   local function pid_alive(pid)
-    return select(2, sh("kill -0 " .. pid))
+    local f = io.open("/proc/" .. pid .. "/stat")
+    if not f then return false end
+    local stat = f:read("*a")
+    f:close()
+    return stat:match("%) (%a)") ~= "Z"
   end
 
   local prefix, conf_dir

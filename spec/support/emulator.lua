@@ -45,8 +45,11 @@ function M.start(opts)
     return base_url
   end
   local prefix = assert(io.popen("mktemp -d /tmp/moltflow-spec.XXXXXX")):read("*l")
-  local cmd = string.format("%s --daemon --port 0 --prefix %s --rate-limit-scale %s --quiet",
-    shell_quote(launcher), shell_quote(prefix), tostring(opts.rate_limit_scale or 1000))
+  -- The shell's parent is this Lua process: if it dies without closing the
+  -- state (crash, kill -9), the launcher's watchdog still stops nginx.
+  local lua_pid = assert(io.popen("echo $PPID")):read("*l")
+  local cmd = string.format("%s --daemon --port 0 --prefix %s --rate-limit-scale %s --owner-pid %s --quiet",
+    shell_quote(launcher), shell_quote(prefix), tostring(opts.rate_limit_scale or 1000), lua_pid)
   local p = assert(io.popen(cmd))
   local url = p:read("*l")
   local ok = p:close()

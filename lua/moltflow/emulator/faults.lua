@@ -60,8 +60,8 @@ local REASONS = { [200] = "OK", [201] = "Created", [204] = "No Content", [302] =
                   [503] = "Service Unavailable", [504] = "Gateway Timeout" }
 
 -- Write a response straight onto the connection, bypassing nginx's HTTP
--- framing, then close it: the only way to send a lying Content-Length or an
--- unterminated chunked body.
+-- framing: the only way to send a lying Content-Length or an unterminated
+-- chunked body. nginx closes a raw-socket connection when the handler ends.
 local function raw_send(req, status, headers, payload)
   local sock = assert(ngx.req.socket(true))
   local lines = { string.format("HTTP/1.1 %d %s", status, REASONS[status] or "Status") }
@@ -69,7 +69,6 @@ local function raw_send(req, status, headers, payload)
   lines[#lines + 1] = "X-Request-Id: " .. req.id
   lines[#lines + 1] = "Connection: close"
   sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. payload)
-  sock:close()
   return ngx.exit(ngx.OK)
 end
 
