@@ -55,10 +55,17 @@ function M.start(opts)
   local ok = p:close()
   if not ok or not url then error("could not start the emulator: " .. cmd) end
   base_url = url
-  sentinel = setmetatable({}, { __gc = function()
+  local function stop()
     os.execute(string.format("%s --stop --prefix %s --quiet; rm -rf %s",
       shell_quote(launcher), shell_quote(prefix), shell_quote(prefix)))
-  end })
+  end
+  -- Lua 5.1/LuaJIT run __gc only for userdata (newproxy); Lua 5.4 for tables.
+  if newproxy then
+    sentinel = newproxy(true)
+    getmetatable(sentinel).__gc = stop
+  else
+    sentinel = setmetatable({}, { __gc = stop })
+  end
   return base_url
 end
 

@@ -85,18 +85,26 @@ end
 -- count against their tenant's plan limit; everything else (public
 -- endpoints, failed authentication, unknown paths) against the caller's IP
 -- with the free plan's limit.
-local function rate_limit(req, tenant)
+
+-- The bucket of a tenant (or of the caller's IP when tenant is nil), reset
+-- when a new window has begun; plus its limit, the window end and now.
+local function bucket_of(req, tenant)
   local now = state.now()
   local window = math.floor(now / 60) * 60
   local plan = state.plans_by_id[tenant and tenant.subscription.plan_id or "free"]
   local limit = math.max(1, math.floor(plan.limits.requests_per_minute * state.config.rate_limit_scale))
-  local bucket_id = tenant and ("tenant:" .. tenant.id) or ("ip:" .. req.remote_addr)
-  local bucket = state.rate[bucket_id]
+  local id = tenant and ("tenant:" .. tenant.id) or ("ip:" .. req.remote_addr)
+  local bucket = state.rate[id]
   if not bucket or bucket.window ~= window then
     bucket = { window = window, count = 0 }
-    state.rate[bucket_id] = bucket
+    state.rate[id] = bucket
   end
-  local reset = window + 60
+  return bucket, limit, window + 60, now
+end
+
+-- Counts the request; false (and Retry-After) when the limit is reached.
+local function rate_limit(req, tenant)
+  local bucket, limit, reset, now = bucket_of(req, tenant)
   if state.config.rate_limit and bucket.count >= limit then
     req.rate = { remaining = 0, reset = reset, retry_after = math.max(1, math.ceil(reset - now)) }
     return false
@@ -109,12 +117,8 @@ end
 -- Rate headers for answers injected by a fault: the caller's IP bucket as it
 -- stands, without counting the request.
 local function peek_rate(req)
-  local now = state.now()
-  local window = math.floor(now / 60) * 60
-  local limit = math.max(1, math.floor(state.plans_by_id.free.limits.requests_per_minute * state.config.rate_limit_scale))
-  local bucket = state.rate["ip:" .. req.remote_addr]
-  local used = (bucket and bucket.window == window) and bucket.count or 0
-  req.rate = { remaining = math.max(0, limit - used), reset = window + 60 }
+  local bucket, limit, reset = bucket_of(req, nil)
+  req.rate = { remaining = math.max(0, limit - bucket.count), reset = reset }
 end
 
 ---------------------------------------------------------------- pipeline
