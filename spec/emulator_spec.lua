@@ -89,9 +89,11 @@ describe("moltflow emulator", function()
       local r = call("POST", "/auth/login")
       assert.equal(422, r.status)
       assert.same({ { loc = { "body" }, msg = "field required", type = "value_error.missing" } }, r.json.detail)
-      r = call("POST", "/auth/login", { body = "[1]" })
-      assert.equal(422, r.status)
-      assert.equal("type_error.dict", r.json.detail[1].type)
+      for _, body in ipairs({ "[1]", "null", "3" }) do
+        r = call("POST", "/auth/login", { body = body })
+        assert.equal(422, r.status)
+        assert.equal("type_error.dict", r.json.detail[1].type)
+      end
     end)
   end)
 
@@ -817,8 +819,10 @@ describe("moltflow emulator", function()
     end)
 
     it("rejects unknown fault fields and can be cleared", function()
-      local _, status = emu.fault({ stauts = 500 })
-      assert.equal(422, status)
+      for _, bad in ipairs({ { stauts = 500 }, { status = "500" }, { times = 1.5 }, { delay = -1 }, { status = 42 } }) do
+        local _, status = emu.fault(bad)
+        assert.equal(422, status)
+      end
       emu.fault({ status = 500 })
       emu.control("DELETE", "faults")
       assert.equal(200, call("GET", "/billing/plans").status)

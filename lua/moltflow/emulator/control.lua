@@ -15,8 +15,8 @@ end
 local function body_of(req)
   if req.body_raw:match("^%s*$") then return {} end
   local b = json.decode(req.body_raw)
-  if type(b) ~= "table" then
-    reply(req, 400, { detail = "Invalid JSON body" })
+  if type(b) ~= "table" or b == json.null or json.is_array(b) then
+    reply(req, 400, { detail = "Body must be a JSON object" })
     return nil
   end
   return b

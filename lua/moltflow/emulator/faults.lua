@@ -26,7 +26,16 @@ function M.register(spec)
   local fault = {}
   for k, v in pairs(spec) do fault[k] = v end
   fault.times = fault.times or 1
-  if fault.times < 1 then return nil, "times must be >= 1" end
+  if fault.times < 1 or fault.times ~= math.floor(fault.times) then return nil, "times must be an integer >= 1" end
+  if fault.status and (fault.status < 100 or fault.status > 599 or fault.status ~= math.floor(fault.status)) then
+    return nil, "status must be an HTTP status code"
+  end
+  for _, k in ipairs({ "delay", "retry_after" }) do
+    if fault[k] and fault[k] < 0 then return nil, k .. " must be >= 0" end
+  end
+  for _, k in ipairs({ "oversize", "trickle" }) do
+    if fault[k] and fault[k] <= 0 then return nil, k .. " must be > 0" end
+  end
   -- Accept the full path too, but match on the path after /api/v2.
   if fault.path and fault.path:sub(1, #BASE + 1) == BASE .. "/" then fault.path = fault.path:sub(#BASE + 1) end
   if fault.method then fault.method = fault.method:upper() end

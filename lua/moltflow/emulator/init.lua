@@ -178,7 +178,7 @@ local function handle_api(req)
     else
       local decoded = json.decode(req.body_raw)
       if decoded == nil then return send(400, { detail = "Invalid JSON body" }) end
-      if type(decoded) ~= "table" or json.is_array(decoded) then
+      if type(decoded) ~= "table" or json.is_array(decoded) or decoded == json.null then
         return send(422, { detail = { { loc = json.array({ "body" }), msg = "value is not a valid dict", type = "type_error.dict" } } })
       end
       body = decoded
