@@ -900,6 +900,24 @@ describe("bin/moltflow-emulator", function()
     assert.is_nil(res)
   end)
 
+  it("runs in the foreground on $PORT, printing its URL, and --stop ends it", function()
+    math.randomseed(os.time())
+    local port = tostring(math.random(20000, 60999))
+    sh("PORT=" .. port .. " " .. emu.launcher .. " --prefix " .. prefix .. " >" .. prefix .. "/out 2>&1 &")
+    local res
+    for _ = 1, 100 do
+      res = http.request({ url = "http://127.0.0.1:" .. port .. "/_emulator/health", timeout = 1 })
+      if res then break end
+      sh("sleep 0.05")
+    end
+    assert.equal(200, res.status)
+    assert.equal("MoltFlow emulator listening on http://127.0.0.1:" .. port .. "/api/v2\n", read(prefix .. "/out"))
+    assert.matches("daemon off;", read(prefix .. "/nginx.conf"), 1, true)
+    local pid = read(prefix .. "/nginx.pid"):gsub("%s+$", "")
+    sh(emu.launcher .. " --stop --prefix " .. prefix)
+    assert.is_false(pid_alive(pid))
+  end)
+
   it("fails with the startup log when the port is taken", function()
     local port = emu.url:match(":(%d+)/")
     local out, ok = sh(emu.launcher .. " --daemon --port " .. port .. " --prefix " .. prefix)
