@@ -79,7 +79,7 @@ local function bearer(token)
   return { kind = "token", user = user, tenant = state.tenants[user.tenant_id], claims = claims }
 end
 
-function M.find_key(raw_key)
+local function find_key(raw_key)
   local hash = crypto.sha256_hex(raw_key)
   for _, key in pairs(state.keys) do
     if crypto.constant_time_equal(key.key_hash, hash) then return key end
@@ -87,7 +87,7 @@ function M.find_key(raw_key)
 end
 
 local function api_key(raw_key)
-  local key = M.find_key(raw_key)
+  local key = find_key(raw_key)
   if not key or not key.is_active then return nil, "Invalid API key" end
   if key.expires_at and key.expires_at <= state.now() then return nil, "API key expired" end
   key.last_used_at = state.now_s()
