@@ -518,4 +518,5 @@ end
 -- and so on for endpoint groups. Helper modules add methods here.
 admin.Client = Client
 admin.groups = group_mts
+require("moltflow.helpers").install(admin) -- c:quota(), c.api_keys:ensure{...}, ...
 return admin
