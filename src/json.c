@@ -1,6 +1,6 @@
 #include "json.h"
 
-#include <limits.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +40,8 @@ static int enc_fail(encoder *e, const char *what) {
 
 static int enc_oom(encoder *e) { return enc_fail(e, "out of memory"); }
 
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end);
+
 static int enc_string(encoder *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   buffer *o = e->out;
@@ -48,6 +50,12 @@ static int enc_string(encoder *e, const char *s, size_t n) {
   size_t run = 0; /* bytes copied verbatim in one go */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80) { /* the peer's decoder would refuse the whole body */
+      size_t len = utf8_seq((const unsigned char *)s + i, (const unsigned char *)s + n);
+      if (!len) return enc_fail(e, "invalid UTF-8 in a string");
+      i += len - 1;
+      continue;
+    }
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     if (buffer_append(o, s + run, i - run)) return enc_oom(e);
     run = i + 1;
@@ -402,23 +410,29 @@ static int dec_number(decoder *d) {
     if (d->p >= d->end || *d->p < '0' || *d->p > '9') return dec_fail(d, "bad number");
     while (d->p < d->end && *d->p >= '0' && *d->p <= '9') d->p++;
   }
-  char tmp[64];
+  char tmp[64], *text = tmp;
   size_t n = (size_t)(d->p - s);
-  if (n >= sizeof tmp) {
-    is_float = 1;
-    n = sizeof tmp - 1; /* an absurd literal: its float approximation will do */
+  if (n < sizeof tmp) {
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+  } else { /* an absurd literal, whole, so that its exponent still counts */
+    buffer_clear(d->scratch);
+    if (buffer_append(d->scratch, s, n) || buffer_cstr(d->scratch)) return dec_fail(d, "out of memory");
+    text = d->scratch->data;
   }
-  memcpy(tmp, s, n);
-  tmp[n] = '\0';
   if (!is_float) {
     char *endp;
-    long long v = strtoll(tmp, &endp, 10);
-    if (v != LLONG_MAX && v != LLONG_MIN) {
+    errno = 0;
+    long long v = strtoll(text, &endp, 10);
+    if (errno != ERANGE) { /* LLONG_MAX itself is an integer too */
       mf_pushint(d->L, v);
       return 0;
     }
   }
-  lua_pushnumber(d->L, (lua_Number)strtod(tmp, NULL));
+  double v = strtod(text, NULL);
+  /* 1e400 would be infinity, which no JSON encoder can send back */
+  if (!isfinite(v)) return dec_fail(d, "number out of range");
+  lua_pushnumber(d->L, (lua_Number)v);
   return 0;
 }
 

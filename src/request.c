@@ -359,6 +359,20 @@ static void check_raw_path(lua_State *L, const char *p, size_t n) {
     core_raise(L, "moltflow: request: path may not contain '.' or '..' segments");
 }
 
+/* Servers decode %2F and %2E before resolving dot segments (nginx, Starlette),
+ * so percent-encoding alone cannot keep "../x" inside its own path. */
+static int has_dot_segment(const char *s, size_t n) {
+  size_t start = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && s[i] != '/') continue;
+    size_t len = i - start;
+    if ((len == 1 && s[start] == '.') || (len == 2 && s[start] == '.' && s[start + 1] == '.'))
+      return 1;
+    start = i + 1;
+  }
+  return 0;
+}
+
 /* c:build(ep, param..., fields) for endpoints, c:build(raw_ep, path, {query=, body=})
  * for c:request(). Pushes a request userdata. */
 int request_build(lua_State *L) {
@@ -401,8 +415,9 @@ int request_build(lua_State *L) {
                    luaL_typename(L, idx));
       size_t n;
       const char *v = lua_tolstring(L, idx, &n);
-      if (n == 0 || !strcmp(v, ".") || !strcmp(v, ".."))
-        core_raise(L, "moltflow: %s: '%s' must be a non-empty id", ep->label, ep->params[i]);
+      if (n == 0 || has_dot_segment(v, n))
+        core_raise(L, "moltflow: %s: '%s' must be a non-empty id without '.' or '..' segments",
+                   ep->label, ep->params[i]);
       if (request_percent_encode(&r->path, v, n)) oom(L);
       t = strchr(open, '}') + 1;
     }

@@ -1,6 +1,8 @@
 /* Reading a response: header lines, the decoded body, and the error table.
  * No I/O happens here; curl and Lua transports hand in what they received. */
 #include <ctype.h>
+#include <math.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +89,7 @@ static int parse_number(const char *v, size_t n, double *out) {
   tmp[n] = '\0';
   char *end;
   double d = strtod(tmp, &end);
-  if (end == tmp || *end != '\0' || d != d) return 0;
+  if (end == tmp || *end != '\0' || !isfinite(d)) return 0; /* "inf" is no number of seconds */
   *out = d;
   return 1;
 }
@@ -109,7 +111,9 @@ double response_retry_after(const char *v, size_t n, double now) {
     return -1;
   int m;
   for (m = 0; m < 12 && strcmp(mon, months[m]); m++) {}
-  if (m == 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60) return -1;
+  if (m == 12 || day < 1 || day > 31 || year < 1900 || year > 9999 || hh < 0 || hh > 23 ||
+      mm < 0 || mm > 59 || ss < 0 || ss > 60)
+    return -1;
   /* days from civil (Howard Hinnant), avoiding timegm's portability trouble */
   int y = year - (m + 1 <= 2);
   long era = (y >= 0 ? y : y - 399) / 400;
@@ -136,14 +140,22 @@ static void note_header(void *ud, const char *name, size_t nl, const char *v, si
   else if (name_is(name, nl, "content-type")) { k->content_type = v; k->content_type_len = vl; }
 }
 
+/* Header counts and Unix seconds are whole numbers: integers under Lua 5.4. */
+static void push_count(lua_State *L, double v) {
+  if (v == floor(v) && v < 9007199254740992.0)
+    mf_pushint(L, (long long)v);
+  else
+    lua_pushnumber(L, v);
+}
+
 static void push_rate_limit(lua_State *L, const known_headers *k) {
   lua_createtable(L, 0, 2);
   if (k->remaining >= 0) {
-    lua_pushnumber(L, k->remaining);
+    push_count(L, k->remaining);
     lua_setfield(L, -2, "remaining");
   }
   if (k->reset >= 0) {
-    lua_pushnumber(L, k->reset);
+    push_count(L, k->reset);
     lua_setfield(L, -2, "reset");
   }
 }

@@ -74,6 +74,8 @@ end
 ------------------------------------------------------------ token stores
 
 --- A token store keeping tokens in memory (the default).
+-- A store is a table `{load = function() -> tokens or nil, save = function(tokens or nil)}`;
+-- `save` runs after every change (login, magic-link verify, refresh, logout).
 function admin.memory_store()
   local saved
   return {
@@ -101,7 +103,7 @@ function admin.file_store(path)
       local tmp = path .. ".tmp"
       os.remove(tmp)
       local ok = os.execute("umask 077 && : > '" .. tmp:gsub("'", "'\\''") .. "'")
-      if not ok then error("moltflow.file_store: cannot create " .. tmp) end
+      if ok ~= true and ok ~= 0 then error("moltflow.file_store: cannot create " .. tmp) end -- 5.4: true, LuaJIT: 0
       local f = assert(io.open(tmp, "wb"))
       f:write(core.json_encode({access_token = tokens.access_token,
                                 refresh_token = tokens.refresh_token,
@@ -188,11 +190,11 @@ function admin.new(opts)
   check_options(opts)
   local io = pick_transport(opts)
   local store = opts.token_store
+  if store and (type(store.load) ~= "function" or type(store.save) ~= "function") then
+    error("moltflow.new: field 'token_store' needs load and save functions", 2)
+  end
   local access, refresh = opts.access_token, opts.refresh_token
   if store and not access and not refresh then
-    if type(store.load) ~= "function" or type(store.save) ~= "function" then
-      error("moltflow.new: field 'token_store' needs load and save functions", 2)
-    end
     local saved = store.load()
     if saved then access, refresh = saved.access_token, saved.refresh_token end
   end
@@ -293,113 +295,157 @@ function Client:_current_io()
   return co and self._coio[co] or self._io
 end
 
+-- Sleeps `seconds` (async io sleeps by yielding; the blocking transport uses
+-- the `sleep` option when given). Returns the seconds asked for.
 function Client:_wait(io, seconds)
-  if seconds <= 0 then return end
-  if io ~= self._io then return io.sleep(seconds) end
-  return (self._sleep or io.sleep)(seconds)
+  if seconds <= 0 then return 0 end
+  if io ~= self._io then io.sleep(seconds) else (self._sleep or io.sleep)(seconds) end
+  return seconds
 end
 
--- Single flight: the first caller refreshes, later ones wait for it.
--- Returns true when the client holds a fresh access token afterwards.
+local function clear_tokens(self)
+  if self._core:tokens() then
+    self._core:set_tokens(nil, nil)
+    notify_tokens(self)
+  end
+end
+
+local function refresh_error(message)
+  return admin.error{kind = "auth", message = message, method = "POST", path = "/auth/refresh"}
+end
+
+-- Single flight: at most one POST /auth/refresh per client at a time.
+-- Refresh tokens rotate, so a second refresh with the token the first one
+-- spent would be refused (and would log the user out): a caller that finds a
+-- refresh running waits for it and takes its outcome, it never refreshes
+-- itself. `_token_gen` tells whether the tokens changed meanwhile.
+-- When the server refuses the refresh token (a 4xx), the tokens are cleared.
+-- Returns true, value, response when a new access token is held; else false, err.
 function Client:_refresh(io)
+  local me = coroutine.running() or "main"
   if self._refreshing then
-    while self._refreshing do self:_wait(io, 0.002) end
-    return (self._core:credentials())
+    -- a hook of the refresh call itself calling the API cannot wait for it
+    if self._refreshing == me then return false, refresh_error("token refresh re-entered from a hook") end
+    local gen = self._token_gen
+    while self._refreshing do self:_wait(io, 0.005) end
+    if self._token_gen ~= gen and self._core:credentials() then return true, self._core:tokens(), {status = 200} end
+    return false, self._refresh_err or refresh_error("the token refresh failed")
   end
   local tokens = self._core:tokens()
   local rt = tokens and tokens.refresh_token
-  if not rt then return false, admin.error{kind = "auth", message = "no refresh token: log in first",
-                                          method = "POST", path = "/auth/refresh"} end
-  self._refreshing = true
+  if not rt then return false, refresh_error("no refresh token: log in first") end
+  self._refreshing = me
   local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
                            "POST", "none", io)
-  self._refreshing = false
+  self._refreshing = nil
   if not ok then error(v, 0) end
+  if v ~= nil and (type(v) ~= "table" or type(v.access_token) ~= "string") then
+    v, err = nil, admin.error{kind = "decode", message = "the refresh answer holds no access_token",
+                              status = err.status, method = "POST", path = "/auth/refresh"}
+  end
+  self._refresh_err = v == nil and err or nil
   if v == nil then
-    if err.kind == "auth" or (err.status and err.status >= 400 and err.status < 500) then
-      self._core:set_tokens(nil, nil)
-      notify_tokens(self)
-    end
+    if err.status and err.status >= 400 and err.status < 500 then clear_tokens(self) end
     return false, err
   end
   self._core:set_tokens(v.access_token, v.refresh_token or rt)
   notify_tokens(self)
-  return true, v
+  -- Clocks that disagree by more than the skew would make every call refresh
+  -- again: a token that arrives already "near expiry" is not renewed early.
+  local exp = select(4, self._core:credentials())
+  self._early_exp = exp and exp - core.time() < self._skew and exp or nil
+  return true, v, err -- err is the response table here
 end
 
--- Proactive refresh: an access token close to its exp is renewed first.
+-- Proactive refresh: an access token with less than `refresh_skew` seconds
+-- left (by the core's reading of its exp), or a refresh token without an
+-- access token, is renewed before the call is sent.
 function Client:_ensure_fresh(io)
   local has_access, has_refresh, _, exp = self._core:credentials()
-  if has_access and has_refresh and exp and exp - core.time() < self._skew then
+  if not has_refresh then return end
+  if not has_access or (exp and exp ~= self._early_exp and exp - core.time() < self._skew) then
     self:_refresh(io)
   end
 end
 
-function Client:_pace_wait(io)
+-- Pacing: with no request left in the window, wait for its reset (at most
+-- `limit` seconds). Returns the seconds waited.
+function Client:_pace_wait(io, limit)
   local r = self._rate
   if r.remaining and r.remaining <= 0 and r.reset then
-    local wait = r.reset - core.time()
-    if wait > 0 then self:_wait(io, wait) end
+    local wait = math.min(r.reset - core.time(), limit or math.huge)
+    if wait > 0 then return self:_wait(io, wait) end
   end
+  return 0
 end
 
-local function hook_info(req, attempt)
-  local method, path = req:info()
-  return {method = method, path = path, attempt = attempt}
+local SECRET_PARAM = {"token", "password", "secret", "key", "code"}
+
+-- The path for hooks: query values whose name suggests a secret are redacted.
+local function hook_path(path)
+  return (path:gsub("([?&])([^=&]*)=([^&]*)", function(sep, name, value)
+    local lname = name:lower()
+    for _, word in ipairs(SECRET_PARAM) do
+      if lname:find(word, 1, true) then return sep .. name .. "=REDACTED" end
+    end
+    return sep .. name .. "=" .. value
+  end))
 end
 
 -- Runs a built request to its end: proactive and reactive token refresh,
 -- retries with backoff, pacing and hooks. All transports share it.
+-- Hooks get {method, path, attempt} before each attempt and, after it,
+-- the same plus status, kind (on errors), request_id and duration; never
+-- headers, bodies or tokens.
 function Client:_run(req, method, auth, io)
   io = io or self:_current_io()
   local policy = self._retry
-  local started = core.monotime()
+  -- The deadline counts the waits asked for even when the sleep function
+  -- returns early (or only records them).
+  local started, slept = core.monotime(), 0
+  local function elapsed() return math.max(core.monotime() - started, slept) end
   local attempt, replayed = 0, false
   while true do
     attempt = attempt + 1
     if auth ~= "none" then self:_ensure_fresh(io) end
-    if self._pace then self:_pace_wait(io) end
-    local info
+    if self._pace then
+      slept = slept + self:_pace_wait(io, policy and math.max(0, policy.max_elapsed - elapsed()))
+    end
+    local path, t0
     if self._on_request or self._on_response then
-      info = hook_info(req, attempt)
-      if self._on_request then self._on_request(info) end
+      local _
+      _, path = req:info()
+      path = hook_path(path)
+      if self._on_request then self._on_request({method = method, path = path, attempt = attempt}) end
+      t0 = core.monotime()
     end
     local gen = self._token_gen
-    local t0 = info and core.monotime()
     local v, r = io.send(self, req)
-    if info and self._on_response then
+    if self._on_response and t0 then
       local e = v == nil and r or nil
-      info.status = r and r.status
-      info.kind = e and e.kind
-      info.request_id = r and r.request_id
-      info.duration = core.monotime() - t0
-      self._on_response(info)
+      self._on_response({method = method, path = path, attempt = attempt, status = r and r.status,
+                         kind = e and e.kind, request_id = r and r.request_id,
+                         duration = core.monotime() - t0})
     end
-    if v ~= nil then
-      if r.rate_limit then self._rate = r.rate_limit end
-      return v, r
-    end
+    if r and r.rate_limit and r.rate_limit.remaining then self._rate = r.rate_limit end
+    if v ~= nil then return v, r end
     local err = r
     err.attempts = attempt
-    if err.rate_limit and err.rate_limit.remaining then self._rate = err.rate_limit end
-    local retry_now = false
+    local replay = false
     if err.status == 401 and auth ~= "none" and not replayed and self._core:credentials() then
-      -- an expired or revoked access token: renew once and replay once
+      -- the access token was refused (expired, revoked): renew once, replay once
       replayed = true
       if gen ~= self._token_gen then
-        retry_now = true -- another call already renewed the tokens
+        replay = self._core:credentials() -- another call renewed (or cleared) them meanwhile
       elseif select(2, self._core:credentials()) then
-        retry_now = self:_refresh(io)
-        if not retry_now then
-          self._core:set_tokens(nil, nil)
-          notify_tokens(self)
-        end
+        replay = self:_refresh(io)
+        if not replay then clear_tokens(self) end -- the call returns the original 401
       end
     end
-    if not retry_now then
-      local wait = policy and retry.delay(policy, method, err, attempt, core.monotime() - started, core.time())
+    if not replay then
+      local wait = policy and retry.delay(policy, method, err, attempt, elapsed(), core.time())
       if not wait then return nil, err end
-      self:_wait(io, wait)
+      slept = slept + self:_wait(io, wait)
     end
   end
 end
@@ -456,9 +502,9 @@ special["auth.magic_link_verify"] = special["auth.login"]
 special["auth.refresh"] = function()
   return function(g)
     local self = g._client
-    local ok, res = self:_refresh(self:_current_io())
-    if not ok then return nil, res end
-    return res, {status = 200, rate_limit = self._rate}
+    local ok, v, res = self:_refresh(self:_current_io())
+    if not ok then return nil, v end
+    return v, res
   end
 end
 
@@ -466,14 +512,10 @@ end
 special["auth.logout"] = function(ep)
   return function(g)
     local self = g._client
+    self:_ensure_fresh(self:_current_io()) -- so the body names the refresh token in use
     local tokens = self._core:tokens()
     local v, r = self:_call(ep, {refresh_token = tokens and tokens.refresh_token})
-    if self._core:tokens() then
-      self._core:set_tokens(nil, nil)
-      self._token_gen = self._token_gen + 1
-      if self._store then self._store.save(nil) end
-      if self._on_tokens then self._on_tokens(nil) end
-    end
+    clear_tokens(self) -- whatever the server said: on_tokens(nil)
     return v, r
   end
 end
@@ -518,5 +560,6 @@ end
 -- and so on for endpoint groups. Helper modules add methods here.
 admin.Client = Client
 admin.groups = group_mts
+require("moltflow.async").extend(admin) -- c:batch, c:spawn, c:poll, c:set_scheduler, admin.batch
 require("moltflow.helpers").install(admin) -- c:quota(), c.api_keys:ensure{...}, ...
 return admin
