@@ -368,12 +368,13 @@ function Client:_ensure_fresh(io)
   end
 end
 
--- Pacing: with no request left in the window, wait for its reset (at most
--- `limit` seconds). Returns the seconds waited.
-function Client:_pace_wait(io, limit)
+-- Pacing: with no request left in the window, wait for its reset. Windows
+-- last a minute, so a longer wait (clocks that disagree) is cut to 60 s.
+-- Returns the seconds waited.
+function Client:_pace_wait(io)
   local r = self._rate
   if r.remaining and r.remaining <= 0 and r.reset then
-    local wait = math.min(r.reset - core.time(), limit or math.huge)
+    local wait = math.min(r.reset - core.time(), 60)
     if wait > 0 then return self:_wait(io, wait) end
   end
   return 0
@@ -408,9 +409,7 @@ function Client:_run(req, method, auth, io)
   while true do
     attempt = attempt + 1
     if auth ~= "none" then self:_ensure_fresh(io) end
-    if self._pace then
-      slept = slept + self:_pace_wait(io, policy and math.max(0, policy.max_elapsed - elapsed()))
-    end
+    if self._pace then slept = slept + self:_pace_wait(io) end
     local path, t0
     if self._on_request or self._on_response then
       local _

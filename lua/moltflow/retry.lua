@@ -1,6 +1,18 @@
 --- Retry policy: when to try a failed call again, and how long to wait.
 -- Pure policy, no I/O: `admin.lua` asks `delay()` after each failure and
 -- sleeps with the client's sleep function.
+--
+-- Rules:
+-- * GET, HEAD, OPTIONS, PUT and DELETE (idempotent) are retried on network
+--   errors, timeouts and the statuses of `retry_on`.
+-- * POST and PATCH are retried only when the server certainly did not act:
+--   the connection failed (`err.connect_failed`), or it answered 429.
+-- * The wait is exponential backoff with full jitter, `random() * min(max_delay,
+--   base_delay * 2^(attempt - 1))`, unless the server said how long:
+--   `Retry-After` (seconds or an HTTP date, read by the core), or on a 429
+--   without it, `X-RateLimit-Reset`.
+-- * `max_elapsed` is one deadline over every attempt and every sleep: a wait
+--   that would pass it ends the call with the last error instead.
 -- @module moltflow.retry
 
 local retry = {}
@@ -13,41 +25,50 @@ end
 
 local IDEMPOTENT = {GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true}
 
-local function check_number(opts, name, min)
+local function is_integer(v)
+  return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
+end
+
+local function check_number(opts, name, min, integer)
   local v = opts[name]
-  if type(v) ~= "number" or v ~= v or v < min then
-    error(("moltflow.new: field 'retry.%s' must be a number >= %g"):format(name, min), 4)
+  if type(v) ~= "number" or v ~= v or v < min or v == math.huge or (integer and not is_integer(v)) then
+    error(("moltflow.new: field 'retry.%s' must be %s >= %g"):format(
+      name, integer and "an integer" or "a number", min), 4)
   end
 end
 
---- Normalises a policy option: `nil` gives the defaults, `false` none.
--- @param opts nil, false or a table overriding some defaults
--- @return a policy table, or nil for no retries
+--- Normalises a policy option: `nil` or `true` give the defaults, `false` none.
+-- @param opts nil, true, false or a table overriding some defaults
+-- @return a policy table, or nil for no retries; raises on a bad option
 function retry.policy(opts)
   if opts == false then return nil end
   local p = retry.defaults()
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then error("moltflow.new: field 'retry' must be a table or false", 3) end
+  if opts == nil or opts == true then opts = {} end
+  if type(opts) ~= "table" then error("moltflow.new: field 'retry' must be a table or a boolean", 3) end
   for k, v in pairs(opts) do
     if p[k] == nil then error(("moltflow.new: unknown field 'retry.%s'"):format(tostring(k)), 3) end
     p[k] = v
   end
-  check_number(p, "max_attempts", 1)
+  check_number(p, "max_attempts", 1, true)
   check_number(p, "base_delay", 0)
   check_number(p, "max_delay", 0)
   check_number(p, "max_elapsed", 0)
   if type(p.retry_on) ~= "table" then error("moltflow.new: field 'retry.retry_on' must be a list of statuses", 3) end
   local set = {}
-  for _, s in ipairs(p.retry_on) do set[s] = true end
+  for i, s in ipairs(p.retry_on) do
+    if not is_integer(s) or s < 100 or s > 599 then
+      error(("moltflow.new: field 'retry.retry_on[%d]' must be an HTTP status (100-599)"):format(i), 3)
+    end
+    set[s] = true
+  end
   p.retry_set = set
   return p
 end
 
 --- Whether an error may be retried at all for this method.
--- Idempotent methods are retried on network errors, timeouts and the listed
--- statuses. Other methods only when the request certainly never reached the
--- server: the connection failed, or the server answered 429 (it refused the
--- request without acting on it).
+-- @param policy a table from `retry.policy`
+-- @param method the HTTP method
+-- @param err the error table of the failed attempt
 function retry.retryable(policy, method, err)
   if err.kind == "network" or err.kind == "timeout" then
     return IDEMPOTENT[method] == true or err.connect_failed == true
@@ -59,14 +80,11 @@ function retry.retryable(policy, method, err)
 end
 
 --- The wait before attempt `attempt + 1`, or nil when the error is final.
--- Exponential backoff with full jitter; the server's `Retry-After` (or, on a
--- 429, `X-RateLimit-Reset`) wins when present. `elapsed` is the time spent so
--- far: a wait that would pass `max_elapsed` gives up instead.
 -- @param policy a table from `retry.policy`
 -- @param method the HTTP method
 -- @param err the error table of the failed attempt
 -- @param attempt attempts made so far (1 after the first)
--- @param elapsed seconds since the call started
+-- @param elapsed seconds spent so far (attempts and sleeps)
 -- @param now Unix time, for `X-RateLimit-Reset`
 -- @param random optional function returning [0, 1), for tests
 function retry.delay(policy, method, err, attempt, elapsed, now, random)
