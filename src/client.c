@@ -1,5 +1,6 @@
 /* The client userdata: options, secrets and lifetime. Created closed (all
  * pointers NULL) so that the finaliser is safe whatever step of new() fails. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
@@ -74,7 +75,7 @@ static double opt_number(lua_State *L, int opts, const char *name, double dflt, 
     if (lua_type(L, -1) != LUA_TNUMBER)
       core_raise(L, "moltflow.new: field '%s' must be a number", name);
     v = (double)lua_tonumber(L, -1);
-    if (!(v >= min)) core_raise(L, "moltflow.new: field '%s' must be at least %g", name, min);
+    if (!(v >= min)) core_raise(L, "moltflow.new: field '%s' must be at least %f", name, (lua_Number)min);
   }
   lua_pop(L, 1);
   return v;
@@ -101,6 +102,19 @@ static char *opt_dup(lua_State *L, client *c, int opts, const char *name, int he
   return p;
 }
 
+/* The host name (before any ":port") is a loopback literal: "127.0.0.1.evil.test"
+ * and "localhost.evil.test" are not. */
+static int is_loopback(const char *host, size_t hl) {
+  const char *end = memchr(host, host[0] == '[' ? ']' : ':', hl);
+  size_t nl = end ? (size_t)(end - host) + (host[0] == '[') : hl;
+  if (nl < hl && host[nl] != ':') return 0;
+  if ((nl == 9 && !strncmp(host, "localhost", 9)) || (nl == 5 && !strncmp(host, "[::1]", 5))) return 1;
+  if (nl < 5 || strncmp(host, "127.", 4)) return 0;
+  for (size_t i = 4; i < nl; i++)
+    if (!isdigit((unsigned char)host[i]) && host[i] != '.') return 0;
+  return 1;
+}
+
 /* "http(s)://host[:port]/path" with no user info, query or fragment. Plain
  * http is for loopback only unless insecure_http is set. */
 static void check_base_url(lua_State *L, const char *u, int insecure_http) {
@@ -121,9 +135,7 @@ static void check_base_url(lua_State *L, const char *u, int insecure_http) {
   if (!request_header_safe(u, strlen(u)) || strpbrk(u, " \t"))
     core_raise(L, "moltflow.new: field 'base_url' contains white space or control characters");
   if (https || insecure_http) return;
-  int loopback = (hl >= 9 && !strncmp(host, "localhost", 9) && (hl == 9 || host[9] == ':')) ||
-                 !strncmp(host, "127.", 4) || !strncmp(host, "[::1]", 5);
-  if (!loopback)
+  if (!is_loopback(host, hl))
     core_raise(L, "moltflow.new: refusing plain http:// to a host that is not loopback; "
                   "use https:// (or set insecure_http = true)");
 }
