@@ -240,14 +240,18 @@ int http_start(lua_State *L, client *c, request *r) {
 }
 
 /* Drives every running transfer for at most timeout seconds and pushes an
- * array of the requests that finished. */
+ * array of the requests that finished. It waits only while nothing has
+ * finished yet, and curl_multi_poll returns at the first socket activity, so
+ * the caller's loop (not this function) waits for completion. */
 int http_poll(lua_State *L, client *c, double timeout) {
   lua_newtable(L);
   if (!c->multi || c->nrunning == 0) return 1;
   int still, done = 0;
   curl_multi_perform(c->multi, &still);
   if (still == c->nrunning && timeout > 0) {
-    curl_multi_poll(c->multi, NULL, 0, (int)(timeout * 1000), NULL);
+    /* round down: waiting a little less is fine, a little longer is not */
+    int wait_ms = timeout >= 86400 ? 86400 * 1000 : (int)(timeout * 1000);
+    if (wait_ms > 0) curl_multi_poll(c->multi, NULL, 0, wait_ms, NULL);
     curl_multi_perform(c->multi, &still);
   }
   CURLMsg *m;
