@@ -1,0 +1,60 @@
+-- Runs a command as a child process, for the specs of the command line and
+-- the examples: stdout, stderr and the exit status, with a controlled
+-- environment (the caller's MoltFlow variables never leak in).
+local M = {}
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.quote = quote
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.slurp = slurp
+
+local CLEARED = {"MOLTFLOW_API_KEY", "MOLTFLOW_API_URL", "MOLTFLOW_EMAIL", "MOLTFLOW_PASSWORD",
+                 "MOLTFLOW_CONFIG_DIR", "XDG_CONFIG_HOME"}
+
+--- run(argv, opts) -> {stdout, stderr, code}
+-- argv: list of words (quoted here); opts.env: {NAME = value}; opts.stdin:
+-- text fed on stdin (default: /dev/null); opts.cwd: directory to run in.
+function M.run(argv, opts)
+  opts = opts or {}
+  local dir = assert(io.popen("mktemp -d /tmp/moltflow-run.XXXXXX")):read("l")
+  local words = {"env"}
+  for _, name in ipairs(CLEARED) do words[#words + 1] = "-u " .. name end
+  for k, v in pairs(opts.env or {}) do words[#words + 1] = quote(k .. "=" .. v) end
+  for _, a in ipairs(argv) do words[#words + 1] = quote(a) end
+  local stdin = "/dev/null"
+  if opts.stdin then
+    stdin = dir .. "/in"
+    local f = assert(io.open(stdin, "wb"))
+    f:write(opts.stdin)
+    f:close()
+  end
+  local cmd = ("%s%s <%s >%s 2>%s; echo $? >%s"):format(opts.cwd and ("cd " .. quote(opts.cwd) .. " && ") or "",
+    table.concat(words, " "), quote(stdin), quote(dir .. "/out"), quote(dir .. "/err"), quote(dir .. "/rc"))
+  os.execute(cmd)
+  local r = {stdout = slurp(dir .. "/out"), stderr = slurp(dir .. "/err"), code = tonumber(slurp(dir .. "/rc"))}
+  os.execute("rm -rf " .. quote(dir))
+  return r
+end
+
+--- mode(path) -> "600" (octal permission bits, from stat), or nil when absent.
+function M.mode(path)
+  local p = io.popen("stat -c %a " .. quote(path) .. " 2>/dev/null")
+  local m = p:read("l")
+  p:close()
+  return m
+end
+
+function M.tmpdir()
+  return assert(io.popen("mktemp -d /tmp/moltflow-spec-dir.XXXXXX")):read("l")
+end
+
+return M
