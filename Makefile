@@ -39,7 +39,8 @@ DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-d
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
 
-.PHONY: all core core-all test test-54 test-luajit demo emulator install uninstall deps clean
+.PHONY: all core core-all test test-54 test-luajit demo emulator install uninstall deps clean \
+  fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
 
@@ -89,6 +90,43 @@ deps:
 	  if command -v systemctl >/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi; \
 	  service nginx stop >/dev/null 2>&1 || true; \
 	else echo "all Debian packages present"; fi
+
+# ---------------------------------------------------------------- hardening
+# make fuzz           every libFuzzer target for FUZZ_SECONDS (60) each
+# make fuzz-short     each for 3 s (part of make test)
+# make check-valgrind the Lua 5.4 specs under valgrind memcheck
+# make check-sanitize the specs on a core built with ASan + UBSan (build/asan)
+# make soak           SOAK_REQUESTS (100000) requests with random faults, flat RSS
+FUZZ_CC ?= clang
+FUZZ_TARGETS := json token response_headers error_body request
+FUZZ_SECONDS ?= 60
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_OBJ := $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRC))
+FUZZ_BIN := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+
+build/fuzz/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer-no-link $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(FUZZ_OBJ)
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
+	  $< $(FUZZ_OBJ) -l:liblua5.4.a $(LIBS) -lm -ldl -o $@
+
+.SECONDARY: $(FUZZ_OBJ)
+fuzz-build: $(FUZZ_BIN)
+
+# New inputs go to build/fuzz/corpus; fuzz/corpus (seeds and regressions) is read only.
+fuzz fuzz-short: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=0 \
+	    -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/corpus/$$t fuzz/corpus/$$t \
+	    2> build/fuzz/$$t.log || { tail -40 build/fuzz/$$t.log; exit 1; }; \
+	  grep -E '^(#[0-9]+ +DONE|Done)' build/fuzz/$$t.log | tail -1; \
+	done
+
+fuzz-short: FUZZ_SECONDS = 3
 
 clean:
 	rm -rf build

@@ -388,10 +388,13 @@ int request_build(lua_State *L) {
   int args = 0, body_idx = 0, query_idx = 0;
   if (ep->raw) {
     size_t pl;
-    const char *p = luaL_checklstring(L, 3, &pl);
+    /* the request userdata sits above the arguments: an omitted one is not it */
+    if (req_idx == 3 || lua_type(L, 3) != LUA_TSTRING)
+      core_raise(L, "moltflow: request: 'path' must be a string");
+    const char *p = lua_tolstring(L, 3, &pl);
     check_raw_path(L, p, pl);
     if (buffer_append(&r->path, p, pl)) oom(L);
-    if (!lua_isnoneornil(L, 4)) {
+    if (req_idx > 4 && !lua_isnil(L, 4)) {
       luaL_checktype(L, 4, LUA_TTABLE);
       lua_getfield(L, 4, "query");
       if (!lua_isnil(L, -1)) {

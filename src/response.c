@@ -2,7 +2,6 @@
  * No I/O happens here; curl and Lua transports hand in what they received. */
 #include <ctype.h>
 #include <math.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
