@@ -55,6 +55,7 @@ static int push_claims(lua_State *L, const char *jwt, size_t n, buffer *scratch)
     lua_pushliteral(L, "not a JWT: the payload is not base64url");
     return 2;
   }
+  int top = lua_gettop(L);
   rc = json_decode(L, payload.data ? payload.data : "", payload.len, scratch, err, sizeof err);
   buffer_free(&payload);
   if (rc) {
@@ -62,8 +63,9 @@ static int push_claims(lua_State *L, const char *jwt, size_t n, buffer *scratch)
     lua_pushfstring(L, "not a JWT: the payload is not JSON (%s)", err);
     return 2;
   }
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
+  /* decoded arrays carry the array metatable; objects carry none */
+  if (!lua_istable(L, -1) || lua_getmetatable(L, -1)) {
+    lua_settop(L, top);
     lua_pushnil(L);
     lua_pushliteral(L, "not a JWT: the payload is not an object");
     return 2;
