@@ -3,6 +3,7 @@
 #   make LUA=luajit      build it for LuaJIT 2.1 (OpenResty)
 #   make test            specs under Lua 5.4 and LuaJIT against the emulator
 #   make demo            examples/quickstart.lua against a local emulator
+#   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make install PREFIX=/usr/local
 #   make deps            Debian packages (as root)
@@ -39,7 +40,7 @@ DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-d
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
 
-.PHONY: all core core-all test test-54 test-luajit demo emulator install uninstall deps clean \
+.PHONY: all core core-all test test-54 test-luajit demo bench emulator install uninstall deps clean \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -71,6 +72,12 @@ demo: all
 	trap 'bin/moltflow-emulator --stop --prefix "$$prefix" --quiet; rm -rf "$$prefix"' EXIT; \
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_API_KEY= \
 	MOLTFLOW_API_URL="$${url%/api/v2}" lua5.4 examples/quickstart.lua
+
+# BENCH_N (20000) requests per sample, BENCH_REPS (3) samples, BENCH_QUICK=1 a smoke run.
+bench:
+	$(MAKE) --no-print-directory LUA=lua5.4
+	$(MAKE) --no-print-directory LUA=luajit
+	bench/run.sh
 
 emulator:
 	PORT=$(PORT) bin/moltflow-emulator --port $(PORT)

@@ -1,0 +1,174 @@
+-- bench/report.lua RESULTS: prints the table and the ratios of a `make bench`
+-- run, regenerates BENCHMARKS.md (machine, table, ratios, then
+-- bench/commentary.md) and draws bench/concurrency.png with gnuplot.
+local results_path = assert(arg[1], "usage: report.lua RESULTS")
+
+local r = {}
+for line in io.lines(results_path) do
+  local k, v = line:match("^(%S+)%s+(.*)$")
+  if k then r[k] = tonumber(v) or v end
+end
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local s = p:read("a") or ""
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+
+local function best(prefix)
+  local b
+  for round = 1, 2 do
+    local v = r[prefix .. "_" .. round]
+    if v and (not b or v > b) then b = v end
+  end
+  return b
+end
+
+local seq = {
+  c = best("seq_c"), sdk54 = best("seq_sdk54"), sdkjit = best("seq_sdkjit"),
+  wrk = r.seq_wrk, luasocket = r.seq_luasocket, python = r.seq_python,
+}
+local CONC = {1, 4, 16, 64}
+
+local function fmt_rps(v) return v and ("%.0f"):format(v) or "n/a" end
+local function us(v) return v and ("%.1f"):format(1e6 / v) or "n/a" end
+local function ratio(a, b) return (a and b and b > 0) and a / b or nil end
+local function fmt_ratio(x) return x and ("%.2f"):format(x) or "n/a" end
+
+local lines = {}
+local function out(s) lines[#lines + 1] = s or "" end
+
+out("### Sequential requests, one kept-alive connection")
+out()
+out("| client | req/s | µs/req | × C libcurl loop |")
+out("| --- | ---: | ---: | ---: |")
+local seq_rows = {
+  {"wrk -t1 -c1 (the server's limit)", seq.wrk},
+  {"C libcurl easy loop (the transport's limit)", seq.c},
+  {"SDK, Lua 5.4", seq.sdk54},
+  {"SDK, LuaJIT 2.1", seq.sdkjit},
+  {"LuaSocket socket.http + cjson, Lua 5.4", seq.luasocket},
+  {"Python requests.Session + .json()", seq.python},
+}
+for _, row in ipairs(seq_rows) do
+  out(("| %s | %s | %s | %s |"):format(row[1], fmt_rps(row[2]), us(row[2]), fmt_ratio(ratio(row[2], seq.c))))
+end
+out()
+out(("End to end against the emulator (nginx + Lua, authenticating the key and counting usage): " ..
+     "C loop %s req/s, SDK (Lua 5.4) %s req/s (%s ×)."):format(fmt_rps(r.emu_c), fmt_rps(r.emu_sdk54),
+                                                           fmt_ratio(ratio(r.emu_sdk54, r.emu_c))))
+out()
+out("### Concurrency: `c:batch` beside a C curl-multi loop")
+out()
+out("| in flight | C curl-multi req/s | SDK Lua 5.4 req/s | × C | SDK LuaJIT req/s | × C |")
+out("| ---: | ---: | ---: | ---: | ---: | ---: |")
+for _, c in ipairs(CONC) do
+  local m, a, j = r["multi_c_" .. c], r["batch_sdk54_" .. c], r["batch_sdkjit_" .. c]
+  out(("| %d | %s | %s | %s | %s | %s |"):format(c, fmt_rps(m), fmt_rps(a), fmt_ratio(ratio(a, m)),
+                                                  fmt_rps(j), fmt_ratio(ratio(j, m))))
+end
+out()
+out("### Cost, memory, start-up")
+out()
+out("| measure | Lua 5.4 | LuaJIT 2.1 | C loop |")
+out("| --- | ---: | ---: | ---: |")
+out(("| instructions per request (callgrind) | %s | %s | %s |"):format(
+  r.ir_sdk54 or "n/a", r.ir_sdkjit or "n/a", r.ir_c or "n/a"))
+local function kib(v) return v and ("%d KiB"):format(v) or "n/a" end
+out(("| RSS after 10,000 calls | %s | %s | |"):format(kib(r.rss_10000_54), kib(r.rss_10000_jit)))
+out(("| RSS after 100,000 calls | %s | %s | |"):format(kib(r.rss_100000_54), kib(r.rss_100000_jit)))
+local growth54 = r.rss_100000_54 and r.rss_10000_54 and r.rss_100000_54 - r.rss_10000_54
+local growthjit = r.rss_100000_jit and r.rss_10000_jit and r.rss_100000_jit - r.rss_10000_jit
+out(("| RSS growth, 10k → 100k calls | %s | %s | |"):format(kib(growth54), kib(growthjit)))
+out(("| `require \"moltflow.admin\"` (median, fresh process) | %s ms | %s ms | |"):format(
+  r.startup_ms_54 or "n/a", r.startup_ms_jit or "n/a"))
+out()
+
+-- targets
+local checks = {}
+local function target(name, value, op, want)
+  local ok = value and ((op == ">=" and value >= want) or (op == "<" and value < want))
+  checks[#checks + 1] = {name, value, op, want, ok}
+end
+target("SDK (Lua 5.4) sequential / C loop", ratio(seq.sdk54, seq.c), ">=", 0.85)
+target("SDK (LuaJIT) sequential / C loop", ratio(seq.sdkjit, seq.c), ">=", 0.85)
+for _, c in ipairs{4, 16, 64} do
+  target(("batch(%d) Lua 5.4 / C multi"):format(c), ratio(r["batch_sdk54_" .. c], r["multi_c_" .. c]), ">=", 0.80)
+  target(("batch(%d) LuaJIT / C multi"):format(c), ratio(r["batch_sdkjit_" .. c], r["multi_c_" .. c]), ">=", 0.80)
+end
+target("RSS growth 10k → 100k, Lua 5.4 (KiB)", growth54, "<", 1024)
+target("RSS growth 10k → 100k, LuaJIT (KiB)", growthjit, "<", 1024)
+target("SDK (Lua 5.4) / LuaSocket", ratio(seq.sdk54, seq.luasocket), ">=", 2)
+target("SDK (Lua 5.4) / Python requests", ratio(seq.sdk54, seq.python), ">=", 20)
+
+local tl = {}
+tl[#tl + 1] = "### Targets (ratios from this run)"
+tl[#tl + 1] = ""
+tl[#tl + 1] = "| target | measured | wanted | |"
+tl[#tl + 1] = "| --- | ---: | ---: | --- |"
+for _, ck in ipairs(checks) do
+  local v = ck[2] and (math.type and math.type(ck[2]) == "integer" and tostring(ck[2]) or ("%.2f"):format(ck[2])) or "n/a"
+  tl[#tl + 1] = ("| %s | %s | %s %s | %s |"):format(ck[1], v, ck[3], ck[4], ck[5] and "met" or "**missed**")
+end
+for _, l in ipairs(tl) do out(l) end
+
+local tables = table.concat(lines, "\n")
+print(tables)
+
+-- the plot
+local dat = results_path:gsub("[^/]*$", "") .. "concurrency.dat"
+local f = assert(io.open(dat, "w"))
+for _, c in ipairs(CONC) do
+  f:write(("%d %s %s %s\n"):format(c, r["multi_c_" .. c] or "NaN", r["batch_sdk54_" .. c] or "NaN",
+                                    r["batch_sdkjit_" .. c] or "NaN"))
+end
+f:close()
+local gp = sh(("gnuplot -e \"datafile='%s'; outfile='bench/concurrency.png'; seqc=%s\" bench/concurrency.gp")
+              :format(dat, seq.c or 0))
+if gp ~= "" then io.stderr:write("gnuplot: ", gp, "\n") end
+
+-- BENCHMARKS.md
+local cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"):gsub("^%s+", "")
+local machine = {
+  ("- CPU: %s, %s cores (%s)"):format(cpu, sh("nproc"), sh("systemd-detect-virt 2>/dev/null || echo unknown")),
+  ("- Kernel: %s"):format(sh("uname -sr")),
+  ("- %s; %s"):format(sh("lua5.4 -v"), sh("luajit -v"):match("^(LuaJIT %S+)") or "LuaJIT"),
+  ("- libcurl %s; %s; %s"):format(sh("curl-config --version"):match("(%d[%d.]*)") or "?",
+                                   sh("nginx -v"):gsub("^nginx version: ", ""),
+                                   sh("wrk --version | head -1"):match("^(wrk %S+)") or "wrk"),
+  ("- Python %s, requests %s; %s"):format(sh("/usr/bin/python3 -c 'import sys; print(sys.version.split()[0])'"),
+                                          sh("/usr/bin/python3 -c 'import requests; print(requests.__version__)'"),
+                                          sh("cc --version | head -1")),
+  ("- Run: %s, %s requests per sample, best of %s samples; other work on the machine: load average %s")
+    :format(os.date("!%Y-%m-%d %H:%M UTC"), os.getenv("BENCH_N_USED") or "?", os.getenv("BENCH_REPS_USED") or "?",
+            sh("cut -d' ' -f1-3 /proc/loadavg")),
+}
+local commentary = io.open("bench/commentary.md")
+local md = {
+  "# Benchmarks",
+  "",
+  "Generated by `make bench` (bench/run.sh, bench/report.lua); the commentary at the end is",
+  "bench/commentary.md. Every number below comes from the same run, against one private nginx",
+  "serving a fixed 422-byte subscription JSON (`bench/nginx.sh`, no Lua) on 127.0.0.1 over",
+  "kept-alive connections, plus the emulator for the end-to-end line.",
+  "",
+  "## Machine",
+  "",
+  table.concat(machine, "\n"),
+  "",
+  "## Results",
+  "",
+  tables,
+  "",
+  "![requests per second against concurrency](bench/concurrency.png)",
+  "",
+}
+if commentary then
+  md[#md + 1] = commentary:read("a")
+  commentary:close()
+end
+local mf = assert(io.open("BENCHMARKS.md", "w"))
+mf:write(table.concat(md, "\n"))
+mf:close()
+io.stderr:write("wrote BENCHMARKS.md and bench/concurrency.png\n")
