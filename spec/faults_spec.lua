@@ -21,8 +21,18 @@ function raw.start()
   local dir = assert(io.popen("mktemp -d /tmp/moltflow-raw.XXXXXX")):read("*l")
   local owner = assert(io.popen("echo $PPID")):read("*l")
   local port_file = dir .. "/port"
-  os.execute(string.format("lua5.4 %s %s %s >%s 2>&1 &", shell_quote(emu.root .. "/spec/support/raw_server.lua"),
-    shell_quote(port_file), owner, shell_quote(dir .. "/log")))
+  os.execute(string.format("lua5.4 %s %s %s >%s 2>&1 & echo $! >%s", shell_quote(emu.root .. "/spec/support/raw_server.lua"),
+    shell_quote(port_file), owner, shell_quote(dir .. "/log"), shell_quote(dir .. "/pid")))
+  -- stopped when this Lua state closes (else it exits by itself once its owner is gone)
+  local function stop()
+    os.execute(string.format("kill $(cat %s/pid) 2>/dev/null; rm -rf %s", shell_quote(dir), shell_quote(dir)))
+  end
+  if newproxy then
+    raw.sentinel = newproxy(true)
+    getmetatable(raw.sentinel).__gc = stop
+  else
+    raw.sentinel = setmetatable({}, {__gc = stop})
+  end
   local deadline = core.monotime() + 10
   local port
   repeat

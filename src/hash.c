@@ -18,6 +18,7 @@ static void push_hex(lua_State *L, const unsigned char *d, size_t n) {
     out[2 * i + 1] = hex[d[i] & 15];
   }
   lua_pushlstring(L, out, 2 * n);
+  OPENSSL_cleanse(out, sizeof out); /* an HMAC of a webhook secret */
 }
 
 /* core.sha256(s): lower-case hex. */

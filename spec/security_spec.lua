@@ -1,0 +1,281 @@
+-- Security guarantees: TLS verification on by default, plain http only to
+-- loopback, no header injection, and secrets never in errors, tostring(),
+-- hooks or logs.
+local admin = require "moltflow.admin"
+local core = require "moltflow.core"
+local emu = require "spec.support.emulator"
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+local function free_port()
+  local socket = require "socket"
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
+-- A private HTTPS nginx with a fresh self-signed certificate for 127.0.0.1,
+-- proxying to the emulator. Stopped when the Lua state closes.
+local tls = {}
+function tls.start()
+  if tls.url then return tls.url end
+  local prefix = assert(io.popen("mktemp -d /tmp/moltflow-tls.XXXXXX")):read("*l")
+  assert(sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 " ..
+             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem 2>/dev/null")
+            :format(prefix, prefix)), "openssl req failed")
+  local upstream = emu.url:match("^http://([^/]+)")
+  local port = free_port()
+  local conf = ([[
+daemon on;
+master_process off;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %s/client_body_temp;
+  proxy_temp_path %s/proxy_temp;
+  fastcgi_temp_path %s/fastcgi_temp;
+  uwsgi_temp_path %s/uwsgi_temp;
+  scgi_temp_path %s/scgi_temp;
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s/cert.pem;
+    ssl_certificate_key %s/key.pem;
+    location / { proxy_pass http://%s; }
+  }
+}
+]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, prefix, prefix, upstream)
+  local f = assert(io.open(prefix .. "/nginx.conf", "w"))
+  f:write(conf)
+  f:close()
+  assert(sh(("/usr/sbin/nginx -p %s -c %s/nginx.conf -e %s/error.log"):format(prefix, prefix, prefix)),
+         "nginx did not start")
+  tls.prefix, tls.ca = prefix, prefix .. "/cert.pem"
+  tls.url = ("https://127.0.0.1:%d/api/v2"):format(port)
+  local function stop()
+    os.execute(("kill $(cat %s/nginx.pid) 2>/dev/null; sleep 0.2; rm -rf %s"):format(prefix, shell_quote(prefix)))
+  end
+  if newproxy then
+    tls.sentinel = newproxy(true)
+    getmetatable(tls.sentinel).__gc = stop
+  else
+    tls.sentinel = setmetatable({}, {__gc = stop})
+  end
+  -- wait until it answers (with verification off: this is the harness, not the SDK)
+  local deadline = core.monotime() + 5
+  repeat
+    if sh(("curl -sk -o /dev/null %s/billing/plans"):format(tls.url)) then return tls.url end
+    core.sleep(0.05)
+  until core.monotime() > deadline
+  error("the TLS nginx did not answer")
+end
+
+describe("TLS", function()
+  setup(function() tls.start() end)
+
+  it("is verified by default: a self-signed certificate is refused", function()
+    local c = admin.new{base_url = tls.url, api_key = emu.seed.keys.all, retry = false}
+    local v, err = c.usage:current()
+    assert.is_nil(v)
+    assert.are.equal("network", err.kind)
+    assert.matches("certificate", err.message)
+  end)
+
+  it("accepts the certificate named by ca_file", function()
+    emu.reset()
+    local c = admin.new{base_url = tls.url, api_key = emu.seed.keys.all, ca_file = tls.ca, retry = false}
+    local v = assert(c.usage:current())
+    assert.are.equal(5000, v.limit_messages)
+    -- and on the multi handle too
+    local v2 = assert(c.billing:plans())
+    assert.is_table(v2.plans)
+  end)
+
+  it("a ca_file that does not match is refused", function()
+    local c = admin.new{base_url = tls.url, api_key = emu.seed.keys.all, retry = false,
+                        ca_file = "/etc/ssl/certs/ca-certificates.crt"}
+    local v, err = c.usage:current()
+    assert.is_nil(v)
+    assert.are.equal("network", err.kind)
+  end)
+end)
+
+describe("plain http", function()
+  it("is refused to a host that is not loopback, pointing to https", function()
+    for _, url in ipairs{"http://api.example.test/api/v2", "http://10.0.0.1:8080/api/v2",
+                         "http://127.0.0.1.evil.test/api/v2", "http://localhost.evil.test/api/v2"} do
+      local ok, msg = pcall(admin.new, {base_url = url})
+      assert.is_false(ok, url)
+      assert.matches("use https://", msg)
+    end
+  end)
+
+  it("is allowed to loopback, and elsewhere with insecure_http = true", function()
+    assert.is_table(admin.new{base_url = "http://127.0.0.1:1/api/v2"})
+    assert.is_table(admin.new{base_url = "http://localhost:1/api/v2"})
+    assert.is_table(admin.new{base_url = "http://[::1]:1/api/v2"})
+    assert.is_table(admin.new{base_url = "http://api.example.test/api/v2", insecure_http = true})
+  end)
+
+  it("refuses user info in the URL", function()
+    assert.has_error(function() admin.new{base_url = "https://user:pw@api.example.test/api/v2"} end)
+  end)
+end)
+
+describe("header values", function()
+  local bad = {"a\rb", "a\nb", "a\0b", "key\r\nX-Injected: 1"}
+
+  it("with CR, LF or NUL are refused in every option that becomes a header", function()
+    for _, v in ipairs(bad) do
+      for _, field in ipairs{"api_key", "access_token", "refresh_token", "user_agent"} do
+        local ok, msg = pcall(admin.new, {base_url = emu.url, [field] = v})
+        assert.is_false(ok, field)
+        assert.matches("CR, LF or NUL", msg)
+        assert.is_nil(msg:find(v, 1, true))
+      end
+    end
+  end)
+
+  it("with CR, LF or NUL are refused by set_api_key and set_tokens", function()
+    local c = admin.new{base_url = emu.url}
+    for _, v in ipairs(bad) do
+      assert.has_error(function() c:set_api_key(v) end)
+      assert.has_error(function() c:set_tokens{access_token = v} end)
+      assert.has_error(function() c:set_tokens{access_token = "a.b.c", refresh_token = v} end)
+    end
+  end)
+
+  it("never reach the wire through path parameters or queries", function()
+    emu.reset()
+    local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, retry = false}
+    local v, err = c.api_keys:get("x\r\nX-Injected: 1")
+    assert.is_nil(v)
+    assert.are.equal(404, err.status)
+    v = c:request("GET", "/usage/history", {query = {months = "1\r\nX-Injected: 1"}})
+    for _, r in ipairs(emu.requests()) do
+      assert.is_nil(r.headers["x-injected"])
+    end
+    assert.has_error(function() c:request("GET", "/usage/current\r\nX-Injected: 1") end)
+  end)
+end)
+
+describe("secrets", function()
+  -- Every string reachable from v (keys, values, metatables' __tostring).
+  local function collect(v, out, seen)
+    out, seen = out or {}, seen or {}
+    local t = type(v)
+    if t == "string" then
+      out[#out + 1] = v
+    elseif t == "number" or t == "boolean" then
+      out[#out + 1] = tostring(v)
+    elseif t == "table" and not seen[v] then
+      seen[v] = true
+      out[#out + 1] = tostring(v)
+      for k, x in pairs(v) do
+        collect(k, out, seen)
+        collect(x, out, seen)
+      end
+    elseif t == "userdata" then
+      out[#out + 1] = tostring(v)
+    end
+    return out, seen
+  end
+
+  local function assert_clean(what, secrets)
+    local text = table.concat(collect(what), "\n")
+    for name, s in pairs(secrets) do
+      assert.is_nil(text:find(s, 1, true), name .. " leaked: " .. text:sub(1, 300))
+    end
+  end
+
+  it("never appear in errors, tostring(client), tostring(err) or hooks", function()
+    emu.reset()
+    local seen = {}
+    local hooks = {
+      on_request = function(info) seen[#seen + 1] = info end,
+      on_response = function(info) seen[#seen + 1] = info end,
+    }
+    local function client(opts)
+      local o = {base_url = emu.url, retry = false, timeout = 1}
+      for k, v in pairs(hooks) do o[k] = v end
+      for k, v in pairs(opts) do o[k] = v end
+      return admin.new(o)
+    end
+    local owner = emu.seed.owner
+    local secrets = {password = owner.password, api_key = emu.seed.keys.all}
+    local outputs = {}
+    local function keep(...) for i = 1, select("#", ...) do outputs[#outputs + 1] = (select(i, ...)) end end
+
+    -- logging in: a wrong password (it must not be echoed), then the right one
+    local c = client{}
+    keep(c.auth:login{email = owner.email, password = "wrong-" .. owner.password})
+    secrets.wrong_password = "wrong-" .. owner.password
+    local login = assert(c.auth:login{email = owner.email, password = owner.password})
+    secrets.access_token, secrets.refresh_token = login.access_token, login.refresh_token
+    keep(tostring(c), c:info())
+
+    -- a bearer client and a key client meeting errors of every kind
+    local b = client{access_token = login.access_token, refresh_token = login.refresh_token}
+    local k = client{api_key = emu.seed.keys.all}
+    for _, x in ipairs{b, k} do
+      keep(tostring(x), x:info())
+      keep(x.api_keys:create{name = "", scopes = {"nope"}})            -- 422
+      keep(x.api_keys:get("key_missing"))                              -- 404
+      emu.fault{path = "/usage/current", malformed = true}
+      keep(x.usage:current())                                          -- decode
+      emu.fault{path = "/usage/current", drop = true}
+      keep(x.usage:current())                                          -- network
+      emu.fault{path = "/usage/current", delay = 2}
+      keep(x.usage:current())                                          -- timeout
+      emu.fault{path = "/usage/current", status = 500, body = '{"detail":"boom"}'}
+      keep(x.usage:current())                                          -- http
+    end
+    keep(b.auth:set_password{password = "short"})                      -- 422 on a secret field
+    secrets.short = "short-secret-value"
+    keep(b.auth:set_password{password = secrets.short, extra = 1})
+    -- argument errors raise before any I/O: their messages name fields, never values
+    for _, f in ipairs{
+      function() return k.auth:login{email = owner.email, password = 12345} end,
+      function() return k.auth:reset_password{token = owner.password} end,
+      function() return k.api_keys:create{name = owner.password, scopes = "x"} end,
+    } do
+      local ok, msg = pcall(f)
+      assert.is_false(ok)
+      keep(msg)
+    end
+    -- a new raw key, shown once in the value, never in a hook or an error
+    local created = assert(k.api_keys:create{name = "leak-check", scopes = {"usage:read"}})
+    secrets.raw_key = created.raw_key
+    keep(k.api_keys:create{name = "leak-check", scopes = {"usage:read"}})   -- 409
+
+    -- a unauthorised token-refresh path: an expired token, a spent refresh token
+    emu.advance(1801)
+    keep(b.usage:current())
+    keep(tostring(b))
+
+    assert.is_true(#seen > 20)
+    assert_clean(outputs, secrets)
+    assert_clean(seen, secrets)
+    for _, o in ipairs(outputs) do
+      if admin.is_error(o) then assert_clean(tostring(o), secrets) end
+    end
+  end)
+
+  it("tostring(client) says which credentials are held, not their values", function()
+    local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all}
+    local s = tostring(c)
+    assert.matches("api key", s)
+    assert.is_nil(s:find(emu.seed.keys.all, 1, true))
+    c:close()
+    assert.matches("closed", tostring(c))
+  end)
+end)
