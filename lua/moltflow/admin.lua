@@ -368,13 +368,14 @@ function Client:_ensure_fresh(io)
   end
 end
 
--- Pacing: with no request left in the window, wait for its reset. Windows
--- last a minute, so a longer wait (clocks that disagree) is cut to 60 s.
--- Returns the seconds waited.
+-- Pacing: with no request left in the window, wait for its reset (plus
+-- retry.RESET_MARGIN). Windows last a minute, so a longer wait (clocks that
+-- disagree) is cut to 60 s. Returns the seconds waited.
 function Client:_pace_wait(io)
   local r = self._rate
   if r.remaining and r.remaining <= 0 and r.reset then
-    local wait = math.min(r.reset - core.time(), 60)
+    local wait = r.reset - core.time()
+    wait = wait > 0 and math.min(wait + retry.RESET_MARGIN, 60) or 0
     if wait > 0 then return self:_wait(io, wait) end
   end
   return 0
@@ -560,5 +561,6 @@ end
 admin.Client = Client
 admin.groups = group_mts
 require("moltflow.async").extend(admin) -- c:batch, c:spawn, c:poll, c:set_scheduler, admin.batch
+require("moltflow.shdict_store").install(admin) -- admin.shdict_store: tokens shared by nginx workers
 require("moltflow.helpers").install(admin) -- c:quota(), c.api_keys:ensure{...}, ...
 return admin

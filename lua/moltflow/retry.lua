@@ -10,12 +10,17 @@
 -- * The wait is exponential backoff with full jitter, `random() * min(max_delay,
 --   base_delay * 2^(attempt - 1))`, unless the server said how long:
 --   `Retry-After` (seconds or an HTTP date, read by the core), or on a 429
---   without it, `X-RateLimit-Reset`.
+--   without it, `X-RateLimit-Reset` (plus `RESET_MARGIN`).
 -- * `max_elapsed` is one deadline over every attempt and every sleep: a wait
 --   that would pass it ends the call with the last error instead.
 -- @module moltflow.retry
 
 local retry = {}
+
+--- Seconds added to a wait for `X-RateLimit-Reset`: the reset is a whole
+-- second on the server's clock, and clocks differ a little; waking exactly at
+-- it can land in the old window.
+retry.RESET_MARGIN = 0.25
 
 --- The default policy (a fresh copy each call).
 function retry.defaults()
@@ -93,7 +98,7 @@ function retry.delay(policy, method, err, attempt, elapsed, now, random)
   if err.retry_after then
     wait = err.retry_after
   elseif err.status == 429 and err.rate_limit and err.rate_limit.reset and now then
-    wait = math.max(0, err.rate_limit.reset - now)
+    wait = math.max(0, err.rate_limit.reset - now) + retry.RESET_MARGIN
   else
     local cap = math.min(policy.max_delay, policy.base_delay * 2 ^ (attempt - 1))
     wait = (random or math.random)() * cap

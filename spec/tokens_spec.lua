@@ -1,0 +1,400 @@
+-- Token lifecycle against the emulator: proactive and reactive refresh,
+-- single flight, on_tokens, token stores. The emulator clock expires tokens
+-- without waiting; its request log says what the server saw.
+local admin = require "moltflow.admin"
+local core = require "moltflow.core"
+local dkjson = require "dkjson"
+local http = require "spec.support.http"
+local emu = require "spec.support.emulator"
+
+local OWNER = emu.seed.owner
+
+-- method + path (after /api/v2) -> the statuses the server answered, in order
+local function seen(method, path)
+  local out = {}
+  for _, r in ipairs(emu.requests()) do
+    if r.method == method and r.path == "/api/v2" .. path then out[#out + 1] = r.status end
+  end
+  return out
+end
+
+local function count(list, value)
+  local n = 0
+  for _, v in ipairs(list) do if v == value then n = n + 1 end end
+  return n
+end
+
+-- A client that records every on_tokens call ("nil" for a nil argument).
+local function client(opts)
+  opts = opts or {}
+  local log = {}
+  opts.base_url = emu.url
+  opts.sleep = opts.sleep or function() end
+  opts.on_tokens = function(t) log[#log + 1] = t == nil and "nil" or t end
+  return admin.new(opts), log
+end
+
+local function login(c)
+  local v, err = c.auth:login{email = OWNER.email, password = OWNER.password}
+  assert(v, tostring(err))
+  return v
+end
+
+-- Logs in with a token that, by the client's clock, expires in 10 s: the
+-- emulator clock runs 1790 s behind while the token is issued, then catches up.
+local function login_near_expiry(c)
+  emu.advance(-1790)
+  local v = login(c)
+  emu.advance(1790)
+  return v
+end
+
+-- Runs fns at once on client c, each in a coroutine whose I/O goes through
+-- the core's multi handle (start/poll/finish) and yields while it waits:
+-- the minimum an async host does (c._coio is the hook moltflow.async's
+-- plain coroutines fall back to). Returns {value, res_or_err} per fn.
+local function concurrently(c, fns)
+  local done, results = {}, {}
+  local io = {}
+  function io.send(cl, req)
+    local ok, err = cl._core:start(req)
+    if not ok then return nil, err end
+    local key = req:key()
+    while not done[key] do coroutine.yield() end
+    done[key] = nil
+    return cl._core:finish(req)
+  end
+  function io.sleep(s)
+    local t = core.monotime() + s
+    while core.monotime() < t do coroutine.yield() end
+  end
+  local cos = {}
+  for i, fn in ipairs(fns) do
+    cos[i] = coroutine.create(function() results[i] = {fn()} end)
+    c._coio[cos[i]] = io
+  end
+  local alive = #cos
+  while alive > 0 do
+    alive = 0
+    for _, co in ipairs(cos) do
+      if coroutine.status(co) == "suspended" then
+        local ok, e = coroutine.resume(co)
+        if not ok then error(e, 0) end
+      end
+      if coroutine.status(co) ~= "dead" then alive = alive + 1 end
+    end
+    if alive > 0 then
+      for _, key in ipairs(c._core:poll(0.01)) do done[key] = true end
+    end
+  end
+  return results
+end
+
+local function usage_calls(c, n)
+  local fns = {}
+  for i = 1, n do fns[i] = function() return c.usage:current() end end
+  return fns
+end
+
+describe("tokens against the emulator", function()
+  before_each(function() emu.reset() end)
+
+  describe("proactive refresh", function()
+    it("a token with less than the skew left is renewed before the call: no 401", function()
+      local c, log = client()
+      local first = login_near_expiry(c)
+      local v, res = c.usage:current()
+      assert.is_table(v, tostring(res))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.same({200}, seen("GET", "/usage/current"))
+      assert.equal(2, #log) -- login, refresh
+      assert.are_not.equal(first.access_token, c:tokens().access_token)
+      assert.equal(c:tokens().access_token, log[2].access_token)
+      -- the renewed token has 30 minutes: the next call goes straight out
+      assert.is_table((c.usage:current()))
+      assert.equal(1, #seen("POST", "/auth/refresh"))
+    end)
+
+    it("a fresh token is not renewed; refresh_skew widens the margin", function()
+      local c = client()
+      login(c)
+      assert.is_table((c.usage:current()))
+      assert.same({}, seen("POST", "/auth/refresh"))
+
+      local c2 = client{refresh_skew = 1800 + 5}
+      login(c2)
+      assert.is_table((c2.usage:current()))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+    end)
+
+    it("clocks that disagree by more than the skew do not make every call refresh", function()
+      local c = client()
+      emu.advance(-1790) -- the server's clock stays 1790 s behind the client's
+      login(c)
+      assert.is_table((c.usage:current()))
+      assert.is_table((c.usage:current()))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.same({200, 200}, seen("GET", "/usage/current"))
+    end)
+
+    it("a refresh token alone: the client refreshes before the first call", function()
+      local c0 = client()
+      local t = login(c0)
+      local c = client{refresh_token = t.refresh_token}
+      local v, res = c.usage:current()
+      assert.is_table(v, tostring(res))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.same({200}, seen("GET", "/usage/current"))
+    end)
+  end)
+
+  describe("reactive refresh", function()
+    it("a 401 renews once and replays once", function()
+      local c, log = client()
+      login(c)
+      emu.advance(1801) -- the access token expired by the server's clock only
+      local v, res = c.usage:current()
+      assert.is_table(v, tostring(res))
+      assert.equal(200, res.status)
+      assert.same({401, 200}, seen("GET", "/usage/current"))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.equal(2, #log)
+    end)
+
+    it("never loops: a replay that gets 401 again returns it", function()
+      local c = client()
+      login(c)
+      emu.fault{method = "GET", path = "/usage/current", status = 401, times = 10}
+      local v, err = c.usage:current()
+      assert.is_nil(v)
+      assert.equal(401, err.status)
+      assert.equal("auth", err.kind)
+      assert.equal(2, err.attempts)
+      assert.same({401, 401}, seen("GET", "/usage/current"))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.is_table(c:tokens()) -- the refresh itself worked
+    end)
+
+    it("a refused refresh (spent token): the original 401, tokens cleared, on_tokens(nil) once", function()
+      local c, log = client()
+      local t = login(c)
+      -- someone else spends the refresh token
+      local res = http.request{method = "POST", url = emu.url .. "/auth/refresh",
+                               headers = {["Content-Type"] = "application/json"},
+                               body = dkjson.encode{refresh_token = t.refresh_token}}
+      assert.equal(200, res.status)
+      emu.advance(1801)
+      local v, err = c.usage:current()
+      assert.is_nil(v)
+      assert.equal(401, err.status)
+      assert.equal("auth", err.kind)
+      assert.equal("/usage/current", err.path)
+      assert.equal(1, err.attempts)
+      assert.is_nil(c:tokens())
+      assert.equal(t.refresh_token, log[1].refresh_token)
+      assert.equal("nil", log[2])
+      assert.equal(2, #log)
+      assert.same({401}, seen("GET", "/usage/current"))
+      assert.same({200, 401}, seen("POST", "/auth/refresh"))
+      -- no credentials now: the next call fails before any I/O
+      local before = #emu.requests()
+      local _, err2 = c.usage:current()
+      assert.equal("auth", err2.kind)
+      assert.is_nil(err2.status)
+      assert.equal(before, #emu.requests())
+    end)
+
+    it("a failed refresh (injected 503): the original 401 and the tokens are cleared", function()
+      local c, log = client()
+      login(c)
+      emu.advance(1801)
+      emu.fault{method = "POST", path = "/auth/refresh", status = 503, times = 5}
+      local v, err = c.usage:current()
+      assert.is_nil(v)
+      assert.equal(401, err.status)
+      assert.equal("/usage/current", err.path)
+      assert.is_nil(c:tokens())
+      assert.equal("nil", log[#log])
+      assert.equal(2, #log)
+      assert.same({503}, seen("POST", "/auth/refresh")) -- a POST: not retried on 503
+    end)
+
+    it("an API key client does not refresh on 401", function()
+      local c = client{api_key = "mf_NotAKeyAtAll0000000000000000000000000000"}
+      local _, err = c.usage:current()
+      assert.equal(401, err.status)
+      assert.equal(1, err.attempts)
+      assert.same({}, seen("POST", "/auth/refresh"))
+    end)
+  end)
+
+  describe("single flight", function()
+    for _, n in ipairs{2, 5, 8} do
+      it(("%d concurrent calls near expiry: exactly one POST /auth/refresh"):format(n), function()
+        local c, log = client()
+        login_near_expiry(c)
+        local results = concurrently(c, usage_calls(c, n))
+        for i = 1, n do assert.is_table(results[i][1], tostring(results[i][2])) end
+        assert.same({200}, seen("POST", "/auth/refresh"))
+        assert.equal(n, count(seen("GET", "/usage/current"), 200))
+        assert.equal(0, count(seen("GET", "/usage/current"), 401))
+        assert.equal(2, #log)
+      end)
+    end
+
+    it("8 concurrent calls that all get a 401: one refresh, 8 replays", function()
+      local c, log = client()
+      login(c)
+      emu.advance(1801)
+      local results = concurrently(c, usage_calls(c, 8))
+      for i = 1, 8 do assert.is_table(results[i][1], tostring(results[i][2])) end
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      local gets = seen("GET", "/usage/current")
+      assert.equal(8, count(gets, 200))
+      assert.is_true(count(gets, 401) >= 1)
+      assert.equal(2, #log)
+    end)
+
+    it("concurrent calls whose refresh is refused: one refresh, all get their 401, one on_tokens(nil)", function()
+      local c, log = client()
+      login(c)
+      emu.advance(1801)
+      emu.fault{method = "POST", path = "/auth/refresh", status = 401, times = 5}
+      local results = concurrently(c, usage_calls(c, 4))
+      for i = 1, 4 do
+        assert.is_nil(results[i][1])
+        assert.equal(401, results[i][2].status)
+      end
+      assert.same({401}, seen("POST", "/auth/refresh"))
+      assert.same({"nil"}, {log[2]})
+      assert.equal(2, #log)
+    end)
+
+    it("with c:batch (moltflow.async): exactly one POST /auth/refresh", function()
+      local c = client()
+      if not c.batch then
+        pending("c:batch is not loaded by moltflow.admin yet")
+        return
+      end
+      for _, n in ipairs{2, 8} do
+        emu.reset()
+        login_near_expiry(c)
+        local results = c:batch(usage_calls(c, n))
+        for i = 1, n do assert.is_table(results[i][1], tostring(results[i][2])) end
+        assert.same({200}, seen("POST", "/auth/refresh"))
+
+        emu.reset()
+        login(c)
+        emu.advance(1801)
+        results = c:batch(usage_calls(c, n))
+        for i = 1, n do assert.is_table(results[i][1], tostring(results[i][2])) end
+        assert.same({200}, seen("POST", "/auth/refresh"))
+      end
+    end)
+  end)
+
+  describe("on_tokens", function()
+    it("runs after login, magic-link verify, refresh and logout (nil)", function()
+      local c, log = client()
+      local t = login(c)
+      assert.equal(t.access_token, log[1].access_token)
+      assert.equal(t.refresh_token, log[1].refresh_token)
+      assert.is_number(log[1].expires_at)
+
+      local r = assert(c.auth:refresh())
+      assert.equal(r.access_token, log[2].access_token)
+      assert.equal(r.refresh_token, log[2].refresh_token)
+
+      assert(c.auth:logout())
+      assert.equal("nil", log[3])
+      assert.is_nil(c:tokens())
+      -- the server revoked the session: the old access token fails
+      local res = http.request{method = "GET", url = emu.url .. "/auth/me",
+                               headers = {Authorization = "Bearer " .. r.access_token}}
+      assert.equal(401, res.status)
+
+      assert(c.auth:magic_link_request{email = emu.seed.magic.email})
+      local outbox = emu.control("GET", "outbox")
+      local m = assert(c.auth:magic_link_verify{token = outbox[#outbox].token})
+      assert.equal(m.access_token, log[4].access_token)
+      assert.equal(4, #log)
+    end)
+
+    it("logout sends the refresh token in use after a proactive refresh", function()
+      local c, log = client()
+      login_near_expiry(c)
+      assert(c.auth:logout())
+      local reqs = emu.requests()
+      local last = reqs[#reqs]
+      assert.equal("/api/v2/auth/logout", last.path)
+      assert.equal(200, last.status)
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.equal(log[2].refresh_token, dkjson.decode(last.body).refresh_token)
+      assert.same({"nil"}, {log[3]})
+    end)
+  end)
+
+  describe("token stores", function()
+    local dir
+    before_each(function()
+      dir = assert(io.popen("mktemp -d /tmp/moltflow-tokens.XXXXXX")):read("*l")
+    end)
+    after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+    local function mode(path)
+      return assert(io.popen("stat -c %a '" .. path .. "'")):read("*l")
+    end
+
+    it("the file store writes mode 0600 and survives a new client", function()
+      local path = dir .. "/tokens.json"
+      -- a file already there with looser permissions is replaced
+      local f = assert(io.open(path, "w"))
+      f:write("{}")
+      f:close()
+      os.execute("chmod 644 '" .. path .. "'")
+      local c = client{token_store = admin.file_store(path)}
+      local t = login(c)
+      assert.equal("600", mode(path))
+      local saved = dkjson.decode(assert(io.open(path)):read("*a"))
+      assert.equal(t.access_token, saved.access_token)
+      assert.equal(t.refresh_token, saved.refresh_token)
+
+      local c2 = client{token_store = admin.file_store(path)}
+      assert.equal(t.access_token, c2:tokens().access_token)
+      local v, res = c2.usage:current()
+      assert.is_table(v, tostring(res))
+      assert.same({"POST"}, {emu.requests()[1].method}) -- one login only
+      assert.equal(2, #emu.requests())
+
+      -- a refresh rewrites it, still 0600; logout removes it
+      assert(c2.auth:refresh())
+      assert.equal("600", mode(path))
+      assert.equal(c2:tokens().refresh_token, dkjson.decode(assert(io.open(path)):read("*a")).refresh_token)
+      assert(c2.auth:logout())
+      assert.is_nil(io.open(path))
+      assert.is_nil(client{token_store = admin.file_store(path)}:tokens())
+    end)
+
+    it("the memory store is shared by the clients given it", function()
+      local store = admin.memory_store()
+      local c = client{token_store = store}
+      local t = login(c)
+      assert.equal(t.refresh_token, store.load().refresh_token)
+      local c2 = client{token_store = store}
+      assert.equal(t.access_token, c2:tokens().access_token)
+      assert.is_table((c2.usage:current()))
+    end)
+
+    it("explicit tokens win over the store; a bad store raises", function()
+      local store = admin.memory_store()
+      store.save({access_token = "stored.access.token", refresh_token = "rt_stored"})
+      local c = client{token_store = store, refresh_token = "rt_given"}
+      assert.equal("rt_given", c:tokens().refresh_token)
+      assert.has_error(function() admin.new{token_store = {load = true}} end,
+        "moltflow.new: field 'token_store' needs load and save functions")
+      assert.has_error(function() admin.new{token_store = {}, access_token = "x.y.z"} end,
+        "moltflow.new: field 'token_store' needs load and save functions")
+      assert.has_error(function() admin.file_store(42) end, "moltflow.file_store: 'path' must be a string")
+    end)
+  end)
+end)
