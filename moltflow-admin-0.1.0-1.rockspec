@@ -3,8 +3,9 @@
 -- libcrypto (Debian: libcurl4-openssl-dev, libssl-dev). Only "lua" is a
 -- dependency, so luarocks never needs a registry; the emulator and the specs
 -- use Debian's lua-cjson/lua-dkjson/argparse/busted, not rocks.
--- spec/rockspec_spec.lua checks that every src/*.c, lua/moltflow/**.lua and
--- bin/* file is listed here.
+-- spec/rockspec_spec.lua checks that every src/*.c and bin/* file is listed
+-- here. The builtin backend also copies the whole lua/ tree, so a Lua module
+-- added later (moltflow.transport.*, ...) is installed even before it is listed.
 rockspec_format = "3.0"
 package = "moltflow-admin"
 version = "0.1.0-1"
@@ -43,7 +44,6 @@ build = {
     ["moltflow.endpoints"] = "lua/moltflow/endpoints.lua",
     ["moltflow.helpers"] = "lua/moltflow/helpers.lua",
     ["moltflow.retry"] = "lua/moltflow/retry.lua",
-    ["moltflow.transport.ngx"] = "lua/moltflow/transport/ngx.lua",
     ["moltflow.emulator"] = "lua/moltflow/emulator/init.lua",
     ["moltflow.emulator.api"] = "lua/moltflow/emulator/api.lua",
     ["moltflow.emulator.auth"] = "lua/moltflow/emulator/auth.lua",
