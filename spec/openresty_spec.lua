@@ -1,0 +1,112 @@
+-- The SDK inside OpenResty: one single-worker nginx serves the emulator and
+-- examples/openresty (a location calling that emulator through the SDK). A
+-- blocking transport would make the worker wait for itself: deadlock.
+local dkjson = require "dkjson"
+local http = require "spec.support.http"
+local emu = require "spec.support.emulator"
+
+local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function run(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok
+end
+
+local root = run("realpath " .. sh(emu.root)):gsub("%s+$", "") -- the symlink below needs it absolute
+
+-- The same nginx for every test of this file (the Lua and C of the SDK load once).
+local prefix, origin
+local function start()
+  prefix = run("mktemp -d /tmp/moltflow-openresty.XXXXXX"):gsub("%s+$", "")
+  assert(os.execute(("ln -s %s %s/openresty"):format(sh(root .. "/examples/openresty"), sh(prefix))))
+  local cmd = ("MOLTFLOW_EMULATOR_LUA_CPATH=%s %s --daemon --port 0 --prefix %s --no-rate-limit --quiet "
+    .. "--http-conf %s --server-conf %s"):format(
+    sh(root .. "/build/luajit/?.so"), sh(emu.launcher), sh(prefix),
+    sh(root .. "/examples/openresty/http.conf"), sh(root .. "/examples/openresty/server.conf"))
+  local url = run(cmd):gsub("%s+$", "")
+  assert(url:match("^http://"), "nginx did not start: " .. cmd)
+  origin = url:gsub("/api/v2$", "")
+end
+
+local function get(path)
+  local res, err = http.request({method = "GET", url = origin .. path})
+  assert(res, err)
+  return res.status, dkjson.decode(res.body)
+end
+
+local function control(method, path, body)
+  local res = assert(http.request({method = method, url = origin .. "/_emulator/" .. path,
+    headers = {["Content-Type"] = "application/json"}, body = body and dkjson.encode(body)}))
+  return dkjson.decode(res.body or "")
+end
+
+local function count_requests(method, path)
+  local n = 0
+  for _, r in ipairs(control("GET", "requests")) do
+    if r.method == method and r.path == "/api/v2" .. path then n = n + 1 end
+  end
+  return n
+end
+
+local describe_ngx = jit and pending or describe -- one nginx run is enough: under Lua 5.4
+
+describe_ngx("OpenResty (examples/openresty)", function()
+  setup(start)
+  teardown(function()
+    if prefix then
+      run(("%s --stop --prefix %s --quiet; rm -rf %s"):format(sh(emu.launcher), sh(prefix), sh(prefix)))
+    end
+  end)
+  before_each(function() control("POST", "reset") end)
+
+  it("calls the emulator of the same worker through the cosocket transport", function()
+    local status, body = get("/sdk/usage?i=4")
+    assert.equal(200, status)
+    assert.same({i = 4, tenant = "acme", months = 5, messages_sent = 800, transport = "ngx"}, body)
+    status, body = get("/sdk/usage?i=7")
+    assert.equal(200, status)
+    assert.same({i = 7, tenant = "solo", months = 8, messages_sent = 12, transport = "ngx"}, body)
+  end)
+
+  it("answers 300 requests, 250 at a time, each with its own correct data", function()
+    local out, ok = run(("seq 300 | xargs -P 250 -I{} curl -s -m 60 '%s/sdk/usage?i={}'"):format(origin))
+    assert.is_truthy(ok)
+    local seen, n = {}, 0
+    for line in out:gmatch("[^\n]+") do
+      local b = dkjson.decode(line)
+      assert.is_table(b, line)
+      assert.equal(b.i % 2 == 0 and "acme" or "solo", b.tenant, line)
+      assert.equal(b.i % 24 + 1, b.months, line)
+      assert.equal(b.tenant == "acme" and 800 or 12, b.messages_sent, line)
+      assert.equal("ngx", b.transport, line)
+      assert.is_nil(seen[b.i], "answered twice: " .. line)
+      seen[b.i] = true
+      n = n + 1
+    end
+    assert.equal(300, n)
+    -- two SDK calls per answer reached the emulator
+    assert.equal(300, count_requests("GET", "/usage/current"))
+    assert.equal(300, count_requests("GET", "/usage/history"))
+  end)
+
+  it("refreshes shared tokens once for many clients at once (lua_shared_dict store)", function()
+    assert.equal(200, (get("/sdk/login")))
+    control("POST", "clock", {advance = 1801}) -- every access token is expired now
+    local status, body = get("/sdk/me?n=20")
+    assert.equal(200, status, dkjson.encode(body))
+    assert.equal(20, #body.emails)
+    for _, e in ipairs(body.emails) do assert.equal("owner@acme.test", e) end
+    assert.equal(1, count_requests("POST", "/auth/refresh"))
+    -- and the next clients start from the refreshed tokens
+    status = get("/sdk/me?n=5")
+    assert.equal(200, status)
+    assert.equal(1, count_requests("POST", "/auth/refresh"))
+  end)
+
+  it("logs no Lua error", function()
+    local log = io.open(prefix .. "/error.log"):read("a")
+    assert.is_nil(log:match("%[error%]"), log)
+  end)
+end)
