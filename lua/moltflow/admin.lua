@@ -167,7 +167,9 @@ end
 local function pick_transport(opts)
   local t = opts.transport
   if type(t) == "table" then return t end
-  if t == nil and ngx and ngx.socket and ngx.get_phase and ngx.get_phase() ~= "init" then t = "ngx" end
+  -- in nginx, also for clients made in init_by_lua: the ngx transport uses
+  -- libcurl itself in the phases where cosockets are unavailable
+  if t == nil and ngx and ngx.socket and ngx.get_phase then t = "ngx" end
   t = t or "curl"
   if t == "ngx" and not transports.ngx then require "moltflow.transport.ngx" end
   local io = transports[t]
