@@ -26,16 +26,37 @@ function admin.array(t)
   return setmetatable(t or {}, core.array_mt)
 end
 
+--- Encodes a value as JSON with the core's codec: integers stay integers,
+-- `admin.null` is `null`, tables marked by `admin.array` (or decoded from
+-- arrays) are arrays.
+-- @function admin.json_encode
+-- @param v the value
+-- @treturn string the JSON text
+-- @raise on a value JSON cannot hold (a function, a userdata, a cycle)
 admin.json_encode = core.json_encode
+--- Decodes JSON text: arrays come back marked as arrays, `null` as `admin.null`.
+-- @function admin.json_decode
+-- @tparam string text the JSON text
+-- @return the value
+-- @return[2] nil and a message for malformed JSON
 admin.json_decode = core.json_decode
 
 --- Lower-case hex SHA-256 of a string (OpenSSL).
+-- @function admin.sha256
+-- @tparam string s the data
+-- @treturn string 64 hex digits
 admin.sha256 = core.sha256
 --- Lower-case hex HMAC-SHA256 (OpenSSL).
+-- @function admin.hmac_sha256
+-- @tparam string key the secret
+-- @tparam string s the data
+-- @treturn string 64 hex digits
 admin.hmac_sha256 = core.hmac_sha256
 
 --- The hash the server stores for a raw API key: SHA-256, lower-case hex.
 -- @param raw_key the `raw_key` returned by create or rotate
+-- @treturn string 64 hex digits, as `key_hash` on the server
+-- @raise when `raw_key` is not a string
 function admin.key_fingerprint(raw_key)
   if type(raw_key) ~= "string" then error("moltflow.key_fingerprint: 'raw_key' must be a string", 2) end
   return core.sha256(raw_key)
@@ -43,7 +64,11 @@ end
 
 --- Verifies an `X-Webhook-Signature` (HMAC-SHA256 of the raw body, hex) in
 -- constant time.
+-- @tparam string secret the webhook's secret
+-- @tparam string body the raw request body, as received
+-- @param signature the header's value (hex, `sha256=` prefix allowed); a non-string gives false
 -- @return true or false
+-- @raise when `secret` or `body` is not a string
 function admin.verify_signature(secret, body, signature)
   if type(secret) ~= "string" then error("moltflow.verify_signature: 'secret' must be a string", 2) end
   if type(body) ~= "string" then error("moltflow.verify_signature: 'body' must be a string", 2) end
@@ -53,6 +78,8 @@ function admin.verify_signature(secret, body, signature)
 end
 
 --- The claims of a JWT, decoded without verifying the signature.
+-- @function admin.jwt_claims
+-- @tparam string token the JWT
 -- @return a table, or nil and a message
 admin.jwt_claims = core.jwt_claims
 
@@ -61,21 +88,27 @@ admin.jwt_claims = core.jwt_claims
 local error_mt = core.error_mt
 
 --- Makes an error table of the SDK's shape (for transports written in Lua).
+-- @tparam table fields `kind` and `message`, and any of `status`, `method`,
+--   `path`, `attempts` (default 1), `retry_after`, `rate_limit`, `connect_failed`
+-- @return `fields`, with the `moltflow.error` metatable (`__tostring`)
 function admin.error(fields)
   fields.attempts = fields.attempts or 1
   return setmetatable(fields, error_mt)
 end
 
 --- Whether a value is an error returned by this SDK.
+-- @param v any value
+-- @treturn boolean
 function admin.is_error(v)
   return type(v) == "table" and getmetatable(v) == error_mt
 end
 
------------------------------------------------------------- token stores
+-- ---------------------------------------------------------- token stores
 
 --- A token store keeping tokens in memory (the default).
--- A store is a table `{load = function() -> tokens or nil, save = function(tokens or nil)}`;
+-- A store is a table with `load()` (the saved tokens or nil) and `save(tokens)` (nil forgets them);
 -- `save` runs after every change (login, magic-link verify, refresh, logout).
+-- @return a store for the `token_store` option
 function admin.memory_store()
   local saved
   return {
@@ -85,7 +118,10 @@ function admin.memory_store()
 end
 
 --- A token store in a file written with mode 0600.
--- @param path the file
+-- @tparam string path the file (its directory must exist)
+-- @return a store for the `token_store` option; its `save` raises when the
+--   file cannot be written, `save(nil)` deletes it
+-- @raise when `path` is not a string
 function admin.file_store(path)
   if type(path) ~= "string" then error("moltflow.file_store: 'path' must be a string", 2) end
   return {
@@ -160,6 +196,8 @@ local blocking_io = {
 local transports = {curl = blocking_io}
 
 --- Registers a transport by name (used by moltflow.transport.* modules).
+-- @tparam string name the name for the `transport` option
+-- @tparam table io `{send = function(client, req) -> value, res | nil, err, sleep = function(seconds)}`
 function admin.register_transport(name, io)
   transports[name] = io
 end
@@ -185,7 +223,8 @@ local group_mts = {}
 --   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
 --   false), `on_tokens`, `on_request`, `on_response`, `sleep`, `pace`,
 --   `refresh_skew` (60 s), `token_store`, `transport`.
--- @return the client; raises on bad options
+-- @return the client (README.md, "Client options", lists defaults)
+-- @raise on an unknown option or a wrong type, before any I/O
 function admin.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("moltflow.new: expected a table of options", 2) end
@@ -250,16 +289,19 @@ Client.__close = Client.close
 
 --- Settings that hold no secret: `{base_url, timeout, connect_timeout,
 -- max_response_bytes, user_agent}`.
+-- @treturn table the settings
 function Client:info()
   return self._core:info()
 end
 
 --- Whether `close()` has run.
+-- @treturn boolean
 function Client:is_closed()
   return self._core:is_closed()
 end
 
---- The current tokens: `{access_token, refresh_token, expires_at}` or nil.
+--- The current tokens.
+-- @return `{access_token, refresh_token, expires_at}`, or nil when there are none
 function Client:tokens()
   return self._core:tokens()
 end
@@ -272,7 +314,9 @@ local function notify_tokens(self)
 end
 
 --- Replaces the tokens: `c:set_tokens{access_token = ..., refresh_token = ...}`
--- (nil clears them). Calls `on_tokens`.
+-- (nil clears them). Calls `on_tokens` and the `token_store`'s `save`.
+-- @param t a table of tokens, or nil
+-- @raise when `t` is neither, or a token is not a string
 function Client:set_tokens(t)
   if t ~= nil and type(t) ~= "table" then error("moltflow: set_tokens: expected a table or nil", 2) end
   t = t or {}
@@ -281,11 +325,14 @@ function Client:set_tokens(t)
 end
 
 --- Replaces the API key (nil removes it).
+-- @param key a string or nil
+-- @raise when `key` is neither
 function Client:set_api_key(key)
   self._core:set_api_key(key)
 end
 
---- The last rate-limit headers seen: `{remaining = n, reset = unix}`.
+--- The last rate-limit headers seen.
+-- @return `{remaining = n, reset = unix}` (fields nil before any answer)
 function Client:rate_limit()
   return {remaining = self._rate.remaining, reset = self._rate.reset}
 end
@@ -463,6 +510,9 @@ local raw_endpoints = {}
 -- syntax: `value, res = c:request(method, path, {query = {...}, body = {...}, auth = "any"})`
 -- @param method "GET", "POST", "PUT", "PATCH" or "DELETE"
 -- @param path relative to the base URL, e.g. "/usage/current"
+-- @param[opt] opts `query` (table), `body` (table), `auth` ("none", "any" or "token"; default "any")
+-- @return value, res on success; nil and an error table on failure
+-- @raise on a bad method, path or opts, before any I/O
 function Client:request(method, path, opts)
   if type(method) ~= "string" or not ({GET = 1, POST = 1, PUT = 1, PATCH = 1, DELETE = 1})[method] then
     error("moltflow: request: 'method' must be GET, POST, PUT, PATCH or DELETE", 2)
@@ -500,7 +550,7 @@ special["auth.login"] = function(ep)
 end
 special["auth.magic_link_verify"] = special["auth.login"]
 
---- `c.auth:refresh()`: sends the stored refresh token and stores the new pair.
+-- `c.auth:refresh()`: sends the stored refresh token and stores the new pair.
 special["auth.refresh"] = function()
   return function(g)
     local self = g._client
@@ -510,7 +560,7 @@ special["auth.refresh"] = function()
   end
 end
 
---- `c.auth:logout()`: revokes both tokens on the server and forgets them.
+-- `c.auth:logout()`: revokes both tokens on the server and forgets them.
 special["auth.logout"] = function(ep)
   return function(g)
     local self = g._client
@@ -547,7 +597,9 @@ for _, e in ipairs(endpoints) do
   if label == "auth.refresh" then Client._eps = {refresh = ep.ud} end
 end
 
---- The compiled endpoint list: `{label, group, name, method, path, auth, scope}` each.
+--- The compiled endpoint list, for generated docs and tools.
+-- @return a list of `{label, group, name, method, path, auth, scope, params,
+--   fields = {{name, type, required}, ...}}`, in the order of `moltflow.endpoints`
 function admin.describe()
   local out = {}
   for i, ep in ipairs(compiled) do
