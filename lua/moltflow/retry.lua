@@ -23,6 +23,7 @@ local retry = {}
 retry.RESET_MARGIN = 0.25
 
 --- The default policy (a fresh copy each call).
+-- @return `{max_attempts, base_delay, max_delay, max_elapsed, retry_on}`
 function retry.defaults()
   return {max_attempts = 3, base_delay = 0.5, max_delay = 8, max_elapsed = 30,
           retry_on = {408, 429, 500, 502, 503, 504}}
@@ -74,6 +75,7 @@ end
 -- @param policy a table from `retry.policy`
 -- @param method the HTTP method
 -- @param err the error table of the failed attempt
+-- @treturn boolean
 function retry.retryable(policy, method, err)
   if err.kind == "network" or err.kind == "timeout" then
     return IDEMPOTENT[method] == true or err.connect_failed == true
@@ -92,6 +94,7 @@ end
 -- @param elapsed seconds spent so far (attempts and sleeps)
 -- @param now Unix time, for `X-RateLimit-Reset`
 -- @param random optional function returning [0, 1), for tests
+-- @return seconds to wait, or nil: give up
 function retry.delay(policy, method, err, attempt, elapsed, now, random)
   if attempt >= policy.max_attempts or not retry.retryable(policy, method, err) then return nil end
   local wait
