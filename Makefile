@@ -3,6 +3,7 @@
 #   make LUA=luajit      build it for LuaJIT 2.1 (OpenResty)
 #   make test            specs under Lua 5.4 and LuaJIT against the emulator
 #   make demo            examples/quickstart.lua against a local emulator
+#   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make install PREFIX=/usr/local
@@ -40,7 +41,7 @@ DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-d
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
 
-.PHONY: all core core-all test test-54 test-luajit demo bench emulator install uninstall deps clean \
+.PHONY: all core core-all embed test test-54 test-luajit demo bench emulator install uninstall deps clean \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -58,7 +59,16 @@ core-all:
 	$(MAKE) --no-print-directory LUA=lua5.4 CFLAGS="$(CFLAGS) -Werror"
 	$(MAKE) --no-print-directory LUA=luajit CFLAGS="$(CFLAGS) -Werror"
 
-test: core-all test-54 test-luajit
+test: core-all embed test-54 test-luajit
+
+# A C host (examples/embed/host.c) with the core's sources compiled in.
+EMBED := build/embed/moltflow-embed
+embed: $(EMBED)
+
+$(EMBED): examples/embed/host.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc -o $@ \
+	  examples/embed/host.c $(SRC) $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 test-54:
 	$(BUSTED_54) --output=utfTerminal spec

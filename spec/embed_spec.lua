@@ -1,0 +1,77 @@
+-- examples/embed: a C host with the core compiled in, on a counting allocator,
+-- against the emulator; and a core that never writes to stdout or stderr.
+local emu = require "spec.support.emulator"
+
+local function run(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok == true or ok == 0, code
+end
+
+local HOST = "build/embed/moltflow-embed"
+local ENV = "LUA_PATH='lua/?.lua;;' LUA_CPATH='' "
+
+describe("examples/embed", function()
+  setup(function()
+    local out, ok = run("make --no-print-directory -s embed 2>&1")
+    assert(ok, "make embed failed:\n" .. out)
+  end)
+  before_each(function() emu.reset() end)
+
+  local function args()
+    return ("examples/embed/script.lua %s %s"):format(emu.url, emu.seed.keys.all)
+  end
+
+  it("runs the SDK with the statically linked core and frees every byte", function()
+    local errfile = os.tmpname()
+    local out, ok = run(ENV .. HOST .. " " .. args() .. " 2>" .. errfile)
+    local err = io.open(errfile):read("a")
+    os.remove(errfile)
+    assert.is_true(ok, out .. err)
+    assert.equal("", err) -- nothing from the core on stderr
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal("blocking: messages_sent 800", lines[1])
+    assert.equal("batch: 800, 3 months, 4 plans", lines[2])
+    assert.equal("frames: the call finished after some frames; 7 days", lines[3])
+    assert.matches("^lua heap: peak %d+ bytes, %d+ allocations, 0 bytes in use after lua_close$", lines[4])
+    assert.equal(4, #lines) -- nothing from the core on stdout
+    -- the calls went over HTTP to the emulator
+    local n = 0
+    for _, r in ipairs(emu.requests()) do
+      if r.path:match("^/api/v2/usage/") then n = n + 1 end
+    end
+    assert.equal(4, n)
+  end)
+
+  it("loads its core from the host, not from a shared object", function()
+    local out = run("nm -D " .. HOST .. " 2>/dev/null; ldd " .. HOST)
+    assert.is_nil(out:match("core%.so"))
+    out = run("nm " .. HOST .. " | grep -c ' T luaopen_moltflow_core$'")
+    assert.equal("1", out:match("%d+"))
+  end)
+
+  local it_valgrind = (not jit and os.getenv("MOLTFLOW_SKIP_VALGRIND") == nil) and it or pending
+  it_valgrind("is clean under valgrind (no leaks, no invalid accesses)", function()
+    local log = os.tmpname()
+    local out, ok, code = run(ENV .. "valgrind -q --leak-check=full --keep-debuginfo=yes "
+      .. "--suppressions=spec/support/valgrind.supp --errors-for-leak-kinds=definite "
+      .. "--error-exitcode=9 --log-file=" .. log .. " " .. HOST .. " " .. args())
+    local report = io.open(log):read("a")
+    os.remove(log)
+    assert.is_true(ok, "exit " .. tostring(code) .. "\n" .. out .. report)
+    assert.equal("", report)
+    assert.matches("0 bytes in use after lua_close", out)
+  end)
+end)
+
+describe("the C core", function()
+  it("writes nothing to stdout or stderr (no printing calls in src/)", function()
+    local out = run("grep -nE '\\b(printf|fprintf|vfprintf|puts|fputs|putchar|perror|fwrite|write)\\s*\\(' src/*.c src/*.h"
+      .. " | grep -vE '\\b(snprintf|vsnprintf)\\s*\\(' | grep -vE '^[^:]+:[0-9]+:\\s*(/\\*|\\*)'")
+    assert.equal("", out)
+    local verbose = run("grep -n 'CURLOPT_VERBOSE' src/*.c")
+    assert.equal("", verbose)
+  end)
+end)
