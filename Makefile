@@ -6,6 +6,7 @@
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
+#   make docs            LDoc reference in build/docs; README's generated endpoint reference
 #   make install PREFIX=/usr/local
 #   make deps            Debian packages (as root)
 
@@ -35,13 +36,13 @@ CORE := $(BUILD)/moltflow/core.so
 
 DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
-  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-check luarocks valgrind \
+  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-markdown lua-check luarocks valgrind \
   clang libclang-rt-14-dev wrk gnuplot-nox curl python3-requests
 
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
 
-.PHONY: all core core-all embed test test-54 test-luajit demo bench emulator install uninstall deps clean \
+.PHONY: all core core-all embed test test-54 test-luajit demo bench emulator install uninstall deps clean docs \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -98,6 +99,13 @@ install: all
 	install -m 0755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/moltflow/core.so
 	install -d $(DESTDIR)$(PREFIX)/bin
 	for f in bin/*; do install -m 0755 $$f $(DESTDIR)$(PREFIX)/bin/; done
+
+# The LDoc HTML reference (build/docs, not committed) from the source comments,
+# and README's endpoint reference from the endpoint table (spec/readme_spec.lua
+# fails when it is stale).
+docs: all
+	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua README.md
+	ldoc -c config.ld .
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
