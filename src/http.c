@@ -157,6 +157,11 @@ static int setup(client *c, transfer *t, request *r) {
     rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->has_body ? r->body.data : "");
     rc |= (int)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(r->method, "POST") ? r->method : NULL);
   }
+  /* libcurl silently sends a request again when a reused connection dies
+   * before any answer; a POST or PATCH could then act twice, so it gets a
+   * connection of its own (GET, PUT and DELETE keep reusing). */
+  long once = !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH");
+  rc |= (int)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, once);
   return rc ? -1 : 0;
 }
 
