@@ -21,10 +21,39 @@ local prefix, origin
 local function start()
   prefix = run("mktemp -d /tmp/moltflow-openresty.XXXXXX"):gsub("%s+$", "")
   assert(os.execute(("ln -s %s %s/openresty"):format(sh(root .. "/examples/openresty"), sh(prefix))))
+  -- the example's locations, and one of this spec's for failures
+  local conf = prefix .. "/server.conf"
+  local f = assert(io.open(conf, "w"))
+  f:write(("include %s;\n"):format(root .. "/examples/openresty/server.conf"), (([=[
+location = /t/errors {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local base = "http://127.0.0.1:" .. ngx.var.server_port .. "/api/v2"
+        local key = "@KEY@"
+        local function kinds(v, e)
+            if v then return {ok = true} end
+            return {kind = e.kind, status = e.status, connect_failed = e.connect_failed,
+                    attempts = e.attempts, text = tostring(e)}
+        end
+        local out = {}
+        local c = admin.new{base_url = base, api_key = key, timeout = 0.3, retry = false}
+        out.timeout = kinds(c.usage:current())          -- the spec delays it by 1 s
+        out.drop = kinds(c.billing:plans())              -- the spec drops it
+        out.status = kinds(c.api_keys:get("key_missing"))
+        local down = admin.new{base_url = "http://127.0.0.1:1/api/v2", api_key = key, retry = false}
+        out.refused = kinds(down.usage:current())
+        local r = admin.new{base_url = base, api_key = key, retry = {base_delay = 0.01}}
+        local v, res = r.usage:history{months = 2}      -- the spec fails it twice with a 503
+        out.retried = {months = v and #v.months, status = res.status}
+        ngx.say(admin.json_encode(out))
+    }
+}
+]=]):gsub("@KEY@", emu.seed.keys.all)))
+  f:close()
   local cmd = ("MOLTFLOW_EMULATOR_LUA_CPATH=%s %s --daemon --port 0 --prefix %s --no-rate-limit --quiet "
     .. "--http-conf %s --server-conf %s"):format(
     sh(root .. "/build/luajit/?.so"), sh(emu.launcher), sh(prefix),
-    sh(root .. "/examples/openresty/http.conf"), sh(root .. "/examples/openresty/server.conf"))
+    sh(root .. "/examples/openresty/http.conf"), sh(conf))
   local url = run(cmd):gsub("%s+$", "")
   assert(url:match("^http://"), "nginx did not start: " .. cmd)
   origin = url:gsub("/api/v2$", "")
@@ -103,6 +132,23 @@ describe_ngx("OpenResty (examples/openresty)", function()
     status = get("/sdk/me?n=5")
     assert.equal(200, status)
     assert.equal(1, count_requests("POST", "/auth/refresh"))
+  end)
+
+  it("reports failures with the same error kinds as libcurl", function()
+    control("POST", "faults", {path = "/usage/current", delay = 1})
+    control("POST", "faults", {path = "/billing/plans", drop = true})
+    control("POST", "faults", {path = "/usage/history", status = 503, times = 2})
+    local status, out = get("/t/errors")
+    assert.equal(200, status)
+    assert.equal("timeout", out.timeout.kind)
+    assert.equal("network", out.drop.kind)
+    assert.same({"http", 404}, {out.status.kind, out.status.status})
+    assert.same({"network", true}, {out.refused.kind, out.refused.connect_failed})
+    assert.same({months = 2, status = 200}, out.retried)
+    assert.equal(3, count_requests("GET", "/usage/history"))
+    for _, e in pairs(out) do
+      assert.is_nil(e.text and e.text:find(emu.seed.keys.all, 1, true), "the key leaked into an error")
+    end
   end)
 
   it("logs no Lua error", function()

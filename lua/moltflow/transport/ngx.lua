@@ -111,8 +111,9 @@ local function read_response(sock, max_bytes, deadline, head_only)
   return status, raw, body, false
 end
 
--- One attempt on one connection; `fresh_only` refuses a pooled connection.
-local function exchange(client, req, wire, fresh_only)
+-- One attempt on one connection. `fresh` takes a new connection and closes
+-- it afterwards (its pool name keeps it out of the kept-alive pool).
+local function exchange(client, req, wire, fresh)
   local info = client._ngx_info
   if not info then
     info = client._core:info()
@@ -122,18 +123,10 @@ local function exchange(client, req, wire, fresh_only)
   local scheme, host, port, authority, path = parse_url(url)
   local sock = ngx.socket.tcp()
   sock:settimeouts(info.connect_timeout * 1000, info.timeout * 1000, info.timeout * 1000)
-  local pool = scheme .. "://" .. authority
+  local pool = scheme .. "://" .. authority .. (fresh and "#fresh" or "")
   local ok, err = sock:connect(host, port, {pool = pool, pool_size = POOL_SIZE})
   if not ok then return fail(req, network_kind(err), "connect to " .. authority .. " failed: " .. err, true) end
   local reused = sock:getreusedtimes() > 0
-  if fresh_only and reused then
-    sock:close()
-    sock = ngx.socket.tcp()
-    sock:settimeouts(info.connect_timeout * 1000, info.timeout * 1000, info.timeout * 1000)
-    ok, err = sock:connect(host, port, {pool = pool .. "#fresh", pool_size = POOL_SIZE})
-    if not ok then return fail(req, network_kind(err), "connect to " .. authority .. " failed: " .. err, true) end
-    reused = false
-  end
   if scheme == "https" and not reused then
     ok, err = sock:sslhandshake(nil, host, true)
     if not ok then
@@ -164,7 +157,7 @@ local function exchange(client, req, wire, fresh_only)
     if raw == "too_large" then return fail(req, "too_large", "response body exceeds max_response_bytes") end
     return fail(req, network_kind(raw), "reading the response failed: " .. tostring(raw))
   end
-  if keep then sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE) else sock:close() end
+  if keep and not fresh then sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE) else sock:close() end
   return client._core:read(req, status, raw, text)
 end
 
@@ -178,11 +171,13 @@ local function send(client, req)
   local method, url, headers, body = client._core:wire(req)
   if method == nil then return nil, url end -- no credentials: the core's error
   local wire = {method, url, headers, body}
+  -- As with libcurl: a POST or PATCH that met a dead kept-alive connection
+  -- could have acted already, so it never reuses one and is never re-sent here.
+  if method == "POST" or method == "PATCH" then return exchange(client, req, wire, true) end
   local v, r = exchange(client, req, wire, false)
   if v == nil and r == "stale" then
-    -- a pooled connection the server had closed: the request never arrived
+    -- a kept-alive connection the server had closed: send again on a new one
     v, r = exchange(client, req, wire, true)
-    if v == nil and r == "stale" then return fail(req, "network", "the connection was closed", false) end
   end
   return v, r
 end
