@@ -1,0 +1,145 @@
+-- Soak: many requests with a random mix of faults against the emulator, on
+-- both transports of the C core (blocking and multi), with clients created
+-- and closed along the way. Nothing crashes, every failure is an SDK error
+-- of a known kind, and the resident set stays flat after warm-up.
+--
+-- SOAK_REQUESTS (default 3000: the short run of `make test`; `make soak`
+-- sends 100000). SOAK_SEED fixes the random mix. SOAK_CHECK_RSS=0 skips the
+-- RSS check (under valgrind or ASan, whose allocators hold freed memory).
+local admin = require "moltflow.admin"
+local core = require "moltflow.core"
+local emu = require "spec.support.emulator"
+
+local REQUESTS = tonumber(os.getenv("SOAK_REQUESTS")) or 3000
+local SEED = tonumber(os.getenv("SOAK_SEED")) or os.time()
+local CHECK_RSS = os.getenv("SOAK_CHECK_RSS") ~= "0"
+local KB = 1024
+
+local function rss_kb()
+  local f = assert(io.open("/proc/self/status"))
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match("VmRSS:%s*(%d+) kB"))
+end
+
+-- fault, expected kind (nil: success); weights add up to 100
+local MIX = {
+  {30, nil, nil},
+  {10, {status = 503, body = '{"detail":"maintenance"}'}, "http"},
+  {6, {status = 422, body = '{"detail":[{"loc":["body","name"],"msg":"field required","type":"value_error.missing"}]}'}, "http"},
+  {6, {status = 502, content_type = "text/html", body = "<html><h1>502 Bad Gateway</h1></html>"}, "http"},
+  {6, {retry_after = 1}, "http"},
+  {6, {malformed = true}, "decode"},
+  {6, {invalid_utf8 = true}, "decode"},
+  {5, {status = 200, content_type = "text/plain", body = "OK"}, "decode"},
+  -- libcurl replays a request once when a reused connection closes before any
+  -- answer, so a drop may end in success (and consume two faults)
+  {6, {drop = true}, "network", "ok"},
+  {6, {truncate = true}, "network"},
+  {6, {reset_mid_body = true}, "network"},
+  {6, {oversize = 64 * KB}, "too_large"},
+  {1, {delay = 0.3}, "timeout"},
+}
+
+local function pick()
+  local r = math.random(100)
+  for _, m in ipairs(MIX) do
+    r = r - m[1]
+    if r <= 0 then return m end
+  end
+  return MIX[1]
+end
+
+local function new_client()
+  return admin.new{base_url = emu.url, api_key = emu.seed.keys.all, retry = false, timeout = 0.2,
+                   max_response_bytes = 16 * KB}
+end
+
+local ep = core.endpoint{label = "request", method = "GET", path = "/", auth = "any", raw = true}
+
+-- Up to four requests at once on the multi handle.
+local function run_async(c, n)
+  local reqs, results = {}, {}
+  for i = 1, n do
+    reqs[i] = c._core:build(ep, "/usage/current")
+    assert(c._core:start(reqs[i]))
+  end
+  local left = n
+  while left > 0 do
+    for _ in ipairs(c._core:poll(0.5)) do left = left - 1 end
+  end
+  for i = 1, n do
+    local v, err = c._core:finish(reqs[i])
+    results[i] = {v, err}
+  end
+  return results
+end
+
+describe("soak", function()
+  it(("survives %d requests with random faults, RSS flat"):format(REQUESTS), function()
+    math.randomseed(SEED)
+    emu.reset()
+    emu.control("POST", "config", {rate_limit = false})
+    local c = new_client()
+    local done, kinds, warm_rss, peak = 0, {}, nil, 0
+    local warmup = math.max(1, math.floor(REQUESTS / 10))
+    local function check(v, err, want, or_ok)
+      if or_ok and v ~= nil then
+        want = nil
+      end
+      if want == nil then
+        assert(v ~= nil, "unexpected error: " .. tostring(err))
+        assert.are.equal(5000, v.limit_messages)
+      else
+        assert(v == nil, "expected " .. want)
+        assert(admin.is_error(err), tostring(err))
+        assert.are.equal(want, err.kind, tostring(err))
+        assert.is_string(tostring(err))
+      end
+      kinds[want or "ok"] = (kinds[want or "ok"] or 0) + 1
+      done = done + 1
+    end
+    while done < REQUESTS do
+      local m = pick()
+      local fault, want, or_ok = m[2], m[3], m[4]
+      local batch = math.min(REQUESTS - done, math.random(1, 4))
+      if fault then
+        fault.path, fault.times = "/usage/current", batch
+        emu.fault(fault)
+      end
+      if math.random(4) == 1 then
+        for _, r in ipairs(run_async(c, batch)) do check(r[1], r[2], want, or_ok) end
+      else
+        for _ = 1, batch do
+          local v, err = c.usage:current()
+          check(v, err, want, or_ok)
+        end
+      end
+      if or_ok then emu.control("DELETE", "faults") end
+      if math.random(200) == 1 then -- clients come and go
+        c:close()
+        c = new_client()
+      end
+      if done >= warmup and not warm_rss then
+        collectgarbage("collect")
+        warm_rss = rss_kb()
+      elseif warm_rss then
+        peak = math.max(peak, rss_kb())
+      end
+    end
+    emu.control("DELETE", "faults")
+    c:close()
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local final = rss_kb()
+    local msg = ("seed %d: %d requests %s; RSS after warm-up %d kB, at the end %d kB, peak %d kB")
+      :format(SEED, done, (function()
+        local parts = {}
+        for k, n in pairs(kinds) do parts[#parts + 1] = k .. "=" .. n end
+        table.sort(parts)
+        return table.concat(parts, " ")
+      end)(), warm_rss, final, peak)
+    io.stderr:write(msg, "\n")
+    if CHECK_RSS then assert.is_true(final - warm_rss < KB, msg) end
+  end)
+end)
