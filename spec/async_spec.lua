@@ -60,18 +60,23 @@ describe("moltflow.async", function()
     end)
 
     it("runs calls concurrently, at most `concurrency` at a time", function()
-      -- The first two requests sleep 0.6 s on the server. api_calls counts
-      -- each request after that sleep, so it shows the order calls finished in.
+      -- Calls 1 and 2 (usage.history) sleep 0.6 s on the server; calls 3..5
+      -- (usage.current) do not. api_calls counts each request after that
+      -- sleep, so it shows the order calls finished in.
       local function run(concurrency)
         emu.reset()
-        emu.fault{path = "/usage/current", delay = 0.6, times = 2}
+        emu.fault{path = "/usage/history", delay = 0.6, times = 2}
         local c = client()
-        local calls = {}
-        for i = 1, 5 do calls[i] = {"usage.current"} end
+        local calls = {{"usage.history", {months = 1}}, {"usage.history", {months = 1}}}
+        for i = 3, 5 do calls[i] = {"usage.current"} end
         local results = c:batch(calls, {concurrency = concurrency})
         local counts = {}
-        for i = 1, 5 do counts[i] = assert(results[i][1], tostring(results[i][2])).api_calls end
-        assert.equal(5, #api_requests("GET", "/usage/current"))
+        for i = 1, 5 do
+          local v = assert(results[i][1], tostring(results[i][2]))
+          counts[i] = i <= 2 and v.months[1].api_calls or v.api_calls
+        end
+        assert.equal(2, #api_requests("GET", "/usage/history"))
+        assert.equal(3, #api_requests("GET", "/usage/current"))
         return counts
       end
       -- all five in flight: the three fast ones finish before the delayed two
