@@ -48,6 +48,20 @@ location = /t/errors {
         ngx.say(admin.json_encode(out))
     }
 }
+location = /t/batch {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = "http://127.0.0.1:" .. ngx.var.server_port .. "/api/v2", api_key = "@KEY@"}
+        local calls = {}
+        for i = 1, 12 do calls[i] = {"usage.history", {months = i}} end
+        calls[13] = {"api_keys.get", "key_missing"}
+        local months = {}
+        for i, r in ipairs(c:batch(calls, {concurrency = 4})) do
+            months[i] = r[1] and #r[1].months or r[2].status
+        end
+        ngx.say(admin.json_encode(months))
+    }
+}
 ]=]):gsub("@KEY@", emu.seed.keys.all)))
   f:close()
   local cmd = ("MOLTFLOW_EMULATOR_LUA_CPATH=%s %s --daemon --port 0 --prefix %s --no-rate-limit --quiet "
@@ -149,6 +163,13 @@ describe_ngx("OpenResty (examples/openresty)", function()
     for _, e in pairs(out) do
       assert.is_nil(e.text and e.text:find(emu.seed.keys.all, 1, true), "the key leaked into an error")
     end
+  end)
+
+  it("runs c:batch on light threads in a handler, results in order", function()
+    local status, months = get("/t/batch")
+    assert.equal(200, status)
+    assert.same({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 404}, months)
+    assert.equal(12, count_requests("GET", "/usage/history"))
   end)
 
   it("logs no Lua error", function()

@@ -11,7 +11,8 @@
 -- retries, pacing, hooks); only its I/O differs: `send` starts the request on
 -- the client's curl multi handle and suspends until `poll` reports it done,
 -- `sleep` suspends until a deadline. A task is a coroutine; a call made from
--- a coroutine the task itself created is not a task and blocks.
+-- a coroutine the task itself created is not a task and blocks. Inside nginx
+-- `c:batch` runs its calls on light threads over the cosocket transport.
 -- @module moltflow.async
 
 local core = require "moltflow.core"
@@ -26,6 +27,9 @@ local tasks = setmetatable({}, {__mode = "k"}) -- coroutine -> task
 local function pack(...) return {n = select("#", ...), ...} end
 
 local admin -- set by async.extend
+
+-- nginx phases where light threads and cosockets work
+local NGX_THREAD_PHASES = {rewrite = true, access = true, content = true, timer = true}
 
 ------------------------------------------------------------ per client
 
@@ -300,7 +304,30 @@ local function run_batch(calls, opts, default, where)
     local fn, args = resolve(calls[i], default, ("%s: call %d"):format(where, i))
     jobs[i] = {fn = fn, args = args}
   end
-  local results, loop, next_job = {}, new_loop(), 1
+  local results, next_job = {}, 1
+  if ngx and ngx.thread and ngx.get_phase and NGX_THREAD_PHASES[ngx.get_phase()] then
+    -- inside nginx: light threads over the cosocket transport, never curl multi
+    local function worker()
+      while next_job <= #jobs do
+        local i = next_job
+        next_job = i + 1
+        results[i] = pack(jobs[i].fn(unpack(jobs[i].args, 1, jobs[i].args.n)))
+      end
+    end
+    local threads = {}
+    for w = 1, math.min(concurrency, #jobs) do threads[w] = ngx.thread.spawn(worker) end
+    local failure
+    for w = 1, #threads do
+      local ok, err = ngx.thread.wait(threads[w])
+      if not ok and not failure then
+        failure = err
+        next_job = #jobs + 1 -- start no more calls
+      end
+    end
+    if failure then error(failure, 0) end
+    return results
+  end
+  local loop = new_loop()
   local function start_next()
     if next_job > #jobs then return end
     local i = next_job
