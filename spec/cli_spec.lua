@@ -82,7 +82,8 @@ describe("moltflow-admin", function()
     it("--help covers every command and the exit codes", function()
       local r = admin{"--help"}
       assert.equal(0, r.code)
-      for _, cmd in ipairs{"login", "logout", "whoami", "keys", "subscription", "plans", "quota", "usage", "settings"} do
+      for _, cmd in ipairs{"login", "logout", "whoami", "keys", "subscription", "plans", "quota", "usage",
+                           "settings"} do
         assert.matches("\n   " .. cmd .. " ", r.stdout)
       end
       assert.matches("Exit status: 0 ok, 1 HTTP error, 2 usage error, 3 quota", r.stdout)
@@ -361,7 +362,8 @@ describe("moltflow-admin", function()
       local cleared = admin{"--json", "settings", "set", "--no-allowed-numbers", "--require-approval", "off"}
       assert.equal(0, cleared.code, cleared.stderr)
       reqs = emu.requests()
-      assert.equal('{"allowed_numbers":[],"require_approval":false}', reqs[#reqs].body)
+      assert.truthy(reqs[#reqs].body:find('"allowed_numbers":[]', 1, true), reqs[#reqs].body) -- [] not {}
+      assert.same({allowed_numbers = {}, require_approval = false}, dkjson.decode(reqs[#reqs].body))
       assert.matches("require_approval%s+false", admin{"settings", "get"}.stdout)
 
       login(seed.member)

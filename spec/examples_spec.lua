@@ -145,7 +145,8 @@ describe("examples", function()
       local ok = example("webhook_verify.lua", {signature}, {env = {WEBHOOK_SECRET = "Jefe"}, stdin = body})
       assert.equal(0, ok.code, ok.stderr)
       assert.matches("^valid signature", ok.stdout)
-      local tampered = example("webhook_verify.lua", {signature}, {env = {WEBHOOK_SECRET = "Jefe"}, stdin = body .. " "})
+      local tampered = example("webhook_verify.lua", {signature},
+                               {env = {WEBHOOK_SECRET = "Jefe"}, stdin = body .. " "})
       assert.equal(1, tampered.code)
       local wrong = example("webhook_verify.lua", {signature:gsub("^5", "6")}, {env = {WEBHOOK_SECRET = "Jefe"},
                                                                               stdin = body})

@@ -444,7 +444,8 @@ commands["usage.daily"] = function(args)
   local max = 0
   for _, r in ipairs(rows) do if r.total_messages > max then max = r.total_messages end end
   local width, block = 40, utf8_terminal() and "\226\150\136" or "#"
-  out(("%-10s  %-" .. width .. "s  %s"):format("DATE", "MESSAGES (sent + received)", "TOTAL  SENT  RECEIVED  API CALLS"))
+  out(("%-10s  %-" .. width .. "s  %s"):format("DATE", "MESSAGES (sent + received)",
+                                              "TOTAL  SENT  RECEIVED  API CALLS"))
   for _, r in ipairs(rows) do
     local n = max > 0 and math.floor(r.total_messages * width / max + 0.5) or 0
     if n == 0 and r.total_messages > 0 then n = 1 end
@@ -563,7 +564,8 @@ function cli.parser()
   set:option("--allowed-number", "An allowed E.164 number (repeat; replaces the list)."):count("*")
   set:flag("--no-allowed-numbers", "Empty the allowed numbers list.")
   set:option("--require-approval", "Require approval: on or off."):choices({"on", "off"})
-  set:option("--ai-consent", "AI processing consent: on or off (on records a GDPR consent entry)."):choices({"on", "off"})
+  set:option("--ai-consent", "AI processing consent: on or off (on records a GDPR consent entry).")
+     :choices({"on", "off"})
   return p
 end
 
