@@ -1,7 +1,8 @@
 # moltflow-admin: a Lua SDK for the MoltFlow admin API.
 #   make                 build the C core for Lua 5.4
 #   make LUA=luajit      build it for LuaJIT 2.1 (OpenResty)
-#   make test            specs under Lua 5.4 and LuaJIT against the emulator
+#   make test            specs under Lua 5.4 and LuaJIT against the emulator, fuzz-short,
+#                        check-sanitize, check-valgrind (see the hardening section below)
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
@@ -60,7 +61,9 @@ core-all:
 	$(MAKE) --no-print-directory LUA=lua5.4 CFLAGS="$(CFLAGS) -Werror"
 	$(MAKE) --no-print-directory LUA=luajit CFLAGS="$(CFLAGS) -Werror"
 
-test: core-all embed test-54 test-luajit
+# Then the hardening checks: short fuzzing, ASan+UBSan and valgrind runs of
+# the whole suite (each a few minutes at most; spec/soak_spec.lua is short here).
+test: core-all embed test-54 test-luajit fuzz-short check-sanitize check-valgrind
 
 # A C host (examples/embed/host.c) with the core's sources compiled in.
 EMBED := build/embed/moltflow-embed
@@ -181,7 +184,7 @@ build/asan/lua: spec/support/asan_lua.c
 
 check-sanitize: all build/asan/lua build/asan/moltflow/core.so
 	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000} SOAK_CHECK_RSS=0 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MOLTFLOW_ASAN_CPATH='build/asan/?.so;;' \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MOLTFLOW_ASAN_CPATH='build/asan/?.so' \
 	  LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
 	  build/asan/lua /usr/bin/busted --output=utfTerminal spec
 

@@ -1,7 +1,7 @@
 /* A minimal Lua 5.4 interpreter for `make check-sanitize`: built with the
  * ASan and UBSan runtimes, so that the instrumented moltflow core can be
  * loaded without LD_PRELOAD (which every child process, nginx included,
- * would inherit). Usage: MOLTFLOW_ASAN_CPATH='build/asan/?.so;;' asan_lua script.lua [args...] */
+ * would inherit). Usage: MOLTFLOW_ASAN_CPATH='build/asan/?.so' asan_lua script.lua [args...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <lauxlib.h>
@@ -30,9 +30,12 @@ int main(int argc, char **argv) {
   /* The instrumented core for this process only: LUA_CPATH stays the plain
    * build's, for the lua5.4 child processes some specs run. */
   const char *cpath = getenv("MOLTFLOW_ASAN_CPATH");
-  if (cpath) {
+  if (cpath) { /* prepended to package.cpath */
     lua_getglobal(L, "package");
     lua_pushstring(L, cpath);
+    lua_pushliteral(L, ";");
+    lua_getfield(L, -3, "cpath");
+    lua_concat(L, 3);
     lua_setfield(L, -2, "cpath");
     lua_pop(L, 1);
   }
