@@ -21,8 +21,9 @@ function raw.start()
   local dir = assert(io.popen("mktemp -d /tmp/moltflow-raw.XXXXXX")):read("*l")
   local owner = assert(io.popen("echo $PPID")):read("*l")
   local port_file = dir .. "/port"
-  os.execute(string.format("lua5.4 %s %s %s >%s 2>&1 & echo $! >%s", shell_quote(emu.root .. "/spec/support/raw_server.lua"),
-    shell_quote(port_file), owner, shell_quote(dir .. "/log"), shell_quote(dir .. "/pid")))
+  os.execute(string.format("lua5.4 %s %s %s >%s 2>&1 & echo $! >%s",
+    shell_quote(emu.root .. "/spec/support/raw_server.lua"), shell_quote(port_file), owner,
+    shell_quote(dir .. "/log"), shell_quote(dir .. "/pid")))
   -- stopped when this Lua state closes (else it exits by itself once its owner is gone)
   local function stop()
     os.execute(string.format("kill $(cat %s/pid) 2>/dev/null; rm -rf %s", shell_quote(dir), shell_quote(dir)))

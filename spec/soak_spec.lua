@@ -26,7 +26,8 @@ end
 local MIX = {
   {30, nil, nil},
   {10, {status = 503, body = '{"detail":"maintenance"}'}, "http"},
-  {6, {status = 422, body = '{"detail":[{"loc":["body","name"],"msg":"field required","type":"value_error.missing"}]}'}, "http"},
+  {6, {status = 422,
+        body = '{"detail":[{"loc":["body","name"],"msg":"field required","type":"value_error.missing"}]}'}, "http"},
   {6, {status = 502, content_type = "text/html", body = "<html><h1>502 Bad Gateway</h1></html>"}, "http"},
   {6, {retry_after = 1}, "http"},
   {6, {malformed = true}, "decode"},
