@@ -21,6 +21,8 @@
 #define ENDPOINT_MT "moltflow.endpoint"
 #define REQUEST_MT "moltflow.request"
 #define ERROR_MT "moltflow.error"
+#define RESPONSE_MT "moltflow.response"
+#define RESPONSE_RAW_HEADERS "moltflow.response.raw_headers" /* registry: res -> raw header block */
 
 enum auth_mode { AUTH_NONE, AUTH_ANY, AUTH_TOKEN };
 enum credential { CRED_NONE, CRED_BEARER, CRED_KEY };
@@ -74,6 +76,8 @@ struct transfer {
   unsigned list_gen;
   request *req;              /* non-NULL while on the multi handle */
   void *owner;               /* the client whose multi handle runs it */
+  CURLU *url_handle;         /* the parsed URL of the last request (CURLOPT_CURLU) */
+  buffer url_text;           /* its text; empty when CURLOPT_URL is used instead */
   char errbuf[CURL_ERROR_SIZE];
 };
 

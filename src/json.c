@@ -317,12 +317,35 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end) {
   return n;
 }
 
+/* Bytes a string may hold without a closer look: printable ASCII except '"'
+ * and '\\'. Control characters, escapes and UTF-8 take the slow path. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int dec_string(decoder *d) {
   d->p++; /* opening quote */
   const unsigned char *run = d->p;
   buffer_clear(d->scratch);
   int escaped = 0;
   while (d->p < d->end) {
+    while (d->p < d->end && plain_byte[*d->p]) d->p++;
+    if (d->p >= d->end) break;
     unsigned c = *d->p;
     if (c == '"') {
       if (!escaped) {
@@ -410,8 +433,14 @@ static int dec_number(decoder *d) {
     if (d->p >= d->end || *d->p < '0' || *d->p > '9') return dec_fail(d, "bad number");
     while (d->p < d->end && *d->p >= '0' && *d->p <= '9') d->p++;
   }
-  char tmp[64], *text = tmp;
   size_t n = (size_t)(d->p - s);
+  if (!is_float && n <= 18) { /* at most 18 digits: fits a long long, no strtoll */
+    long long v = 0;
+    for (const unsigned char *q = s + (*s == '-'); q < d->p; q++) v = v * 10 + (*q - '0');
+    mf_pushint(d->L, *s == '-' ? -v : v);
+    return 0;
+  }
+  char tmp[64], *text = tmp;
   if (n < sizeof tmp) {
     memcpy(tmp, s, n);
     tmp[n] = '\0';
@@ -443,25 +472,52 @@ static int dec_literal(decoder *d, const char *word) {
   return 0;
 }
 
+/* Members wait on the Lua stack until the container closes and then go into
+ * a table created at its final size, so that no table is rehashed while it
+ * grows. A long container moves them every PENDING_MAX members, which bounds
+ * the stack to about 2 * PENDING_MAX slots per level of nesting. */
+#define PENDING_MAX 32
+
+/* Moves the pending members above the table (created at base + 1 on the
+ * first call, sized for count members) into it; count includes them. */
+static void dec_store(decoder *d, int base, int is_array, int count, int pending) {
+  lua_State *L = d->L;
+  int t = base + 1;
+  if (lua_gettop(L) == base + (is_array ? 1 : 2) * pending) { /* no table yet */
+    lua_createtable(L, is_array ? count : 0, is_array ? 0 : count);
+    if (is_array) {
+      lua_pushvalue(L, d->array_mt);
+      lua_setmetatable(L, -2);
+    }
+    lua_insert(L, t);
+  }
+  for (int k = 0; k < pending; k++) {
+    if (is_array) {
+      lua_pushvalue(L, t + 1 + k);
+      lua_rawseti(L, t, count - pending + k + 1);
+    } else { /* in document order: a repeated key keeps its last value */
+      lua_pushvalue(L, t + 1 + 2 * k);
+      lua_pushvalue(L, t + 2 + 2 * k);
+      lua_rawset(L, t);
+    }
+  }
+  lua_settop(L, t);
+}
+
 static int dec_container(decoder *d, int depth, int is_array) {
   lua_State *L = d->L;
   if (depth > JSON_MAX_DEPTH) return dec_fail(d, "nested too deeply");
-  if (!lua_checkstack(L, 4)) return dec_fail(d, "stack overflow");
   char close = is_array ? ']' : '}';
+  int base = lua_gettop(L), count = 0, pending = 0;
   d->p++;
-  lua_newtable(L);
-  int t = lua_gettop(L);
-  if (is_array) {
-    lua_pushvalue(L, d->array_mt);
-    lua_setmetatable(L, t);
-  }
   skip_ws(d);
   if (d->p < d->end && *d->p == close) {
     d->p++;
+    dec_store(d, base, is_array, 0, 0);
     return 0;
   }
-  int i = 1;
   for (;;) {
+    if (!lua_checkstack(L, 6)) return dec_fail(d, "stack overflow");
     skip_ws(d);
     if (!is_array) {
       if (d->p >= d->end || *d->p != '"') return dec_fail(d, "expected a string key");
@@ -471,10 +527,11 @@ static int dec_container(decoder *d, int depth, int is_array) {
       d->p++;
     }
     if (dec_value(d, depth + 1)) return -1;
-    if (is_array)
-      lua_rawseti(L, t, i++);
-    else
-      lua_rawset(L, t);
+    count++;
+    if (++pending == PENDING_MAX) {
+      dec_store(d, base, is_array, count, pending);
+      pending = 0;
+    }
     skip_ws(d);
     if (d->p >= d->end) return dec_fail(d, "unterminated container");
     if (*d->p == ',') {
@@ -483,6 +540,7 @@ static int dec_container(decoder *d, int depth, int is_array) {
     }
     if (*d->p == close) {
       d->p++;
+      dec_store(d, base, is_array, count, pending);
       return 0;
     }
     return dec_fail(d, "expected ',' or a closing bracket");
