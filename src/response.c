@@ -132,11 +132,23 @@ typedef struct {
 
 static void note_header(void *ud, const char *name, size_t nl, const char *v, size_t vl) {
   known_headers *k = ud;
-  if (name_is(name, nl, "x-ratelimit-remaining")) parse_number(v, vl, &k->remaining);
-  else if (name_is(name, nl, "x-ratelimit-reset")) parse_number(v, vl, &k->reset);
-  else if (name_is(name, nl, "retry-after")) k->retry_after = response_retry_after(v, vl, (double)time(NULL));
-  else if (name_is(name, nl, "x-request-id")) { k->request_id = v; k->request_id_len = vl; }
-  else if (name_is(name, nl, "content-type")) { k->content_type = v; k->content_type_len = vl; }
+  switch (nl) { /* by length first: most headers are none of these */
+    case 21:
+      if (name_is(name, nl, "x-ratelimit-remaining")) parse_number(v, vl, &k->remaining);
+      break;
+    case 17:
+      if (name_is(name, nl, "x-ratelimit-reset")) parse_number(v, vl, &k->reset);
+      break;
+    case 11:
+      if (name_is(name, nl, "retry-after")) k->retry_after = response_retry_after(v, vl, (double)time(NULL));
+      break;
+    case 12:
+      if (name_is(name, nl, "x-request-id")) { k->request_id = v; k->request_id_len = vl; }
+      else if (name_is(name, nl, "content-type")) { k->content_type = v; k->content_type_len = vl; }
+      break;
+    default:
+      break;
+  }
 }
 
 /* Header counts and Unix seconds are whole numbers: integers under Lua 5.4. */
@@ -164,7 +176,7 @@ static int is_json_type(const known_headers *k) {
   size_t n = k->content_type_len;
   const char *t = k->content_type;
   for (size_t i = 0; i + 4 <= n; i++)
-    if (!strncmp(t + i, "json", 4)) return 1;
+    if (t[i] == 'j' && !strncmp(t + i, "json", 4)) return 1;
   return 0;
 }
 

@@ -454,7 +454,6 @@ function Client:_run(req, method, auth, io)
   -- The deadline counts the waits asked for even when the sleep function
   -- returns early (or only records them).
   local started, slept = core.monotime(), 0
-  local function elapsed() return math.max(core.monotime() - started, slept) end
   local attempt, replayed = 0, false
   while true do
     attempt = attempt + 1
@@ -492,7 +491,8 @@ function Client:_run(req, method, auth, io)
       end
     end
     if not replay then
-      local wait = policy and retry.delay(policy, method, err, attempt, elapsed(), core.time())
+      local elapsed = math.max(core.monotime() - started, slept) -- no closure: the hot path allocates none
+      local wait = policy and retry.delay(policy, method, err, attempt, elapsed, core.time())
       if not wait then return nil, err end
       slept = slept + self:_wait(io, wait)
     end
