@@ -14,4 +14,5 @@ set format y "%.0f"
 plot datafile using 1:2 with linespoints lw 2 pt 7 title "C curl-multi loop", \
      datafile using 1:3 with linespoints lw 2 pt 5 title "SDK c:batch, Lua 5.4", \
      datafile using 1:4 with linespoints lw 2 pt 9 title "SDK c:batch, LuaJIT", \
+     datafile using 1:5 with linespoints lw 2 pt 13 dt 3 title "SDK core start/poll/finish, Lua 5.4", \
      seqc with lines dt 2 lw 1 title "C easy loop, sequential"

@@ -19,6 +19,6 @@ local function get()
 end
 
 get()
-local t0 = socket.gettime()
+local t0, cpu0 = socket.gettime(), os.clock()
 for _ = 1, n do get() end
-print(("rps %.1f"):format(n / (socket.gettime() - t0)))
+print(("rps %.1f\ncpu_us %.2f"):format(n / (socket.gettime() - t0), (os.clock() - cpu0) / n * 1e6))

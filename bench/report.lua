@@ -25,6 +25,20 @@ local function best(prefix)
   return b
 end
 
+local function least(prefix)
+  local b
+  for round = 1, 2 do
+    local v = r[prefix .. "_" .. round .. "_cpu"]
+    if v and (not b or v < b) then b = v end
+  end
+  return b
+end
+
+local cpu = {
+  c = least("seq_c"), sdk54 = least("seq_sdk54"), sdkjit = least("seq_sdkjit"),
+  luasocket = r.seq_luasocket_cpu, python = r.seq_python_cpu,
+}
+
 local seq = {
   c = best("seq_c"), sdk54 = best("seq_sdk54"), sdkjit = best("seq_sdkjit"),
   wrk = r.seq_wrk, luasocket = r.seq_luasocket, python = r.seq_python,
@@ -41,18 +55,19 @@ local function out(s) lines[#lines + 1] = s or "" end
 
 out("### Sequential requests, one kept-alive connection")
 out()
-out("| client | req/s | µs/req | × C libcurl loop |")
-out("| --- | ---: | ---: | ---: |")
+out("| client | req/s | µs/req | × C libcurl loop | client CPU µs/req |")
+out("| --- | ---: | ---: | ---: | ---: |")
 local seq_rows = {
   {"wrk -t1 -c1 (the server's limit)", seq.wrk},
-  {"C libcurl easy loop (the transport's limit)", seq.c},
-  {"SDK, Lua 5.4", seq.sdk54},
-  {"SDK, LuaJIT 2.1", seq.sdkjit},
-  {"LuaSocket socket.http + cjson, Lua 5.4", seq.luasocket},
-  {"Python requests.Session + .json()", seq.python},
+  {"C libcurl easy loop (the transport's limit)", seq.c, cpu.c},
+  {"SDK, Lua 5.4", seq.sdk54, cpu.sdk54},
+  {"SDK, LuaJIT 2.1", seq.sdkjit, cpu.sdkjit},
+  {"LuaSocket socket.http + cjson, Lua 5.4 (new connection per request)", seq.luasocket, cpu.luasocket},
+  {"Python requests.Session + .json()", seq.python, cpu.python},
 }
 for _, row in ipairs(seq_rows) do
-  out(("| %s | %s | %s | %s |"):format(row[1], fmt_rps(row[2]), us(row[2]), fmt_ratio(ratio(row[2], seq.c))))
+  out(("| %s | %s | %s | %s | %s |"):format(row[1], fmt_rps(row[2]), us(row[2]), fmt_ratio(ratio(row[2], seq.c)),
+                                          row[3] and ("%.1f"):format(row[3]) or ""))
 end
 out()
 out(("End to end against the emulator (nginx + Lua, authenticating the key and counting usage): " ..
@@ -61,20 +76,22 @@ out(("End to end against the emulator (nginx + Lua, authenticating the key and c
 out()
 out("### Concurrency: `c:batch` beside a C curl-multi loop")
 out()
-out("| in flight | C curl-multi req/s | SDK Lua 5.4 req/s | × C | SDK LuaJIT req/s | × C |")
-out("| ---: | ---: | ---: | ---: | ---: | ---: |")
+out("| in flight | C curl-multi req/s | `c:batch` Lua 5.4 req/s | × C | `c:batch` LuaJIT req/s | × C | core start/poll/finish, Lua 5.4 | × C |")
+out("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for _, c in ipairs(CONC) do
-  local m, a, j = r["multi_c_" .. c], r["batch_sdk54_" .. c], r["batch_sdkjit_" .. c]
-  out(("| %d | %s | %s | %s | %s | %s |"):format(c, fmt_rps(m), fmt_rps(a), fmt_ratio(ratio(a, m)),
-                                                  fmt_rps(j), fmt_ratio(ratio(j, m))))
+  local m, a, j, k = r["multi_c_" .. c], r["batch_sdk54_" .. c], r["batch_sdkjit_" .. c], r["core_sdk54_" .. c]
+  out(("| %d | %s | %s | %s | %s | %s | %s | %s |"):format(c, fmt_rps(m), fmt_rps(a), fmt_ratio(ratio(a, m)),
+                                                  fmt_rps(j), fmt_ratio(ratio(j, m)), fmt_rps(k), fmt_ratio(ratio(k, m))))
 end
 out()
 out("### Cost, memory, start-up")
 out()
 out("| measure | Lua 5.4 | LuaJIT 2.1 | C loop |")
 out("| --- | ---: | ---: | ---: |")
-out(("| instructions per request (callgrind) | %s | %s | %s |"):format(
+out(("| instructions per request, sequential (callgrind) | %s | %s | %s |"):format(
   r.ir_sdk54 or "n/a", r.ir_sdkjit or "n/a", r.ir_c or "n/a"))
+out(("| instructions per request, 16 in flight (`c:batch` / curl-multi) | %s | | %s |"):format(
+  r.ir_batch16_54 or "n/a", r.ir_multi16 or "n/a"))
 local function kib(v) return v and ("%d KiB"):format(v) or "n/a" end
 out(("| RSS after 10,000 calls | %s | %s | |"):format(kib(r.rss_10000_54), kib(r.rss_10000_jit)))
 out(("| RSS after 100,000 calls | %s | %s | |"):format(kib(r.rss_100000_54), kib(r.rss_100000_jit)))
@@ -120,8 +137,8 @@ print(tables)
 local dat = results_path:gsub("[^/]*$", "") .. "concurrency.dat"
 local f = assert(io.open(dat, "w"))
 for _, c in ipairs(CONC) do
-  f:write(("%d %s %s %s\n"):format(c, r["multi_c_" .. c] or "NaN", r["batch_sdk54_" .. c] or "NaN",
-                                    r["batch_sdkjit_" .. c] or "NaN"))
+  f:write(("%d %s %s %s %s\n"):format(c, r["multi_c_" .. c] or "NaN", r["batch_sdk54_" .. c] or "NaN",
+                                       r["batch_sdkjit_" .. c] or "NaN", r["core_sdk54_" .. c] or "NaN"))
 end
 f:close()
 local gp = sh(("gnuplot -e \"datafile='%s'; outfile='bench/concurrency.png'; seqc=%s\" bench/concurrency.gp")

@@ -18,7 +18,8 @@ def get():
 
 
 get()
-t0 = time.monotonic()
+t0, cpu0 = time.monotonic(), time.process_time()
 for _ in range(n):
     get()
 print("rps %.1f" % (n / (time.monotonic() - t0)))
+print("cpu_us %.2f" % ((time.process_time() - cpu0) / n * 1e6))

@@ -43,16 +43,18 @@ lua54() { LUA_CPATH="$root/build/5.4/?.so;;" lua5.4 "$@"; }
 luajit_() { LUA_CPATH="$root/build/luajit/?.so;;" luajit "$@"; }
 
 record() { echo "$1 $2" >>"$results"; printf '  %-28s %s\n' "$1" "$2" >&2; }
-rps_of() { awk '/^rps /{print $2}'; }
-# best KEY CMD...: the highest of REPS samples
+# best KEY CMD...: the highest rate of REPS samples (and the lowest CPU time
+# per request, when the command reports one)
 best() {
   local key=$1; shift
-  local b=0 v
+  local b=0 cpu="" v c
   for _ in $(seq "$REPS"); do
-    v=$("$@" | rps_of)
-    b=$(awk -v a="$b" -v c="$v" 'BEGIN{print (c > a) ? c : a}')
+    read -r v c < <("$@" | awk '/^rps /{r=$2} /^cpu_us /{u=$2} END{print r, u}')
+    b=$(awk -v a="$b" -v x="$v" 'BEGIN{print (x > a) ? x : a}')
+    [ -n "$c" ] && cpu=$(awk -v a="${cpu:-1e30}" -v x="$c" 'BEGIN{print (x < a) ? x : a}')
   done
   record "$key" "$b"
+  if [ -n "$cpu" ]; then record "${key}_cpu" "$cpu"; fi
 }
 
 echo "sequential, one kept-alive connection ($N requests, best of $REPS):" >&2
@@ -78,6 +80,7 @@ for c in 1 4 16 64; do
   best "multi_c_$c" "$out/curl_multi" "$url" "$N" "$c" "$KEY" "$UA"
   best "batch_sdk54_$c" lua54 bench/sdk.lua batch "$base" "$N" "$c"
   best "batch_sdkjit_$c" luajit_ bench/sdk.lua batch "$base" "$N" "$c"
+  best "core_sdk54_$c" lua54 bench/sdk.lua core "$base" "$N" "$c"
 done
 
 echo "memory:" >&2
@@ -99,6 +102,12 @@ if [ "${BENCH_QUICK:-0}" != 1 ]; then
   a=$(refs "$out/curl_loop" "$url" "$CG_N" "$KEY" "$UA")
   b=$(refs "$out/curl_loop" "$url" $((2 * CG_N)) "$KEY" "$UA")
   record ir_c $(((b - a) / CG_N))
+  a=$(refs "$out/curl_multi" "$url" "$CG_N" 16 "$KEY" "$UA")
+  b=$(refs "$out/curl_multi" "$url" $((2 * CG_N)) 16 "$KEY" "$UA")
+  record ir_multi16 $(((b - a) / CG_N))
+  a=$(LUA_CPATH="$root/build/5.4/?.so;;" refs lua5.4 bench/sdk.lua batch "$base" "$CG_N" 16)
+  b=$(LUA_CPATH="$root/build/5.4/?.so;;" refs lua5.4 bench/sdk.lua batch "$base" $((2 * CG_N)) 16)
+  record ir_batch16_54 $(((b - a) / CG_N))
   for host in 5.4:lua5.4:54 luajit:luajit:jit; do
     IFS=: read -r dir lua name <<<"$host"
     a=$(LUA_CPATH="$root/build/$dir/?.so;;" refs "$lua" bench/sdk.lua calls "$base" "$CG_N")

@@ -1,6 +1,8 @@
 -- The SDK side of `make bench`. Prints "key value" lines.
 --   sdk.lua seq URL N           sequential c.billing:subscription(), one connection
+--                               (also prints cpu_us: this process's CPU time per call)
 --   sdk.lua batch URL N C       c:batch of N calls with C in flight
+--   sdk.lua core URL N C        the same through the core's start/poll/finish, no coroutines
 --   sdk.lua rss URL             RSS after 10,000 and after 100,000 calls
 --   sdk.lua startup N           mean time of require "moltflow.admin" in a fresh state
 --   sdk.lua calls URL N         N calls and nothing else (for callgrind)
@@ -38,10 +40,10 @@ if mode == "seq" or mode == "calls" then
   local c = client()
   local billing = c.billing
   check(billing:subscription()) -- opens the connection
-  local t0 = now()
+  local t0, cpu0 = now(), clock()
   for _ = 1, n do check(billing:subscription()) end
-  local dt = now() - t0
-  if mode == "seq" then print(("rps %.1f"):format(n / dt)) end
+  local dt, cpu = now() - t0, clock() - cpu0
+  if mode == "seq" then print(("rps %.1f\ncpu_us %.2f"):format(n / dt, cpu / n * 1e6)) end
   c:close()
 elseif mode == "batch" then
   local n, conc = tonumber(arg[3]), tonumber(arg[4])
@@ -51,6 +53,39 @@ elseif mode == "batch" then
     for i = 1, count do calls[i] = call end
     local results = c:batch(calls, {concurrency = conc})
     for i = 1, count do check(results[i][1], results[i][2]) end
+  end
+  run(conc) -- opens the connections
+  local t0 = now()
+  run(n)
+  print(("rps %.1f"):format(n / (now() - t0)))
+  c:close()
+elseif mode == "core" then
+  -- The core's multi path driven directly (build, start, poll, finish): what
+  -- c:batch costs without its coroutine layer.
+  local n, conc = tonumber(arg[3]), tonumber(arg[4])
+  local c = client()
+  local cc = c._core
+  local ep = require("moltflow.core").endpoint{label = "billing.subscription", method = "GET",
+                                                path = "/billing/subscription", auth = "any"}
+  local function run(count)
+    local started, done, inflight = 0, 0, {}
+    local function start_one()
+      started = started + 1
+      local req = cc:build(ep)
+      assert(cc:start(req))
+      inflight[req:key()] = req
+    end
+    while started < count and started < conc do start_one() end
+    while done < count do
+      local keys = cc:poll(1)
+      for i = 1, #keys do
+        local req = inflight[keys[i]]
+        inflight[keys[i]] = nil
+        check(cc:finish(req))
+        done = done + 1
+        if started < count then start_one() end
+      end
+    end
   end
   run(conc) -- opens the connections
   local t0 = now()
@@ -84,5 +119,5 @@ elseif mode == "startup" then
   end
   print(("startup_ms %.3f"):format(total / n * 1000))
 else
-  error("usage: sdk.lua seq|batch|rss|startup|calls ...")
+  error("usage: sdk.lua seq|batch|core|rss|calls ...")
 end
