@@ -87,7 +87,7 @@ demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_API_KEY= \
 	MOLTFLOW_API_URL="$${url%/api/v2}" lua5.4 examples/quickstart.lua
 
-# BENCH_N (20000) requests per sample, BENCH_REPS (3) samples, BENCH_QUICK=1 a smoke run.
+# BENCH_N (20000) requests per sample, BENCH_REPS (5) samples, BENCH_QUICK=1 a smoke run.
 bench:
 	$(MAKE) --no-print-directory LUA=lua5.4
 	$(MAKE) --no-print-directory LUA=luajit

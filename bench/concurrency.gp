@@ -9,10 +9,10 @@ set xtics (1, 4, 16, 64)
 set xrange [0.8:80]
 set yrange [0:*]
 set grid
-set key bottom right box opaque
+set key top left box opaque
 set format y "%.0f"
 plot datafile using 1:2 with linespoints lw 2 pt 7 title "C curl-multi loop", \
      datafile using 1:3 with linespoints lw 2 pt 5 title "SDK c:batch, Lua 5.4", \
      datafile using 1:4 with linespoints lw 2 pt 9 title "SDK c:batch, LuaJIT", \
      datafile using 1:5 with linespoints lw 2 pt 13 dt 3 title "SDK core start/poll/finish, Lua 5.4", \
-     seqc with lines dt 2 lw 1 title "C easy loop, sequential"
+     seqc with lines dt 2 lw 2 lc rgb "#808080" title "C easy loop, sequential (one connection)"

@@ -2,13 +2,13 @@
 # make bench: every measurement of BENCHMARKS.md in one run, against one
 # private nginx serving a fixed subscription (bench/nginx.sh) and the emulator.
 #   BENCH_N      requests per throughput sample (default 20000)
-#   BENCH_REPS   samples per measurement; the best one counts (default 3)
+#   BENCH_REPS   samples per measurement; the best one counts (default 5)
 #   BENCH_QUICK  1: smaller N, one sample, no callgrind (a smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 N=${BENCH_N:-20000}
-REPS=${BENCH_REPS:-3}
+REPS=${BENCH_REPS:-5}
 CG_N=${BENCH_CG_N:-1000}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then N=2000; REPS=1; fi
 out=build/bench
@@ -47,9 +47,12 @@ record() { echo "$1 $2" >>"$results"; printf '  %-28s %s\n' "$1" "$2" >&2; }
 # per request, when the command reports one)
 best() {
   local key=$1; shift
-  local b=0 cpu="" v c
+  local b=0 cpu="" sample v c
   for _ in $(seq "$REPS"); do
-    read -r v c < <("$@" | awk '/^rps /{r=$2} /^cpu_us /{u=$2} END{print r, u}')
+    sample=$("$@") # a failing sample stops the run (set -e)
+    v=$(awk '/^rps /{print $2}' <<<"$sample")
+    c=$(awk '/^cpu_us /{print $2}' <<<"$sample")
+    [ -n "$v" ] || { echo "bench: no rate from: $*" >&2; exit 1; }
     b=$(awk -v a="$b" -v x="$v" 'BEGIN{print (x > a) ? x : a}')
     [ -n "$c" ] && cpu=$(awk -v a="${cpu:-1e30}" -v x="$c" 'BEGIN{print (x < a) ? x : a}')
   done
