@@ -98,6 +98,8 @@ out(("| RSS after 100,000 calls | %s | %s | |"):format(kib(r.rss_100000_54), kib
 local growth54 = r.rss_100000_54 and r.rss_10000_54 and r.rss_100000_54 - r.rss_10000_54
 local growthjit = r.rss_100000_jit and r.rss_10000_jit and r.rss_100000_jit - r.rss_10000_jit
 out(("| RSS growth, 10k → 100k calls | %s | %s | |"):format(kib(growth54), kib(growthjit)))
+out(("| Lua heap after a full collection, 10k / 100k calls | %s / %s | %s / %s | |"):format(
+  kib(r.lua_kib_10000_54), kib(r.lua_kib_100000_54), kib(r.lua_kib_10000_jit), kib(r.lua_kib_100000_jit)))
 out(("| `require \"moltflow.admin\"` (median, fresh process) | %s ms | %s ms | |"):format(
   r.startup_ms_54 or "n/a", r.startup_ms_jit or "n/a"))
 out()
@@ -150,7 +152,8 @@ if gp ~= "" then io.stderr:write("gnuplot: ", gp, "\n") end
 -- BENCHMARKS.md
 local cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"):gsub("^%s+", "")
 local machine = {
-  ("- CPU: %s, %s cores (%s)"):format(cpu, sh("nproc"), sh("systemd-detect-virt 2>/dev/null || echo unknown")),
+  ("- CPU: %s, %s cores (virtualised: %s)"):format(cpu, sh("nproc"),
+                                                   sh("systemd-detect-virt 2>/dev/null || echo unknown")),
   ("- Kernel: %s"):format(sh("uname -sr")),
   ("- %s; %s"):format(sh("lua5.4 -v"), sh("luajit -v"):match("^(LuaJIT %S+)") or "LuaJIT"),
   ("- libcurl %s; %s; %s"):format(sh("curl-config --version"):match("(%d[%d.]*)") or "?",
@@ -159,9 +162,9 @@ local machine = {
   ("- Python %s, requests %s; %s"):format(sh("/usr/bin/python3 -c 'import sys; print(sys.version.split()[0])'"),
                                           sh("/usr/bin/python3 -c 'import requests; print(requests.__version__)'"),
                                           sh("cc --version | head -1")),
-  ("- Run: %s, %s requests per sample, best of %s samples; other work on the machine: load average %s")
-    :format(os.date("!%Y-%m-%d %H:%M UTC"), os.getenv("BENCH_N_USED") or "?", os.getenv("BENCH_REPS_USED") or "?",
-            sh("cut -d' ' -f1-3 /proc/loadavg")),
+  ("- Run: %s, %s requests per sample, best of %s samples; load average when it started: %s")
+    :format(r.run_date or "?", os.getenv("BENCH_N_USED") or "?", os.getenv("BENCH_REPS_USED") or "?",
+            r.load_at_start or "?"),
 }
 local commentary = io.open("bench/commentary.md")
 local md = {

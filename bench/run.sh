@@ -15,6 +15,8 @@ out=build/bench
 mkdir -p "$out"
 results=$out/results.txt
 : >"$results"
+echo "run_date $(date -u '+%Y-%m-%d %H:%M UTC')" >>"$results"
+echo "load_at_start $(cut -d' ' -f1-3 /proc/loadavg)" >>"$results"
 
 cc -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -o "$out/curl_loop" bench/curl_loop.c -lcurl
 cc -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -o "$out/curl_multi" bench/curl_multi.c -lcurl
