@@ -21,13 +21,7 @@ local function example(name, args, opts)
   return proc.run(argv, {env = env, stdin = opts.stdin, cwd = workdir})
 end
 
-local function api_requests(method, path)
-  local out = {}
-  for _, r in ipairs(emu.requests()) do
-    if r.method == method and r.path == "/api/v2" .. path then out[#out + 1] = r end
-  end
-  return out
-end
+local api_requests = emu.requests_for
 
 describe("examples", function()
   before_each(function()

@@ -2,24 +2,9 @@
 local admin = require "moltflow.admin"
 local emu = require "spec.support.emulator"
 
-local function client(opts)
-  opts = opts or {}
-  opts.base_url = emu.url
-  if opts.api_key == nil and not opts.login then opts.api_key = emu.seed.keys.all end
-  local login = opts.login
-  opts.login = nil
-  local c = admin.new(opts)
-  if login then assert(c.auth:login{email = login.email, password = login.password}) end
-  return c
-end
+local client = emu.client
 
-local function api_requests(method, path)
-  local out = {}
-  for _, r in ipairs(emu.requests()) do
-    if r.method == method and r.path == "/api/v2" .. path then out[#out + 1] = r end
-  end
-  return out
-end
+local api_requests = emu.requests_for
 
 describe("moltflow.helpers", function()
   before_each(function() emu.reset() end)

@@ -18,14 +18,8 @@ local function recording_client(opts)
   return admin.new(opts), waits
 end
 
--- Statuses the server answered for method + path (after /api/v2), in order.
-local function seen(method, path)
-  local out = {}
-  for _, r in ipairs(emu.requests()) do
-    if r.method == method and r.path == "/api/v2" .. path then out[#out + 1] = r.status end
-  end
-  return out
-end
+-- the statuses the server answered for method + path (after /api/v2), in order
+local seen = emu.statuses_for
 
 local function http_date(t)
   return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)

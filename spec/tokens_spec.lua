@@ -9,14 +9,8 @@ local emu = require "spec.support.emulator"
 
 local OWNER = emu.seed.owner
 
--- method + path (after /api/v2) -> the statuses the server answered, in order
-local function seen(method, path)
-  local out = {}
-  for _, r in ipairs(emu.requests()) do
-    if r.method == method and r.path == "/api/v2" .. path then out[#out + 1] = r.status end
-  end
-  return out
-end
+-- the statuses the server answered for method + path (after /api/v2), in order
+local seen = emu.statuses_for
 
 local function count(list, value)
   local n = 0

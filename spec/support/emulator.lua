@@ -95,6 +95,35 @@ function M.requests() return (M.control("GET", "requests")) end
 function M.fault(spec) return M.control("POST", "faults", spec) end
 function M.advance(seconds) return M.control("POST", "clock", { advance = seconds }) end
 
+-- The request log's entries for method + path (after /api/v2), in order.
+function M.requests_for(method, path)
+  local out = {}
+  for _, r in ipairs(M.requests()) do
+    if r.method == method and r.path == "/api/v2" .. path then out[#out + 1] = r end
+  end
+  return out
+end
+
+-- The statuses the server answered for method + path, in order.
+function M.statuses_for(method, path)
+  local out = {}
+  for i, r in ipairs(M.requests_for(method, path)) do out[i] = r.status end
+  return out
+end
+
+-- An SDK client on the emulator: the seed key with every scope, or with
+-- `login = {email, password}` a logged-in client instead.
+function M.client(opts)
+  opts = opts or {}
+  opts.base_url = M.start()
+  if opts.api_key == nil and not opts.login then opts.api_key = M.seed.keys.all end
+  local login = opts.login
+  opts.login = nil
+  local c = require("moltflow.admin").new(opts)
+  if login then assert(c.auth:login{email = login.email, password = login.password}) end
+  return c
+end
+
 setmetatable(M, { __index = function(_, k)
   if k == "url" then return M.start() end
 end })
