@@ -10,9 +10,8 @@ local http = require "spec.support.http"
 local KEY = emu.seed.keys.all
 local MARGIN = 1.5 -- seconds over the timeout that a failure may take (slow CI, valgrind)
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local proc = require "spec.support.process"
+local shell_quote = proc.quote
 
 -- The raw server: a background lua5.4 process that exits with this one.
 local raw = {}
@@ -57,13 +56,7 @@ function raw.clear()
 end
 
 -- A port nothing listens on: bound, then closed.
-local function closed_port()
-  local socket = require "socket"
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local closed_port = proc.free_port
 
 local function client(opts)
   local o = {base_url = emu.url, api_key = KEY, retry = false, timeout = 2, connect_timeout = 2}

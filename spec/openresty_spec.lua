@@ -5,7 +5,7 @@ local dkjson = require "dkjson"
 local http = require "spec.support.http"
 local emu = require "spec.support.emulator"
 
-local function sh(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local sh = require("spec.support.process").quote
 
 local function run(cmd)
   local p = assert(io.popen(cmd))

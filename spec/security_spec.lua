@@ -5,22 +5,8 @@ local admin = require "moltflow.admin"
 local core = require "moltflow.core"
 local emu = require "spec.support.emulator"
 
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function free_port()
-  local socket = require "socket"
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
+local proc = require "spec.support.process"
+local shell_quote, sh, free_port = proc.quote, proc.sh, proc.free_port
 
 -- A private HTTPS nginx with a fresh self-signed certificate for 127.0.0.1,
 -- proxying to the emulator. Stopped when the Lua state closes.

@@ -53,6 +53,22 @@ function M.mode(path)
   return m
 end
 
+--- sh(cmd) -> true when the shell command exits 0 (os.execute's result
+-- differs between Lua 5.4 and LuaJIT).
+function M.sh(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
+--- free_port() -> a loopback port nothing listens on (bound, then closed).
+function M.free_port()
+  local socket = require "socket"
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
 function M.tmpdir()
   return assert(io.popen("mktemp -d /tmp/moltflow-spec-dir.XXXXXX")):read("l")
 end
