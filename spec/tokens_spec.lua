@@ -266,10 +266,6 @@ describe("tokens against the emulator", function()
 
     it("with c:batch (moltflow.async): exactly one POST /auth/refresh", function()
       local c = client()
-      if not c.batch then
-        pending("c:batch is not loaded by moltflow.admin yet")
-        return
-      end
       for _, n in ipairs{2, 8} do
         emu.reset()
         login_near_expiry(c)
