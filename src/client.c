@@ -297,7 +297,8 @@ static int client_start(lua_State *L) {
 static int client_poll(lua_State *L) {
   client *c = client_check(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
-  return http_poll(L, c, timeout < 0 ? 0 : timeout);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  return http_poll(L, c, timeout < 0 ? 0 : timeout, lua_istable(L, 3) ? 3 : 0);
 }
 
 static int client_finish(lua_State *L) {

@@ -137,8 +137,10 @@ void http_transfer_free(transfer *t);
 int http_configure(client *c, transfer *t);
 /* Blocking: performs r on c->main and pushes the result; returns 2. */
 int http_perform(lua_State *L, client *c, request *r);
-int http_start(lua_State *L, client *c, request *r); /* pushes true or nil, err */
-int http_poll(lua_State *L, client *c, double timeout); /* pushes an array of finished requests */
+int http_start(lua_State *L, client *c, request *r); /* pushes r's key (req:key()) or nil, err */
+/* pushes an array of the finished requests' keys (the table at index out, when
+ * not 0) and their count */
+int http_poll(lua_State *L, client *c, double timeout, int out);
 int http_finish(lua_State *L, client *c, request *r);
 void http_cancel(client *c, request *r);
 void http_close(client *c);

@@ -262,18 +262,26 @@ int http_start(lua_State *L, client *c, request *r) {
   t->status = -1; /* running */
   r->xfer = t;
   c->nrunning++;
-  lua_pushboolean(L, 1);
+  lua_pushlightuserdata(L, r); /* its key, as poll reports it: no req:key() call */
   return 1;
 }
 
 /* Drives every running transfer for at most timeout seconds and pushes an
- * array of the requests that finished. It waits only while nothing has
- * finished yet, and curl_multi_poll returns at the first socket activity, so
- * the caller's loop (not this function) waits for completion. */
-int http_poll(lua_State *L, client *c, double timeout) {
-  lua_newtable(L);
-  if (!c->multi || c->nrunning == 0) return 1;
-  int still, done = 0;
+ * array of the keys of the requests that finished, and their count. The
+ * array is the table at index out when there is one (a poll loop reuses it;
+ * entries past the count are left as they were), else a new table. It waits
+ * only while nothing has finished yet, and curl_multi_poll returns at the
+ * first socket activity, so the caller's loop (not this function) waits for
+ * completion. */
+int http_poll(lua_State *L, client *c, double timeout, int out) {
+  if (out) lua_pushvalue(L, out);
+  else lua_newtable(L);
+  int done = 0;
+  if (!c->multi || c->nrunning == 0) {
+    lua_pushinteger(L, done);
+    return 2;
+  }
+  int still;
   curl_multi_perform(c->multi, &still);
   if (still == c->nrunning && timeout > 0) {
     /* round down: waiting a little less is fine, a little longer is not */
@@ -296,7 +304,8 @@ int http_poll(lua_State *L, client *c, double timeout) {
     lua_pushlightuserdata(L, t->req);
     lua_rawseti(L, -2, ++done);
   }
-  return 1;
+  lua_pushinteger(L, done);
+  return 2;
 }
 
 int http_finish(lua_State *L, client *c, request *r) {

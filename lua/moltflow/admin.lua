@@ -262,9 +262,9 @@ function admin.new(opts)
     _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
     _sleep = opts.sleep,
     _on_tokens = opts.on_tokens,
-    _on_request = opts.on_request,
-    _on_response = opts.on_response,
-    _pace = opts.pace,
+    _on_request = opts.on_request or false, -- false, not nil: found without a miss in Client
+    _on_response = opts.on_response or false,
+    _pace = opts.pace or false,
     _skew = opts.refresh_skew or 60,
     _store = store,
     _rate = {},
@@ -306,6 +306,13 @@ function Client:tokens()
   return self._core:tokens()
 end
 
+-- Every token change goes through here: it first drops _ensure_fresh's
+-- cached reading of the credentials (also when the core refuses a token).
+local function core_set_tokens(self, access, refresh)
+  self._cred_gen = false
+  self._core:set_tokens(access, refresh)
+end
+
 local function notify_tokens(self)
   self._token_gen = self._token_gen + 1
   local tokens = self._core:tokens()
@@ -320,7 +327,7 @@ end
 function Client:set_tokens(t)
   if t ~= nil and type(t) ~= "table" then error("moltflow: set_tokens: expected a table or nil", 2) end
   t = t or {}
-  self._core:set_tokens(t.access_token, t.refresh_token)
+  core_set_tokens(self, t.access_token, t.refresh_token)
   notify_tokens(self)
 end
 
@@ -337,12 +344,9 @@ function Client:rate_limit()
   return {remaining = self._rate.remaining, reset = self._rate.reset}
 end
 
--- The I/O of the running coroutine: async inside c:batch/c:spawn, else the
--- client's transport.
-function Client:_current_io()
-  local co = coroutine.running()
-  return co and self._coio[co] or self._io
-end
+-- Client:_current_io(), the I/O of the running coroutine (async inside
+-- c:batch/c:spawn, `self._coio[co]`, else the client's transport), is
+-- defined by moltflow.async.
 
 -- Sleeps `seconds` (async io sleeps by yielding; the blocking transport uses
 -- the `sleep` option when given). Returns the seconds asked for.
@@ -354,7 +358,7 @@ end
 
 local function clear_tokens(self)
   if self._core:tokens() then
-    self._core:set_tokens(nil, nil)
+    core_set_tokens(self, nil, nil)
     notify_tokens(self)
   end
 end
@@ -397,7 +401,7 @@ function Client:_refresh(io)
     if err.status and err.status >= 400 and err.status < 500 then clear_tokens(self) end
     return false, err
   end
-  self._core:set_tokens(v.access_token, v.refresh_token or rt)
+  core_set_tokens(self, v.access_token, v.refresh_token or rt)
   notify_tokens(self)
   -- Clocks that disagree by more than the skew would make every call refresh
   -- again: a token that arrives already "near expiry" is not renewed early.
@@ -408,11 +412,17 @@ end
 
 -- Proactive refresh: an access token with less than `refresh_skew` seconds
 -- left (by the core's reading of its exp), or a refresh token without an
--- access token, is renewed before the call is sent.
+-- access token, is renewed before the call is sent. The core's reading is
+-- kept until the tokens change (`_token_gen`, and core_set_tokens).
 function Client:_ensure_fresh(io)
-  local has_access, has_refresh, _, exp = self._core:credentials()
-  if not has_refresh then return end
-  if not has_access or (exp and exp ~= self._early_exp and exp - core.time() < self._skew) then
+  if self._cred_gen ~= self._token_gen then
+    local has_access, has_refresh, _, exp = self._core:credentials()
+    self._cred_gen, self._cred_access, self._cred_refresh, self._cred_exp =
+      self._token_gen, has_access, has_refresh, exp or false
+  end
+  if not self._cred_refresh then return end
+  local exp = self._cred_exp
+  if not self._cred_access or (exp and exp ~= self._early_exp and exp - core.time() < self._skew) then
     self:_refresh(io)
   end
 end
@@ -535,7 +545,7 @@ local special = {}
 
 local function store_tokens(self, v)
   if type(v) == "table" and v.access_token then
-    self._core:set_tokens(v.access_token, v.refresh_token)
+    core_set_tokens(self, v.access_token, v.refresh_token)
     notify_tokens(self)
   end
 end

@@ -10,54 +10,40 @@
 -- Every call runs the same `Client:_run` loop as a blocking call (refresh,
 -- retries, pacing, hooks); only its I/O differs: `send` starts the request on
 -- the client's curl multi handle and suspends until `poll` reports it done,
--- `sleep` suspends until a deadline. A task is a coroutine; a call made from
--- a coroutine the task itself created is not a task and blocks. Inside nginx
--- `c:batch` runs its calls on light threads over the cosocket transport.
+-- `sleep` suspends until a deadline. Calls run on a loop's coroutines: a
+-- spawned call on one of its own, a batch on one worker per slot in flight
+-- that takes the next call when its call ends. A call made from a coroutine
+-- such a call itself created is not a task and blocks. Inside nginx `c:batch`
+-- runs its calls on light threads over the cosocket transport.
+--
+-- Waking is by key: a request in flight is registered, by its `req:key()`,
+-- in its client's table of waiters; a poll of that client wakes exactly the
+-- waiters whose requests finished, whichever loop they belong to.
 -- @module moltflow.async
 
 local core = require "moltflow.core"
 
 local unpack = table.unpack or unpack
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_running, co_status, co_isyieldable = coroutine.running, coroutine.status, coroutine.isyieldable
+local monotime = core.monotime
 local async = {}
 
-local WAIT = {}          -- yielded by a task: "resume me when this wait is over"
+-- What a loop coroutine yields: WAIT_IO (client, key), WAIT_SLEEP (deadline),
+-- or DONE (results) as its last word. Anything else is a plain yield.
+local WAIT_IO, WAIT_SLEEP, DONE = {}, {}, {}
+-- Resume signals: the call is canceled; its client was closed while it waited.
 local CANCELED = setmetatable({}, {__tostring = function() return "moltflow: the call was canceled" end})
-local tasks = setmetatable({}, {__mode = "k"}) -- coroutine -> task
+local CLOSED = {}
+-- coroutine -> the async io, for the coroutines loops run calls on
+local task_ios = setmetatable({}, {__mode = "k"})
 
-local function pack(...) return {n = select("#", ...), ...} end
+local pack = table.pack or function(...) return {n = select("#", ...), ...} end
 
 local admin -- set by async.extend
 
 -- nginx phases where light threads and cosockets work
 local NGX_THREAD_PHASES = {rewrite = true, access = true, content = true, timer = true}
-
------------------------------------------------------------- per client
-
--- Requests reported finished by cc:poll, by key, until their waiter finishes them.
-local function finished(client)
-  local done = client._async_done
-  if not done then
-    done = {}
-    client._async_done = done
-  end
-  return done
-end
-
--- Drives one client's transfers for at most `timeout` seconds.
-local function drive(client, timeout)
-  local cc = client._core
-  if cc:is_closed() or cc:running() == 0 then return false end
-  local keys = cc:poll(timeout)
-  local done = finished(client)
-  for i = 1, #keys do done[keys[i]] = true end
-  return #keys > 0
-end
-
--- w = {client = c, req = r, key = k} (a request) or {deadline = t} (a sleep)
-local function ready(w)
-  if w.deadline then return core.monotime() >= w.deadline end
-  return finished(w.client)[w.key] or w.client._core:is_closed()
-end
 
 local function call_error(kind, message, req)
   local method, path
@@ -65,161 +51,331 @@ local function call_error(kind, message, req)
   return admin.error{kind = kind, message = message, method = method, path = path}
 end
 
--- The async I/O over a wait function: `wait(w)` returns once `w` is over, or
--- returns CANCELED.
-local function make_io(wait)
+------------------------------------------------------------ per client
+
+-- The client's requests in flight that someone waits for: key -> waiter.
+-- Weak values: a waiter collected with its coroutine (and request) drops out.
+local function waiters(client)
+  local w = client._async_waits
+  if not w then
+    w = setmetatable({}, {__mode = "v"})
+    client._async_waits = w
+  end
+  return w
+end
+
+-- A waiter's wait is over: loop waiters join their loop's ready queue.
+local function wake(w, signal)
+  if w.ready then return end
+  w.ready, w.signal, w.wclient = true, signal, nil
+  local loop = w.loop
+  if loop then
+    local tail = loop.qtail + 1
+    loop.qtail = tail
+    loop.queue[tail] = w
+  end
+end
+
+local keys_scratch = {} -- cc:poll fills it; read before any other Lua code runs
+
+-- Drives one client's transfers for at most `timeout` seconds and wakes the
+-- waiters of the requests that finished (all of them when the client was
+-- closed). Returns whether any request finished.
+local function drive(client, timeout)
+  local cc = client._core
+  local waits = client._async_waits
+  if cc:is_closed() then
+    if waits then
+      for key, w in pairs(waits) do
+        waits[key] = nil
+        wake(w, CLOSED)
+      end
+    end
+    return false
+  end
+  local keys, n = cc:poll(timeout, keys_scratch)
+  if n == 0 or not waits then return n > 0 end
+  for i = 1, n do
+    local key = keys[i]
+    local w = waits[key]
+    if w then
+      waits[key] = nil
+      wake(w)
+    end
+  end
+  return true
+end
+
+-- The end of a request's wait: its result, or the error of a canceled call.
+local function finish_request(client, req, signal)
+  local cc = client._core
+  if signal == CLOSED or cc:is_closed() then
+    return nil, call_error("closed", "the client was closed during the call", req)
+  end
+  if signal == CANCELED then
+    cc:cancel(req)
+    error(CANCELED, 0)
+  end
+  return cc:finish(req)
+end
+
+-- The I/O of calls that run on a loop: the loop does the waiting.
+local task_io = {}
+function task_io.send(client, req)
+  local cc = client._core
+  local key, err = cc:start(req)
+  if not key then return nil, err end
+  local signal = co_yield(WAIT_IO, client, key)
+  if signal == nil and not cc:is_closed() then return cc:finish(req) end
+  return finish_request(client, req, signal)
+end
+function task_io.sleep(seconds)
+  if co_yield(WAIT_SLEEP, monotime() + seconds) == CANCELED then error(CANCELED, 0) end
+end
+
+-- The I/O of a host coroutine: `yield(what)` until the wait is over.
+local function host_io(yield)
   local io = {}
   function io.send(client, req)
     local cc = client._core
-    local ok, err = cc:start(req)
-    if not ok then return nil, err end
-    local key = req:key()
-    local w = {client = client, req = req, key = key}
-    local signal = wait(w)
-    finished(client)[key] = nil
-    if cc:is_closed() then return nil, call_error("closed", "the client was closed during the call", req) end
-    if signal == CANCELED then
-      cc:cancel(req)
-      error(CANCELED, 0)
+    local key, err = cc:start(req)
+    if not key then return nil, err end
+    local waits = waiters(client)
+    local w = {ready = false}
+    waits[key] = w
+    local what = {kind = "io"}
+    while true do
+      drive(client, 0)
+      if w.ready or cc:is_closed() then break end
+      yield(what)
     end
-    return cc:finish(req)
+    if waits[key] == w then waits[key] = nil end
+    return finish_request(client, req, w.signal)
   end
   function io.sleep(seconds)
-    if wait({deadline = core.monotime() + seconds}) == CANCELED then error(CANCELED, 0) end
+    local deadline = monotime() + seconds
+    local what = {kind = "sleep", deadline = deadline}
+    while monotime() < deadline do yield(what) end
   end
   return io
 end
 
-local task_io = make_io(function(w) return coroutine.yield(WAIT, w) end)
-
 ------------------------------------------------------------------ loops
 
--- A loop runs tasks: coroutines whose SDK calls suspend instead of blocking.
+-- A loop runs coroutines (runners) whose SDK calls suspend instead of
+-- blocking. A runner is either waiting for a request (registered with its
+-- client), sleeping or yielded by itself (in `idle`), queued to run (in
+-- `queue`), or running.
 local Loop = {}
 Loop.__index = Loop
 
 local function new_loop()
-  return setmetatable({tasks = {}, tick = 0}, Loop)
+  return setmetatable({
+    queue = {}, qhead = 1, qtail = 0, -- runners to resume, in order
+    idle = {},                        -- sleeping (r.deadline) or plain-yielded (r.plain = tick)
+    clients = {}, watched = {},       -- the clients to drive (while they have waiters)
+    live = 0, runners = {},           -- unfinished runners
+    tick = 0,
+  }, Loop)
+end
+
+local function enqueue(loop, r)
+  local tail = loop.qtail + 1
+  loop.qtail = tail
+  loop.queue[tail] = r
+end
+
+local function add_runner(loop, r)
+  r.loop, r.ready, r.started = loop, true, false
+  loop.live = loop.live + 1
+  loop.runners[r] = true
+  task_ios[r.co] = task_io
+  enqueue(loop, r)
+  return r
 end
 
 local Handle = {}
 Handle.__index = Handle
 Handle.__name = "moltflow.handle"
 
-local function finish(task, results)
-  task.done = true
-  task.results = results
-  tasks[task.co] = nil
-  local h = task.handle
-  h.done = true
-  if h._on_done then h._on_done(unpack(results, 1, results.n)) end
+-- The runner has ended; a spawned call's handle gets its results.
+local function retire(r, results)
+  r.done = true
+  local loop = r.loop
+  loop.live = loop.live - 1
+  loop.runners[r] = nil
+  task_ios[r.co] = nil
+  local h = r.handle
+  if h then
+    r.results = results
+    h.done = true
+    if h._on_done then h._on_done(unpack(results, 1, results.n)) end
+  end
 end
 
--- Resumes a task once; a Lua error in it is raised from here.
-local function step(task, signal)
-  local ok, a, b
-  if task.started then
-    ok, a, b = coroutine.resume(task.co, signal)
-  else
-    task.started = true
-    ok, a, b = coroutine.resume(task.co, unpack(task.args, 1, task.args.n))
-  end
-  task.wait, task.plain = nil, nil
+-- Resumes a runner once and files it by what it yielded; a Lua error in it
+-- is raised from here.
+local function resume(loop, r, ...)
+  local ok, a, b, c = co_resume(r.co, ...)
   if not ok then
-    if a == CANCELED then return finish(task, pack(nil, call_error("canceled", "the call was canceled"))) end
-    local msg = debug.traceback(task.co, tostring(a))
-    finish(task, pack(nil, call_error("error", tostring(a))))
+    if a == CANCELED then return retire(r, pack(nil, call_error("canceled", "the call was canceled"))) end
+    local msg = debug.traceback(r.co, tostring(a))
+    retire(r, pack(nil, call_error("error", tostring(a))))
     error(msg, 0)
   end
-  if coroutine.status(task.co) == "dead" then return finish(task, a) end
-  if a == WAIT then
-    task.wait = b
+  if a == WAIT_IO then
+    local waits = b._async_waits or waiters(b)
+    waits[c] = r
+    r.wclient, r.wkey = b, c
+    if not loop.watched[b] then
+      loop.watched[b] = true
+      loop.clients[#loop.clients + 1] = b
+    end
+  elseif a == DONE then
+    retire(r, b)
   else
-    task.plain = task.loop.tick -- the function yielded by itself: resume it next poll
+    if a == WAIT_SLEEP then r.deadline = b else r.plain = loop.tick end
+    loop.idle[#loop.idle + 1] = r
   end
 end
 
-function Loop:add(fn, args)
-  local task = {loop = self, args = args}
-  task.co = coroutine.create(function(...) return pack(fn(...)) end)
-  task.handle = setmetatable({done = false, _task = task}, Handle)
-  tasks[task.co] = task
-  self.tasks[#self.tasks + 1] = task
-  return task
+local function start(loop, r)
+  r.started = true
+  if r.batch then return resume(loop, r, r.batch) end
+  return resume(loop, r, unpack(r.args, 1, r.args.n))
 end
 
-local function runnable(task, tick)
-  if task.done then return false end
-  if not task.started then return true end
-  if task.plain then return task.plain ~= tick end
-  return task.wait ~= nil and ready(task.wait)
+-- Queues the sleepers whose time has come and the plain yielders of an
+-- earlier tick.
+function Loop:wake_idle()
+  local idle = self.idle
+  local n = #idle
+  if n == 0 then return end
+  local now, kept = nil, 0
+  for i = 1, n do
+    local r = idle[i]
+    idle[i] = nil
+    local due = false
+    if r.deadline then
+      now = now or monotime()
+      due = now >= r.deadline
+    elseif r.plain then
+      due = r.plain ~= self.tick
+    end
+    if due then
+      r.deadline, r.plain, r.ready = nil, nil, true
+      enqueue(self, r)
+    elseif (r.deadline or r.plain) and not r.done then
+      kept = kept + 1
+      idle[kept] = r
+    end
+  end
 end
 
--- Resumes every runnable task once; drops finished ones.
-function Loop:resume_ready()
-  local list, i = self.tasks, 1
-  while i <= #list do -- callbacks may append tasks while we walk
-    local task = list[i]
-    if runnable(task, self.tick) then step(task) end
-    i = i + 1
+-- Resumes every runner that can go on, in the order they became ready.
+function Loop:run_ready()
+  if self.idle[1] then self:wake_idle() end
+  local queue = self.queue
+  while self.qhead <= self.qtail do -- runners may queue others while we walk
+    local i = self.qhead
+    local r = queue[i]
+    queue[i] = nil
+    self.qhead = i + 1
+    if r.ready and not r.done then
+      r.ready = false
+      if r.started then
+        local signal = r.signal
+        r.signal = nil
+        resume(self, r, signal)
+      else
+        start(self, r)
+      end
+    end
   end
-  local kept = {}
-  for _, task in ipairs(list) do
-    if not task.done then kept[#kept + 1] = task end
-  end
-  self.tasks = kept
+  self.qhead, self.qtail = 1, 0
 end
 
 -- Waits for the network or a sleeper for at most `wait` seconds.
 function Loop:drive(wait)
-  local clients, seen, wake = {}, {}, nil
-  for _, task in ipairs(self.tasks) do
-    local w = task.wait
-    if w and w.client and not seen[w.client] then
-      seen[w.client] = true
-      clients[#clients + 1] = w.client
-    elseif w and w.deadline and (not wake or w.deadline < wake) then
-      wake = w.deadline
-    elseif not task.started or (task.plain and task.plain ~= self.tick) then
+  if self.qhead <= self.qtail then wait = 0 end -- woken meanwhile (another loop polled)
+  local idle, wake_at = self.idle, nil
+  for i = 1, #idle do
+    local r = idle[i]
+    if r.deadline then
+      if not wake_at or r.deadline < wake_at then wake_at = r.deadline end
+    elseif r.plain and r.plain ~= self.tick then
       wait = 0
     end
   end
-  if wake then wait = math.max(0, math.min(wait, wake - core.monotime())) end
-  if #clients == 1 then return drive(clients[1], wait) end
+  if wake_at then wait = math.max(0, math.min(wait, wake_at - monotime())) end
+  local clients, watched = self.clients, self.watched
+  local count = 0
+  for i = 1, #clients do -- drop the clients nobody waits on (any loop's waiters may be woken)
+    local client = clients[i]
+    clients[i] = nil
+    if next(client._async_waits) ~= nil then
+      count = count + 1
+      clients[count] = client
+    else
+      watched[client] = nil
+    end
+  end
+  if count == 1 then return drive(clients[1], wait) end
   local any = false
-  for _, client in ipairs(clients) do any = drive(client, 0) or any end
-  if any or #clients == 0 then
+  for i = 1, count do any = drive(clients[i], 0) or any end
+  if any or count == 0 then
     if not any and wait > 0 then core.sleep(wait) end
     return any
   end
   -- several clients: one curl multi handle each, so wait on them in turn
-  self.turn = (self.turn or 0) % #clients + 1
+  self.turn = (self.turn or 0) % count + 1
   return drive(clients[self.turn], math.min(wait, 0.005))
 end
 
---- Runs the tasks for at most `timeout` seconds: returns as soon as all are
--- done, and never later than the timeout (plus the time to run Lua code).
--- @return the number of tasks still running
+--- Runs the runners for at most `timeout` seconds: returns as soon as all
+-- are done, and never later than the timeout (plus the time to run Lua code).
+-- @return the number of runners still running
 function Loop:poll(timeout)
   self.tick = self.tick + 1
-  local deadline = core.monotime() + (timeout or 0)
+  local deadline = monotime() + (timeout or 0)
   while true do
-    self:resume_ready()
-    if #self.tasks == 0 then return 0 end
-    local left = deadline - core.monotime()
+    self:run_ready()
+    if self.live == 0 then return 0 end
+    local left = deadline - monotime()
     self:drive(left > 0 and left or 0)
-    if core.monotime() >= deadline then
-      self:resume_ready()
-      return #self.tasks
+    if monotime() >= deadline then
+      self:run_ready()
+      return self.live
     end
   end
 end
 
-function Loop:cancel_all()
-  for _, task in ipairs(self.tasks) do
-    if not task.done then task.handle:cancel() end
+-- Stops a runner that has not ended: a waiting one is resumed with CANCELED
+-- (its request is aborted), one that never ran or yielded by itself is
+-- dropped. Returns whether it was resumed.
+local function cancel_runner(loop, r)
+  if r.wclient then
+    local waits = r.wclient._async_waits
+    if waits[r.wkey] == r then waits[r.wkey] = nil end
+    r.wclient = nil
   end
-  self.tasks = {}
+  if not r.started or r.plain then
+    r.ready, r.plain = false, nil
+    return false
+  end
+  r.ready, r.deadline, r.signal = false, nil, nil
+  resume(loop, r, CANCELED)
+  return true
+end
+
+function Loop:cancel_all()
+  local list = {}
+  for r in pairs(self.runners) do list[#list + 1] = r end
+  for _, r in ipairs(list) do
+    if not r.done and co_status(r.co) == "suspended" then
+      if not cancel_runner(self, r) and not r.done then retire(r, pack(nil, call_error("canceled", "the call was canceled"))) end
+    end
+  end
 end
 
 ---------------------------------------------------------------- handles
@@ -248,41 +404,74 @@ end
 function Handle:cancel()
   local task = self._task
   if task.done then return end
-  local status = coroutine.status(task.co)
+  local status = co_status(task.co)
   if status == "running" or status == "normal" then
     error("moltflow: handle:cancel(): a call cannot cancel itself", 2)
   end
-  if not task.started or task.plain then
-    finish(task, pack(nil, call_error("canceled", "the call was canceled")))
-  else
-    step(task, CANCELED)
+  if not cancel_runner(task.loop, task) then
+    retire(task, pack(nil, call_error("canceled", "the call was canceled")))
   end
 end
 
 ---------------------------------------------------------------- calls
 
-local function is_client(v)
-  return getmetatable(v) == admin.Client
+-- "group.name" -> group and name, for the labels that named a method
+local label_groups, label_names = {}, {}
+
+local function where_of(where, index)
+  if index then return ("%s: call %d"):format(where, index) end
+  return where
 end
 
--- A call of a batch or spawn as a function and its arguments.
-local function resolve(call, default, where)
-  if type(call) == "function" then return call, {n = 0} end
-  if type(call) ~= "table" then error(("moltflow: %s: expected a function or a table"):format(where), 4) end
+-- A call of a batch or spawn: a function (returned alone), or a table call
+-- as its group table, method name and where its arguments are in `call`
+-- (first + 1 .. n). `index` is the call's place in a batch (for messages).
+local function resolve(call, default, where, index)
+  local kind = type(call)
+  if kind == "function" then return call, false, 0, 0 end
+  if kind ~= "table" then
+    error(("moltflow: %s: expected a function or a table"):format(where_of(where, index)), 4)
+  end
   local client, first = default, 1
-  if is_client(call[1]) then client, first = call[1], 2 end
+  if getmetatable(call[1]) == admin.Client then client, first = call[1], 2 end
   local label = call[first]
-  if not client then error(("moltflow: %s: a table call needs a client first: {c, \"group.name\", ...}"):format(where), 4) end
-  if type(label) ~= "string" then error(("moltflow: %s: expected \"group.name\" at [%d]"):format(where, first), 4) end
-  local group, name = label:match("^([%w_]+)%.([%w_]+)$")
+  if not client then
+    error(("moltflow: %s: a table call needs a client first: {c, \"group.name\", ...}"):format(where_of(where, index)), 4)
+  end
+  local group, name = label_groups[label], label_names[label] -- (keys are strings)
+  local known = group ~= nil
+  if not known then
+    if type(label) ~= "string" then
+      error(("moltflow: %s: expected \"group.name\" at [%d]"):format(where_of(where, index), first), 4)
+    end
+    group, name = label:match("^([%w_]+)%.([%w_]+)$")
+  end
   local g = group and rawget(client, group)
   if not g or type(g[name]) ~= "function" then
-    error(("moltflow: %s: unknown method '%s'"):format(where, label), 4)
+    error(("moltflow: %s: unknown method '%s'"):format(where_of(where, index), label), 4)
   end
-  local n = call.n or #call
-  local args = {n = n - first}
-  for i = first + 1, n do args[i - first] = call[i] end
-  return function(...) return g[name](g, ...) end, args
+  if not known then label_groups[label], label_names[label] = group, name end
+  return g, name, first, call.n or #call
+end
+
+-- Runs call i of batch b; returns its results, packed.
+local function run_call(b, i)
+  local target, name = b.targets[i], b.names[i]
+  if not name then return pack(target()) end
+  local first, n = b.firsts[i], b.counts[i]
+  if first < n then return pack(target[name](target, unpack(b.calls[i], first + 1, n))) end
+  return pack(target[name](target))
+end
+
+-- A batch worker: runs the batch's next call until none is left.
+local function worker(b)
+  local results = b.results
+  while true do
+    local i = b.next
+    if i > b.count then return DONE end
+    b.next = i + 1
+    results[i] = run_call(b, i)
+  end
 end
 
 local function check_concurrency(opts, where)
@@ -296,57 +485,67 @@ local function check_concurrency(opts, where)
   return n
 end
 
+-- Inside nginx: light threads over the cosocket transport, never curl multi.
+local function run_on_ngx_threads(b, concurrency)
+  local function thread()
+    while b.next <= b.count do
+      local i = b.next
+      b.next = i + 1
+      b.results[i] = run_call(b, i)
+    end
+  end
+  local threads = {}
+  for w = 1, math.min(concurrency, b.count) do threads[w] = ngx.thread.spawn(thread) end
+  local failure
+  for w = 1, #threads do
+    local ok, err = ngx.thread.wait(threads[w])
+    if not ok and not failure then
+      failure = err
+      b.next = b.count + 1 -- start no more calls
+    end
+  end
+  if failure then error(failure, 0) end
+  return b.results
+end
+
+-- Runs a batch's loop until every worker has ended.
+local function run_loop(loop)
+  repeat
+    loop.tick = loop.tick + 1
+    loop:run_ready()
+    if loop.live == 0 then return end
+    loop:drive(1)
+  until false
+end
+
 local function run_batch(calls, opts, default, where)
   if type(calls) ~= "table" then error(("moltflow: %s: 'calls' must be a list"):format(where), 3) end
   local concurrency = check_concurrency(opts, where)
-  local jobs = {}
-  for i = 1, #calls do
-    local fn, args = resolve(calls[i], default, ("%s: call %d"):format(where, i))
-    jobs[i] = {fn = fn, args = args}
+  local count = #calls
+  -- call i: targets[i] (a function, or a group table and names[i]), its
+  -- arguments calls[i][firsts[i] + 1 .. counts[i]]
+  local b = {next = 1, count = count, results = {},
+             targets = {}, names = {}, calls = {}, firsts = {}, counts = {}}
+  local targets, names, tables, firsts, counts = b.targets, b.names, b.calls, b.firsts, b.counts
+  for i = 1, count do
+    local call = calls[i]
+    local target, name, first, n = resolve(call, default, where, i)
+    targets[i], names[i], tables[i], firsts[i], counts[i] = target, name, call, first, n
   end
-  local results, next_job = {}, 1
   if ngx and ngx.thread and ngx.get_phase and NGX_THREAD_PHASES[ngx.get_phase()] then
-    -- inside nginx: light threads over the cosocket transport, never curl multi
-    local function worker()
-      while next_job <= #jobs do
-        local i = next_job
-        next_job = i + 1
-        results[i] = pack(jobs[i].fn(unpack(jobs[i].args, 1, jobs[i].args.n)))
-      end
-    end
-    local threads = {}
-    for w = 1, math.min(concurrency, #jobs) do threads[w] = ngx.thread.spawn(worker) end
-    local failure
-    for w = 1, #threads do
-      local ok, err = ngx.thread.wait(threads[w])
-      if not ok and not failure then
-        failure = err
-        next_job = #jobs + 1 -- start no more calls
-      end
-    end
-    if failure then error(failure, 0) end
-    return results
+    return run_on_ngx_threads(b, concurrency)
   end
   local loop = new_loop()
-  local function start_next()
-    if next_job > #jobs then return end
-    local i = next_job
-    next_job = i + 1
-    local task = loop:add(jobs[i].fn, jobs[i].args)
-    task.handle._on_done = function(...)
-      results[i] = pack(...)
-      start_next()
-    end
+  for _ = 1, math.min(concurrency, count) do
+    add_runner(loop, {co = co_create(worker), batch = b})
   end
-  for _ = 1, math.min(concurrency, #jobs) do start_next() end
-  local ok, err = pcall(function()
-    while loop:poll(1) > 0 do end
-  end)
+  local ok, err = pcall(run_loop, loop)
   if not ok then
+    b.next = count + 1 -- start no more calls
     loop:cancel_all()
     error(err, 0)
   end
-  return results
+  return b.results
 end
 
 ------------------------------------------------------------- installing
@@ -355,19 +554,19 @@ end
 function async.extend(a)
   admin = a
   local Client = a.Client
-  local base_current_io = Client._current_io
 
-  -- Inside a task every client does async I/O; inside a host coroutine a
-  -- client with a scheduler yields to it; elsewhere the client's transport.
+  -- Inside a loop's coroutine every client does async I/O; inside a host
+  -- coroutine a client with a scheduler yields to it; elsewhere the I/O
+  -- registered for the coroutine in `c._coio`, or the client's transport.
   function Client:_current_io()
-    local co, is_main = coroutine.running()
-    if co and not is_main then
-      if tasks[co] then return task_io end
-      if self._host_io and (not coroutine.isyieldable or coroutine.isyieldable()) then
-        return self._host_io
-      end
+    local co, is_main = co_running()
+    if not co then return self._io end -- LuaJIT's main thread
+    if not is_main then
+      local io = task_ios[co]
+      if io then return io end
+      if self._host_io and (not co_isyieldable or co_isyieldable()) then return self._host_io end
     end
-    return base_current_io(self)
+    return self._coio[co] or self._io
   end
 
   --- Runs calls concurrently over libcurl multi and waits for all of them.
@@ -392,13 +591,21 @@ function async.extend(a)
   -- syntax: `h = c:spawn(fn, ...)` or `h = c:spawn("usage.current", args...)`
   -- @return a handle: `h.done`, `h:result()`, `h:on_done(fn)`, `h:cancel()`
   function Client:spawn(fn, ...)
-    local call
-    if type(fn) == "string" then call = pack(self, fn, ...) elseif type(fn) == "function" then call = fn
-    else error("moltflow: spawn: expected a function or \"group.name\"", 2) end
-    local f, args = resolve(call, self, "spawn")
-    if type(fn) == "function" then args = pack(...) end
+    local f, args
+    if type(fn) == "function" then
+      f, args = fn, pack(...)
+    elseif type(fn) == "string" then
+      local call = pack(self, fn, ...)
+      local g, name, first, n = resolve(call, self, "spawn")
+      f = function() return g[name](g, unpack(call, first + 1, n)) end
+      args = {n = 0}
+    else
+      error("moltflow: spawn: expected a function or \"group.name\"", 2)
+    end
     self._loop = self._loop or new_loop()
-    return self._loop:add(f, args).handle
+    local task = {co = co_create(function(...) return DONE, pack(f(...)) end), args = args}
+    task.handle = setmetatable({done = false, _task = task}, Handle)
+    return add_runner(self._loop, task).handle
   end
 
   --- Drives this client's spawned calls: resumes those whose I/O finished,
@@ -424,14 +631,7 @@ function async.extend(a)
     if yield ~= nil and type(yield) ~= "function" then
       error("moltflow: set_scheduler: expected a function or nil", 2)
     end
-    self._host_io = yield and make_io(function(w)
-      local what = w.deadline and {kind = "sleep", deadline = w.deadline} or {kind = "io"}
-      while true do
-        if w.client then drive(w.client, 0) end
-        if ready(w) then return end
-        yield(what)
-      end
-    end)
+    self._host_io = yield and host_io(yield)
   end
 end
 
