@@ -67,10 +67,16 @@ describe("moltflow.async", function()
       -- all five in flight: the three fast ones finish before the delayed two
       local wide = run(8)
       assert.is_true(wide[1] >= 4 and wide[2] >= 4, "counts " .. table.concat(wide, ","))
-      -- two slots, both held by the delayed calls: calls 3..5 wait for them
+      -- Two slots, both taken by the delayed calls: call j (j >= 3) starts only
+      -- after j - 2 calls have answered, and each answered call was counted
+      -- before its answer, so call j's count is at least j - 1. (Which delayed
+      -- call the server counts first, and whether call 3 or the second delayed
+      -- call comes next, depends on timing; this bound does not.) With a third
+      -- call in flight, call 3 would be counted first, before both delayed ones.
       local narrow = run(2)
-      assert.is_true(narrow[1] <= 2 and narrow[2] <= 2, "counts " .. table.concat(narrow, ","))
-      assert.same({3, 4, 5}, {narrow[3], narrow[4], narrow[5]})
+      for j = 3, 5 do
+        assert.is_true(narrow[j] >= j - 1, "call " .. j .. " started early: counts " .. table.concat(narrow, ","))
+      end
     end)
 
     it("gives each failed call its own nil, err in place", function()
@@ -231,6 +237,20 @@ describe("moltflow.async", function()
       assert.is_nil(v)
       assert.equal("closed", err.kind)
       assert.equal("/usage/current", err.path)
+    end)
+
+    it("finishes a spawned call whose request ended while a batch drove the client", function()
+      emu.fault{path = "/usage/current", delay = 0.2}
+      emu.fault{path = "/usage/history", delay = 0.6}
+      local c = client()
+      local h = c:spawn("usage.current")
+      c:poll(0) -- starts its request
+      local results = c:batch({{"usage.history", {months = 1}}})
+      assert.is_table(results[1][1], tostring(results[1][2]))
+      assert.equal(0, c._core:running()) -- the batch's polls saw the spawned request end
+      assert.is_false(h.done)            -- spawned calls go on in c:poll only
+      assert.equal(0, c:poll(0))
+      assert.equal(800, h:result().messages_sent)
     end)
 
     it("raises a Lua error of a spawned call from poll", function()
