@@ -262,7 +262,7 @@ function admin.new(opts)
     _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
     _sleep = opts.sleep,
     _on_tokens = opts.on_tokens,
-    _on_request = opts.on_request or false, -- false, not nil: found without a miss in Client
+    _on_request = opts.on_request or false, -- false, not nil: a nil field is also looked up in Client
     _on_response = opts.on_response or false,
     _pace = opts.pace or false,
     _skew = opts.refresh_skew or 60,

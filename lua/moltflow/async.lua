@@ -51,6 +51,11 @@ local function call_error(kind, message, req)
   return admin.error{kind = kind, message = message, method = method, path = path}
 end
 
+-- The results of a canceled call.
+local function canceled()
+  return pack(nil, call_error("canceled", "the call was canceled"))
+end
+
 ------------------------------------------------------------ per client
 
 -- The client's requests in flight that someone waits for: key -> waiter.
@@ -218,7 +223,7 @@ end
 local function resume(loop, r, ...)
   local ok, a, b, c = co_resume(r.co, ...)
   if not ok then
-    if a == CANCELED then return retire(r, pack(nil, call_error("canceled", "the call was canceled"))) end
+    if a == CANCELED then return retire(r, canceled()) end
     local msg = debug.traceback(r.co, tostring(a))
     retire(r, pack(nil, call_error("error", tostring(a))))
     error(msg, 0)
@@ -373,7 +378,7 @@ function Loop:cancel_all()
   for r in pairs(self.runners) do list[#list + 1] = r end
   for _, r in ipairs(list) do
     if not r.done and co_status(r.co) == "suspended" then
-      if not cancel_runner(self, r) and not r.done then retire(r, pack(nil, call_error("canceled", "the call was canceled"))) end
+      if not cancel_runner(self, r) and not r.done then retire(r, canceled()) end
     end
   end
 end
@@ -408,9 +413,7 @@ function Handle:cancel()
   if status == "running" or status == "normal" then
     error("moltflow: handle:cancel(): a call cannot cancel itself", 2)
   end
-  if not cancel_runner(task.loop, task) then
-    retire(task, pack(nil, call_error("canceled", "the call was canceled")))
-  end
+  if not cancel_runner(task.loop, task) then retire(task, canceled()) end
 end
 
 ---------------------------------------------------------------- calls
@@ -436,7 +439,8 @@ local function resolve(call, default, where, index)
   if getmetatable(call[1]) == admin.Client then client, first = call[1], 2 end
   local label = call[first]
   if not client then
-    error(("moltflow: %s: a table call needs a client first: {c, \"group.name\", ...}"):format(where_of(where, index)), 4)
+    error(("moltflow: %s: a table call needs a client first: {c, \"group.name\", ...}")
+          :format(where_of(where, index)), 4)
   end
   local group, name = label_groups[label], label_names[label] -- (keys are strings)
   local known = group ~= nil
