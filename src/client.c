@@ -180,7 +180,8 @@ static int client_new(lua_State *L) {
 
 /* -------------------------------------------------------------- methods */
 
-static int client_gc(lua_State *L) {
+/* The one finaliser: __gc, __close and c:close(). Idempotent. */
+static int client_finalise(lua_State *L) {
   client *c = luaL_checkudata(L, 1, CLIENT_MT);
   client_release(c);
   return 0;
@@ -269,12 +270,6 @@ static int client_credentials(lua_State *L) {
   else
     lua_pushnil(L);
   return 4;
-}
-
-static int client_close(lua_State *L) {
-  client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  client_release(c);
-  return 0;
 }
 
 static int client_is_closed(lua_State *L) {
@@ -398,19 +393,10 @@ void client_open(lua_State *L) {
       {"tokens", client_tokens},
       {"credentials", client_credentials},
       {"info", client_info},
-      {"close", client_close},
+      {"close", client_finalise},
       {"is_closed", client_is_closed},
       {NULL, NULL}};
-  luaL_newmetatable(L, CLIENT_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, client_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, client_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, client_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  core_class(L, CLIENT_MT, methods, client_finalise, 1, client_tostring);
   lua_pushcfunction(L, client_new);
   lua_setfield(L, -2, "new");
 }

@@ -17,6 +17,23 @@ int core_raise(lua_State *L, const char *fmt, ...) {
   return lua_error(L);
 }
 
+void core_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction finaliser,
+                int closable, lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, finaliser);
+  lua_setfield(L, -2, "__gc");
+  if (closable) {
+    lua_pushcfunction(L, finaliser);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
 /* core.json_encode(v): a string, or raises. */
 static int l_json_encode(lua_State *L) {
   luaL_checkany(L, 1);

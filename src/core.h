@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <curl/curl.h>
 #include <lua.h>
+#include <lauxlib.h>
 
 #include "buffer.h"
 
@@ -101,6 +102,10 @@ typedef struct {
 /* core.c: raises a message without a source position (the caller's
  * mistake is not in C). */
 int core_raise(lua_State *L, const char *fmt, ...);
+/* Registers a userdata metatable: methods as __index, the finaliser as __gc
+ * (and as __close when closable), tostring as __tostring. */
+void core_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction finaliser,
+                int closable, lua_CFunction tostring);
 
 /* client.c */
 client *client_check(lua_State *L, int idx); /* raises when closed */

@@ -459,22 +459,8 @@ int request_build(lua_State *L) {
 void request_open(lua_State *L) {
   static const luaL_Reg ep_methods[] = {{"describe", endpoint_describe}, {NULL, NULL}};
   static const luaL_Reg req_methods[] = {{"info", request_info}, {"key", request_key}, {NULL, NULL}};
-  luaL_newmetatable(L, ENDPOINT_MT);
-  luaL_newlib(L, ep_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, endpoint_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, endpoint_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, REQUEST_MT);
-  luaL_newlib(L, req_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, request_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, request_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  core_class(L, ENDPOINT_MT, ep_methods, endpoint_gc, 0, endpoint_tostring);
+  core_class(L, REQUEST_MT, req_methods, request_gc, 0, request_tostring);
   lua_pushcfunction(L, endpoint_new);
   lua_setfield(L, -2, "endpoint");
 }
