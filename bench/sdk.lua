@@ -25,6 +25,14 @@ local function check(v, r)
   if v.plan_id ~= "pro" then error("unexpected body") end
 end
 
+-- One round of `conc` calls opens the connections; then n calls are timed.
+local function timed_rps(run, n, conc)
+  run(conc)
+  local t0 = now()
+  run(n)
+  print(("rps %.1f"):format(n / (now() - t0)))
+end
+
 local function rss_kib()
   local f = assert(io.open("/proc/self/status"))
   local kib
@@ -54,10 +62,7 @@ elseif mode == "batch" then
     local results = c:batch(calls, {concurrency = conc})
     for i = 1, count do check(results[i][1], results[i][2]) end
   end
-  run(conc) -- opens the connections
-  local t0 = now()
-  run(n)
-  print(("rps %.1f"):format(n / (now() - t0)))
+  timed_rps(run, n, conc)
   c:close()
 elseif mode == "core" then
   -- The core's multi path driven directly (build, start, poll, finish): what
@@ -87,10 +92,7 @@ elseif mode == "core" then
       end
     end
   end
-  run(conc) -- opens the connections
-  local t0 = now()
-  run(n)
-  print(("rps %.1f"):format(n / (now() - t0)))
+  timed_rps(run, n, conc)
   c:close()
 elseif mode == "rss" then
   local c = client()
