@@ -448,7 +448,8 @@ describe("moltflow-admin", function()
                       {stdin = seed.owner.password .. "\nsomeone@else.test\n"})
       assert.equal(2, r.code)
       assert.matches("This deletes the account owner@acme.test and every record of tenant t_acme", r.stderr)
-      assert.matches("moltflow%-admin: account delete: the email typed does not match; nothing was deleted\n$", r.stderr)
+      assert.matches("moltflow%-admin: account delete: the email typed does not match; nothing was deleted\n$",
+                     r.stderr)
       assert.equal(0, #emu.requests_for("DELETE", "/users/me"))
       assert.is_table(saved_tokens())
       local ok = admin({"--json", "account", "delete", "--password-stdin"},
@@ -462,7 +463,8 @@ describe("moltflow-admin", function()
       local argv = {"account", "delete", "--password-stdin", "--yes"}
       local wrong = admin(argv, {stdin = "wrong-password\n"})
       assert.equal(4, wrong.code)
-      assert.equal("moltflow-admin: HTTP 401 on DELETE /users/me: Incorrect password; nothing was deleted\n", wrong.stderr)
+      assert.equal("moltflow-admin: HTTP 401 on DELETE /users/me: Incorrect password; nothing was deleted\n",
+                   wrong.stderr)
       assert.is_nil((wrong.stdout .. wrong.stderr):find("wrong-password", 1, true))
       assert.is_table(saved_tokens()) -- still logged in
 

@@ -113,7 +113,8 @@ describe("GDPR", function()
     it("sends DELETE /users/me with a JSON body, then every token and key of the tenant gets 401", function()
       local stores, notified = {}, {}
       local store = {load = function() return nil end, save = function(t) stores[#stores + 1] = t or "nil" end}
-      local c = login_client(owner, {token_store = store, on_tokens = function(t) notified[#notified + 1] = t or "nil" end})
+      local c = login_client(owner, {token_store = store,
+                                     on_tokens = function(t) notified[#notified + 1] = t or "nil" end})
       local tokens = c:tokens()
       local made = scoped_key("before-deletion", {"usage:read"})
       local other = login_client(seed.admin) -- another session of the same tenant
@@ -321,7 +322,9 @@ describe("GDPR", function()
       assert.equal("CI for the billing team", assert(c.api_keys:get(k.id)).description)
       local plain = assert(c.api_keys:create{name = "plain", scopes = admin.array{"usage:read"}})
       assert.is_nil(plain.description)
-      assert.has_error(function() c.api_keys:create{name = "x", scopes = admin.array{"usage:read"}, description = 1} end)
+      assert.has_error(function()
+        c.api_keys:create{name = "x", scopes = admin.array{"usage:read"}, description = 1}
+      end)
     end)
   end)
 

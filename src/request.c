@@ -252,12 +252,14 @@ static int request_key(lua_State *L) {
   return 1;
 }
 
-/* req:info(): method and path (relative, query included). */
+/* req:info(): method, path (relative, query included) and whether the
+ * endpoint is `once` (a transport must not send it twice). */
 static int request_info(lua_State *L) {
   request *r = request_check(L, 1);
   lua_pushstring(L, r->method);
   lua_pushlstring(L, r->path.data, r->path.len);
-  return 2;
+  lua_pushboolean(L, r->once);
+  return 3;
 }
 
 static void oom(lua_State *L) { core_raise(L, "moltflow: out of memory"); }
