@@ -83,14 +83,16 @@ describe("moltflow-admin", function()
       local r = admin{"--help"}
       assert.equal(0, r.code)
       for _, cmd in ipairs{"login", "logout", "whoami", "keys", "subscription", "plans", "quota", "usage",
-                           "settings"} do
+                           "settings", "export", "account"} do
         assert.matches("\n   " .. cmd .. " ", r.stdout)
       end
       assert.matches("Exit status: 0 ok, 1 HTTP error, 2 usage error, 3 quota", r.stdout)
       local subs = {{"keys", "list"}, {"keys", "create", "--scope"}, {"keys", "show"}, {"keys", "rotate"},
                     {"keys", "revoke"}, {"usage", "current"}, {"usage", "history", "--months"},
                     {"usage", "daily", "--csv"}, {"settings", "get"}, {"settings", "set", "--ai%-consent"},
-                    {"quota", nil, "--fail%-above"}, {"login", nil, "--password%-stdin"}}
+                    {"quota", nil, "--fail%-above"}, {"login", nil, "--password%-stdin"},
+                    {"export", nil, "%-%-output <file>"}, {"account", "delete", "%-%-password%-stdin"},
+                    {"account", "delete", "%-%-yes"}}
       for _, s in ipairs(subs) do
         local argv = {s[1]}
         if s[2] then argv[2] = s[2] end
@@ -370,6 +372,125 @@ describe("moltflow-admin", function()
       local denied = admin{"settings", "set", "--ai-consent", "off"}
       assert.equal(1, denied.code)
       assert.equal("moltflow-admin: HTTP 403 on PATCH /tenant/settings: Insufficient role: member\n", denied.stderr)
+    end)
+  end)
+
+  describe("GDPR", function()
+    local function ls(dir)
+      local p = io.popen("ls -A " .. proc.quote(dir))
+      local names = {}
+      for name in p:lines() do names[#names + 1] = name end
+      p:close()
+      table.sort(names)
+      return names
+    end
+
+    it("export prints the account's JSON, or writes it to a new file with mode 0600", function()
+      login()
+      local r = admin{"export"}
+      assert.equal(0, r.code, r.stderr)
+      local v = json(r)
+      assert.equal(seed.owner.email, v.user.email)
+      assert.equal("t_acme", v.tenant.id)
+      assert.is_table(v.api_keys)
+      assert_no_secrets(r)
+
+      -- an existing, world-readable file is replaced by a private one
+      local dir = config_dir .. "/exports"
+      assert.is_true(proc.sh("mkdir " .. proc.quote(dir)))
+      local path = dir .. "/account.json"
+      assert.is_true(proc.sh("umask 022 && echo old > " .. proc.quote(path)))
+      assert.equal("644", proc.mode(path))
+      local w = admin{"export", "-o", path}
+      assert.equal(0, w.code, w.stderr)
+      assert.equal("Exported the account's data to " .. path .. " (mode 0600: it is personal data)\n", w.stdout)
+      assert.equal("600", proc.mode(path))
+      assert.equal(seed.owner.email, dkjson.decode(proc.slurp(path)).user.email)
+      assert.same({"account.json"}, ls(dir)) -- no temporary file left
+
+      -- a symlink is replaced, never written through
+      local victim, link = dir .. "/victim", dir .. "/link.json"
+      assert.is_true(proc.sh("echo untouched > " .. proc.quote(victim) .. " && ln -s victim " .. proc.quote(link)))
+      assert.equal(0, admin{"--json", "export", "--output", link}.code)
+      assert.equal("untouched\n", proc.slurp(victim))
+      assert.is_true(proc.sh("test -f " .. proc.quote(link) .. " && ! test -L " .. proc.quote(link)))
+      assert.equal("600", proc.mode(link))
+
+      local nowhere = admin{"export", "-o", config_dir .. "/missing/dir/account.json"}
+      assert.equal(2, nowhere.code)
+      assert.is_true(one_line(nowhere.stderr), nowhere.stderr)
+      assert.matches("cannot create", nowhere.stderr)
+    end)
+
+    it("export with a key lacking gdpr:manage exits 1", function()
+      local r = admin(with_url{"export"}, {env = {MOLTFLOW_API_KEY = seed.keys.usage_only}})
+      assert.equal(1, r.code)
+      assert.equal("moltflow-admin: HTTP 403 on GET /users/me/export: Missing required scope: gdpr:manage\n", r.stderr)
+    end)
+
+    it("account delete --password-stdin --yes deletes the account, exits 0 and forgets the saved login", function()
+      login()
+      local r = admin({"account", "delete", "--password-stdin", "--yes"}, {stdin = seed.owner.password .. "\n"})
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("Deleted the account owner@acme.test and tenant t_acme.\n", r.stdout)
+      assert_no_secrets(r)
+      local sent = emu.requests_for("DELETE", "/users/me")
+      assert.equal(1, #sent)
+      assert.same({current_password = seed.owner.password}, dkjson.decode(sent[1].body))
+      assert.is_nil(io.open(config_dir .. "/credentials", "rb"))
+      assert.equal(4, admin{"whoami"}.code) -- not logged in any more
+      assert.equal(4, admin(with_url{"whoami"}, {env = {MOLTFLOW_API_KEY = seed.keys.all}}).code)
+    end)
+
+    it("account delete asks for the email to confirm: a mismatch sends nothing", function()
+      login()
+      local r = admin({"account", "delete", "--password-stdin"},
+                      {stdin = seed.owner.password .. "\nsomeone@else.test\n"})
+      assert.equal(2, r.code)
+      assert.matches("This deletes the account owner@acme.test and every record of tenant t_acme", r.stderr)
+      assert.matches("moltflow%-admin: account delete: the email typed does not match; nothing was deleted\n$",
+                     r.stderr)
+      assert.equal(0, #emu.requests_for("DELETE", "/users/me"))
+      assert.is_table(saved_tokens())
+      local ok = admin({"--json", "account", "delete", "--password-stdin"},
+                       {stdin = seed.owner.password .. "\n" .. seed.owner.email .. "\n"})
+      assert.equal(0, ok.code, ok.stderr)
+      assert.same({deleted = true, email = seed.owner.email, tenant_id = "t_acme"}, json(ok))
+    end)
+
+    it("account delete exits non-zero unless the server confirmed, saying whether anything was deleted", function()
+      login()
+      local argv = {"account", "delete", "--password-stdin", "--yes"}
+      local wrong = admin(argv, {stdin = "wrong-password\n"})
+      assert.equal(4, wrong.code)
+      assert.equal("moltflow-admin: HTTP 401 on DELETE /users/me: Incorrect password; nothing was deleted\n",
+                   wrong.stderr)
+      assert.is_nil((wrong.stdout .. wrong.stderr):find("wrong-password", 1, true))
+      assert.is_table(saved_tokens()) -- still logged in
+
+      emu.fault{method = "DELETE", path = "/users/me", status = 503, times = 3}
+      local down = admin(argv, {stdin = seed.owner.password .. "\n"})
+      assert.equal(1, down.code)
+      assert.is_true(one_line(down.stderr), down.stderr)
+      assert.matches("HTTP 503 on DELETE /users/me: .*the server did not confirm", down.stderr)
+      assert.same({401, 503}, emu.statuses_for("DELETE", "/users/me")) -- one attempt each, no retry
+      assert_no_secrets(down)
+      emu.control("DELETE", "faults")
+
+      login(seed.member)
+      local member = admin(argv, {stdin = seed.member.password .. "\n"})
+      assert.equal(1, member.code)
+      assert.equal("moltflow-admin: HTTP 403 on DELETE /users/me: Insufficient role: member; nothing was deleted\n",
+                   member.stderr)
+    end)
+
+    it("account delete without a terminal nor --password-stdin exits 2 before any request", function()
+      login()
+      emu.control("DELETE", "requests")
+      local r = admin{"account", "delete"}
+      assert.equal(2, r.code)
+      assert.matches("no terminal to ask for the password: use %-%-password%-stdin", r.stderr)
+      assert.same({}, emu.requests())
     end)
   end)
 

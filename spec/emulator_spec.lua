@@ -411,7 +411,8 @@ describe("moltflow emulator", function()
       { "GET", "/users/me", "account:manage" }, { "GET", "/api-keys", "account:manage" },
       { "GET", "/billing/subscription", "billing:manage" }, { "POST", "/billing/portal", "billing:manage" },
       { "GET", "/tenant/settings", "settings:manage" },
-      { "POST", "/gdpr/contact-erasure", "account:manage" },
+      { "POST", "/gdpr/contact-erasure", "gdpr:manage" }, { "GET", "/users/me/export", "gdpr:manage" },
+      { "DELETE", "/users/me", "gdpr:manage" },
     }
     for _, c in ipairs(cases) do
       it(c[1] .. " " .. c[2] .. " needs " .. c[3] .. " from an API key", function()
@@ -653,7 +654,7 @@ describe("moltflow emulator", function()
   end)
 
   describe("GDPR contact erasure", function()
-    it("requires an E.164 phone and returns the erasure report", function()
+    it("requires a phone (digits, +digits or an @c.us id) and returns the erasure report", function()
       local r = call("POST", "/gdpr/contact-erasure", { key = seed.keys.all, body = { phone = "12345" } })
       assert.equal(422, r.status)
       assert.equal("body.phone", loc_of(r))

@@ -130,6 +130,46 @@ describe("examples", function()
     assert.equal("days=31", api_requests("GET", "/usage/daily")[1].query)
   end)
 
+  describe("gdpr_export.lua", function()
+    local env = {MOLTFLOW_API_KEY = emu.seed.keys.all}
+
+    it("exports the account to a new 0600 file and erases each --erase contact", function()
+      local file = workdir .. "/export.json"
+      local r = example("gdpr_export.lua", {file, "--erase", "972501234567@c.us", "--erase", "+5511988887777"},
+                        {env = env})
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("600", proc.mode(file))
+      local data = dkjson.decode(proc.slurp(file))
+      assert.equal(emu.seed.owner.email, data.user.email)
+      assert.equal(#data.api_keys, #emu.control("GET", "api-keys") - 1) -- all but the other tenant's key
+      assert.matches("^exported owner@acme%.test %(Acme%) to " .. file:gsub("%p", "%%%0") .. ", mode 0600", r.stdout)
+      assert.matches("\nerased 972501234567@c%.us: %d+ messages", r.stdout)
+      assert.matches("\nerased %+5511988887777: %d+ messages", r.stdout)
+      local sent = {}
+      for i, q in ipairs(api_requests("POST", "/gdpr/contact-erasure")) do sent[i] = dkjson.decode(q.body) end
+      assert.same({{phone = "972501234567@c.us", reason = "gdpr_request"},
+                   {phone = "+5511988887777", reason = "gdpr_request"}}, sent)
+    end)
+
+    it("never overwrites a file, and exits 1 for a key without gdpr:manage leaving no file", function()
+      local file = workdir .. "/export.json"
+      assert.is_true(proc.sh("echo keep > " .. proc.quote(file)))
+      local again = example("gdpr_export.lua", {file}, {env = env})
+      assert.equal(1, again.code)
+      assert.matches("must not exist yet", again.stderr)
+      assert.equal("keep\n", proc.slurp(file))
+      assert.same({}, api_requests("GET", "/users/me/export"))
+
+      local denied = example("gdpr_export.lua", {}, {env = {MOLTFLOW_API_KEY = emu.seed.keys.usage_only}})
+      assert.equal(1, denied.code)
+      assert.matches("403", denied.stderr)
+      assert.is_nil(proc.mode(workdir .. "/moltflow-export.json"))
+      local default = example("gdpr_export.lua", {}, {env = env}) -- the default name, in the working directory
+      assert.equal(0, default.code, default.stderr)
+      assert.equal("600", proc.mode(workdir .. "/moltflow-export.json"))
+    end)
+  end)
+
   describe("webhook_verify.lua", function()
     -- RFC 4231 test case 2: HMAC-SHA256(key "Jefe", "what do ya want for nothing?")
     local body = "what do ya want for nothing?"

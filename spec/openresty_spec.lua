@@ -48,6 +48,18 @@ location = /t/errors {
         ngx.say(admin.json_encode(out))
     }
 }
+location = /t/gdpr {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = "http://127.0.0.1:" .. ngx.var.server_port .. "/api/v2", api_key = "@KEY@",
+                            retry = {base_delay = 0.01}}
+        local v, err = c.gdpr:delete_account{current_password = ngx.var.arg_password} -- the spec fails it: 503
+        local out = {failed = {status = err and err.status, attempts = err and err.attempts}}
+        v, err = c.gdpr:delete_account{current_password = ngx.var.arg_password}
+        out.deleted = v or {status = err.status}
+        ngx.say(admin.json_encode(out))
+    }
+}
 location = /t/batch {
     content_by_lua_block {
         local admin = require "moltflow.admin"
@@ -163,6 +175,20 @@ describe_ngx("OpenResty (examples/openresty)", function()
     for _, e in pairs(out) do
       assert.is_nil(e.text and e.text:find(emu.seed.keys.all, 1, true), "the key leaked into an error")
     end
+  end)
+
+  it("sends the account deletion's JSON body on DELETE through cosockets, once despite a 503", function()
+    control("POST", "faults", {method = "DELETE", path = "/users/me", status = 503})
+    local status, out = get("/t/gdpr?password=" .. emu.seed.owner.password)
+    assert.equal(200, status)
+    assert.same({failed = {status = 503, attempts = 1}, deleted = {detail = "Account deleted"}}, out)
+    local sent = {}
+    for _, r in ipairs(control("GET", "requests")) do
+      if r.method == "DELETE" and r.path == "/api/v2/users/me" then sent[#sent + 1] = r end
+    end
+    assert.equal(2, #sent)
+    assert.equal("application/json", sent[2].headers["content-type"])
+    assert.same({current_password = emu.seed.owner.password}, dkjson.decode(sent[2].body))
   end)
 
   it("runs c:batch on light threads in a handler, results in order", function()

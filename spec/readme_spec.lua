@@ -28,7 +28,7 @@ describe("README.md", function()
     local section = readme:match("<!%-%- endpoints:begin %-%->(.*)<!%-%- endpoints:end %-%->")
     assert.is_string(section)
     local described = admin.describe()
-    assert.equal(29, #described)
+    assert.equal(31, #described)
     for _, d in ipairs(described) do
       local call = ("c.%s:%s"):format(d.group, d.name)
       local entry = section:match("#### `" .. call:gsub("%p", "%%%0") .. "`\n(.-)\n####")

@@ -157,33 +157,7 @@ describe("header values", function()
 end)
 
 describe("secrets", function()
-  -- Every string reachable from v (keys, values, metatables' __tostring).
-  local function collect(v, out, seen)
-    out, seen = out or {}, seen or {}
-    local t = type(v)
-    if t == "string" then
-      out[#out + 1] = v
-    elseif t == "number" or t == "boolean" then
-      out[#out + 1] = tostring(v)
-    elseif t == "table" and not seen[v] then
-      seen[v] = true
-      out[#out + 1] = tostring(v)
-      for k, x in pairs(v) do
-        collect(k, out, seen)
-        collect(x, out, seen)
-      end
-    elseif t == "userdata" then
-      out[#out + 1] = tostring(v)
-    end
-    return out, seen
-  end
-
-  local function assert_clean(what, secrets)
-    local text = table.concat(collect(what), "\n")
-    for name, s in pairs(secrets) do
-      assert.is_nil(text:find(s, 1, true), name .. " leaked: " .. text:sub(1, 300))
-    end
-  end
+  local assert_clean = require("spec.support.secrets").assert_clean
 
   it("never appear in errors, tostring(client), tostring(err) or hooks", function()
     emu.reset()

@@ -49,7 +49,8 @@ typedef struct {
   char **params;
   int nfields;
   endpoint_field *fields;
-  int fields_in_query; /* GET and DELETE send their fields as a query */
+  int fields_in_query; /* GET and DELETE send their fields as a query, unless body = true */
+  int once;            /* sent at most once: on a connection of its own (libcurl never resends it) */
   int raw;             /* c:request(): the path is literal */
 } endpoint;
 
@@ -62,6 +63,7 @@ typedef struct {
   buffer path;  /* relative to the base URL, query included: for errors and hooks */
   buffer body;
   int has_body;
+  int once;       /* the endpoint's `once` */
   transfer *xfer; /* set while the request runs on the multi handle */
 } request;
 

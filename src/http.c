@@ -181,8 +181,9 @@ static int setup(client *c, transfer *t, request *r) {
   }
   /* libcurl silently sends a request again when a reused connection dies
    * before any answer; a POST or PATCH could then act twice, so it gets a
-   * connection of its own (GET, PUT and DELETE keep reusing). */
-  long once = !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH");
+   * connection of its own (GET, PUT and DELETE keep reusing), and so does
+   * an endpoint marked `once` (account deletion). */
+  long once = r->once || !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH");
   rc |= (int)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, once);
   return rc ? -1 : 0;
 }

@@ -93,7 +93,8 @@ static const char *spec_string(lua_State *L, const char *key) {
 }
 
 /* core.endpoint{label=, method=, path=, auth="none"|"any"|"token",
- *               fields="name:string! scopes:array! expires_in_days:integer"} */
+ *               fields="name:string! scopes:array! expires_in_days:integer",
+ *               body=true (fields in a JSON body even on GET/DELETE), once=true} */
 static int endpoint_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -112,7 +113,11 @@ static int endpoint_new(lua_State *L) {
 
   if (strlen(method) >= sizeof ep->method) core_raise(L, "moltflow.endpoint: bad method '%s'", method);
   strcpy(ep->method, method);
-  ep->fields_in_query = !strcmp(method, "GET") || !strcmp(method, "DELETE");
+  lua_getfield(L, 1, "body");
+  ep->fields_in_query = !lua_toboolean(L, -1) && (!strcmp(method, "GET") || !strcmp(method, "DELETE"));
+  lua_getfield(L, 1, "once");
+  ep->once = lua_toboolean(L, -1);
+  lua_pop(L, 2);
   if (!strcmp(auth, "none")) ep->auth = AUTH_NONE;
   else if (!strcmp(auth, "any")) ep->auth = AUTH_ANY;
   else if (!strcmp(auth, "token")) ep->auth = AUTH_TOKEN;
@@ -178,7 +183,8 @@ static int endpoint_tostring(lua_State *L) {
   return 1;
 }
 
-/* ep:describe(): {label, method, path, auth, params = {...}, fields = {{name, type, required}}},
+/* ep:describe(): {label, method, path, auth, body, once, params = {...},
+ * fields = {{name, type, required}}},
  * for generated docs and the CLI. */
 static int endpoint_describe(lua_State *L) {
   endpoint *ep = endpoint_check(L, 1);
@@ -192,6 +198,10 @@ static int endpoint_describe(lua_State *L) {
   lua_setfield(L, -2, "path");
   lua_pushstring(L, auths[ep->auth]);
   lua_setfield(L, -2, "auth");
+  lua_pushboolean(L, !ep->fields_in_query);
+  lua_setfield(L, -2, "body");
+  lua_pushboolean(L, ep->once);
+  lua_setfield(L, -2, "once");
   lua_createtable(L, ep->nparams, 0);
   for (int i = 0; i < ep->nparams; i++) {
     lua_pushstring(L, ep->params[i]);
@@ -242,12 +252,14 @@ static int request_key(lua_State *L) {
   return 1;
 }
 
-/* req:info(): method and path (relative, query included). */
+/* req:info(): method, path (relative, query included) and whether the
+ * endpoint is `once` (a transport must not send it twice). */
 static int request_info(lua_State *L) {
   request *r = request_check(L, 1);
   lua_pushstring(L, r->method);
   lua_pushlstring(L, r->path.data, r->path.len);
-  return 2;
+  lua_pushboolean(L, r->once);
+  return 3;
 }
 
 static void oom(lua_State *L) { core_raise(L, "moltflow: out of memory"); }
@@ -384,6 +396,7 @@ int request_build(lua_State *L) {
   int req_idx = lua_gettop(L);
   memcpy(r->method, ep->method, sizeof r->method);
   r->auth = ep->auth;
+  r->once = ep->once;
 
   int args = 0, body_idx = 0, query_idx = 0;
   if (ep->raw) {

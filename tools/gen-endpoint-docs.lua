@@ -27,7 +27,8 @@ local SAMPLES = {
   name = '"ci"', scopes = '{"usage:read"}', expires_in_days = "30", plan_id = '"business"',
   billing_cycle = '"monthly"', return_url = '"https://example.com/account"', months = "12", days = "7",
   allowed_numbers = '{"+5511999999999"}', require_approval = "true", ai_consent_enabled = "true",
-  phone = '"+5511999999999"', reason = '"gdpr_request"',
+  phone = '"972501234567@c.us"', reason = '"gdpr_request"', current_password = "password",
+  description = '"CI for the billing team"',
 }
 local TYPE_SAMPLES = {string = '"text"', secret = "secret", integer = "1", number = "1.5", boolean = "true",
                       array = '{"a"}', table = "{}", any = "value"}
@@ -42,6 +43,15 @@ local SPECIAL = {
                              .. "also does this by itself before a token expires and after a 401."},
   ["auth.logout"] = {call = "c.auth:logout()",
                      note = "Sends the stored refresh token, then forgets both tokens (also in the `token_store`)."},
+  ["gdpr.contact_erasure"] = {note = "`phone` as digits (`972501234567`), `+` digits (`+972501234567`) or a "
+                                     .. "WhatsApp chat id (`972501234567@c.us`)."},
+  ["gdpr.export"] = {note = "All of the account's data as one table (GDPR Art. 20): `exported_at`, `user`, "
+                            .. "`tenant`, `subscription`, `api_keys` (never their secrets), `settings`, `usage`, "
+                            .. "`consents`, `sessions`, `chats`, `messages`, `groups`, `labels`, `webhooks`."},
+  ["gdpr.delete_account"] = {note = "Deletes the account and its tenant for good (GDPR Art. 17; role `owner`): "
+                                    .. "every token and API key of it stops working at once. A wrong password is "
+                                    .. "a 401 (`Incorrect password`). After the server confirmed, the client "
+                                    .. "forgets its tokens (and its `token_store`'s)."},
 }
 
 local TYPE_TEXT = {secret = "secret string", array = "array of strings"}
@@ -83,7 +93,12 @@ local function render_endpoint(d)
     for _, f in ipairs(d.fields) do
       parts[#parts + 1] = ("`%s` (%s%s)"):format(f.name, TYPE_TEXT[f.type] or f.type, f.required and ", required" or "")
     end
-    add(((d.method == "GET" or d.method == "DELETE") and "Query: " or "Body: ") .. table.concat(parts, ", ") .. ".")
+    add((d.body and "Body" or "Query") .. (d.body and d.method == "DELETE" and " (JSON, on a DELETE): " or ": ")
+        .. table.concat(parts, ", ") .. ".")
+    add("")
+  end
+  if d.once then
+    add("Sent once: never retried, nor replayed after a 401, whatever the client's `retry` policy.")
     add("")
   end
   if special.note then

@@ -457,8 +457,9 @@ end
 -- retries with backoff, pacing and hooks. All transports share it.
 -- Hooks get {method, path, attempt} before each attempt and, after it,
 -- the same plus status, kind (on errors), request_id and duration; never
--- headers, bodies or tokens.
-function Client:_run(req, method, auth, io)
+-- headers, bodies or tokens. `once` (the endpoint flag): one attempt only,
+-- no retry and no replay after a 401 (it may mean a wrong password).
+function Client:_run(req, method, auth, io, once)
   io = io or self:_current_io()
   local policy = self._retry
   -- The deadline counts the waits asked for even when the sleep function
@@ -490,7 +491,7 @@ function Client:_run(req, method, auth, io)
     local err = r
     err.attempts = attempt
     local replay = false
-    if err.status == 401 and auth ~= "none" and not replayed and self._core:credentials() then
+    if err.status == 401 and auth ~= "none" and not replayed and not once and self._core:credentials() then
       -- the access token was refused (expired, revoked): renew once, replay once
       replayed = true
       if gen ~= self._token_gen then
@@ -502,7 +503,7 @@ function Client:_run(req, method, auth, io)
     end
     if not replay then
       local elapsed = math.max(core.monotime() - started, slept) -- no closure: the hot path allocates none
-      local wait = policy and retry.delay(policy, method, err, attempt, elapsed, core.time())
+      local wait = policy and not once and retry.delay(policy, method, err, attempt, elapsed, core.time())
       if not wait then return nil, err end
       slept = slept + self:_wait(io, wait)
     end
@@ -511,7 +512,7 @@ end
 
 function Client:_call(ep, ...)
   local req = self._core:build(ep.ud, ...)
-  return self:_run(req, ep.method, ep.auth)
+  return self:_run(req, ep.method, ep.auth, nil, ep.once)
 end
 
 local raw_endpoints = {}
@@ -582,13 +583,39 @@ special["auth.logout"] = function(ep)
   end
 end
 
+-- `c.gdpr:delete_account{current_password = ...}`: sent once; after the
+-- server confirmed, the client forgets its tokens and its token_store's.
+special["gdpr.delete_account"] = function(ep)
+  return function(g, args)
+    local self = g._client
+    local v, r = self:_call(ep, args)
+    if v ~= nil then
+      if self.forget_tokens then
+        self:forget_tokens()
+      else -- until c:forget_tokens() (another branch) is merged: the same, here
+        core_set_tokens(self, nil, nil)
+        notify_tokens(self) -- store.save(nil) and on_tokens(nil), even when no token was held
+      end
+    end
+    return v, r
+  end
+end
+
+local FLAGS = {body = true, once = true}
+
 local compiled = {}
 for _, e in ipairs(endpoints) do
   local group, name, method, path, auth, scope, fields = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
   local label = group .. "." .. name
-  local ep = {ud = core.endpoint{label = label, method = method, path = path, auth = auth, fields = fields},
+  local flags = {}
+  for word in (e[8] or ""):gmatch("%S+") do
+    if not FLAGS[word] then error(("moltflow.endpoints: %s: unknown flag '%s'"):format(label, word)) end
+    flags[word] = true
+  end
+  local ep = {ud = core.endpoint{label = label, method = method, path = path, auth = auth, fields = fields,
+                                 body = flags.body, once = flags.once},
               group = group, name = name, method = method, path = path, auth = auth, scope = scope,
-              label = label}
+              label = label, once = flags.once or nil}
   compiled[#compiled + 1] = ep
   local mt = group_mts[group]
   if not mt then
@@ -608,8 +635,10 @@ for _, e in ipairs(endpoints) do
 end
 
 --- The compiled endpoint list, for generated docs and tools.
--- @return a list of `{label, group, name, method, path, auth, scope, params,
---   fields = {{name, type, required}, ...}}`, in the order of `moltflow.endpoints`
+-- @return a list of `{label, group, name, method, path, auth, scope, body, once,
+--   params, fields = {{name, type, required}, ...}}`, in the order of
+--   `moltflow.endpoints` (`body`: the fields go in a JSON body; `once`: never
+--   retried)
 function admin.describe()
   local out = {}
   for i, ep in ipairs(compiled) do

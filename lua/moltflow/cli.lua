@@ -2,13 +2,15 @@
 -- `bin/moltflow-admin` runs `os.exit(require("moltflow.cli").main(arg))`.
 -- Commands: `login`, `logout`, `whoami`, `keys list|create|show|rotate|revoke`,
 -- `subscription`, `plans`, `quota`, `usage current|history|daily`,
--- `settings get|set`; options `--json`, `--base-url`, `--api-key` everywhere.
+-- `settings get|set`, `export`, `account delete`; options `--json`,
+-- `--base-url`, `--api-key` everywhere.
 -- Errors are one line on stderr; the exit status says what went wrong
 -- (`cli.EXIT`).
 -- @module moltflow.cli
 
 local argparse = require "argparse"
 local admin = require "moltflow.admin"
+local core = require "moltflow.core"
 
 local cli = {}
 
@@ -154,6 +156,25 @@ local function write_saved_settings(t)
   f:write(admin.json_encode(t))
   f:close()
   os.rename(tmp, path)
+end
+
+-- Writes `text` to `path` as a file only its owner can read (mode 0600):
+-- created under a random name with O_EXCL semantics (noclobber), so it never
+-- writes through a file or link someone else placed, then renamed over `path`.
+-- Raises a Failure when it cannot.
+-- TODO(merge): switch to the C `sys` module's private-file creation.
+local function write_private_file(path, text)
+  local tmp = ("%s.%s.tmp"):format(path, (core.random_bytes(8):gsub(".", function(ch)
+    return ("%02x"):format(ch:byte())
+  end)))
+  local f = shell_ok("exec 2>/dev/null; umask 077 && set -C && : > " .. shell_quote(tmp)) and io.open(tmp, "wb")
+  if not f then error(failure(EXIT.usage, "cannot create " .. path), 0) end
+  local ok = f:write(text)
+  ok = f:close() and ok
+  if not ok or not os.rename(tmp, path) then
+    os.remove(tmp)
+    error(failure(EXIT.usage, "cannot write " .. path), 0)
+  end
 end
 
 local function base_url(args)
@@ -486,6 +507,68 @@ commands["settings.set"] = function(args)
   if args.json then print_json(s) else print_settings(s) end
 end
 
+commands.export = function(args)
+  local v = check(client(args).gdpr:export())
+  local text = admin.json_encode(v) .. "\n"
+  if not args.output or args.output == "-" then
+    io.stdout:write(text)
+    return
+  end
+  write_private_file(args.output, text)
+  if args.json then
+    print_json{exported = args.output}
+  else
+    out(("Exported the account's data to %s (mode 0600: it is personal data)"):format(args.output))
+  end
+end
+
+-- The deletion's own failures: whether the account is gone is the one thing
+-- the user must learn from the message.
+local function deletion_failure(err)
+  local f = sdk_failure(err)
+  if err.status == 401 then
+    return failure(EXIT.auth, ("HTTP 401 on DELETE /users/me: %s; nothing was deleted"):format(tostring(err.message)))
+  elseif err.status and err.status < 500 then
+    f.message = f.message .. "; nothing was deleted"
+  else
+    f.message = f.message .. "; the server did not confirm: check with 'moltflow-admin whoami' before trying again"
+  end
+  return f
+end
+
+commands["account.delete"] = function(args)
+  if not args.password_stdin and not stdin_is_tty() then
+    return failure(EXIT.usage, "account delete: no terminal to ask for the password: use --password-stdin")
+  end
+  local c = client(args)
+  local me = check(c.auth:me())
+  local password
+  if args.password_stdin then
+    password = io.stdin:read("l")
+    password = password and password:gsub("\r$", "")
+  else
+    password = read_secret(("Password of %s: "):format(show(me.email)))
+  end
+  if not nonempty(password) then return failure(EXIT.usage, "account delete needs the account's password") end
+  if not args.yes then
+    io.stderr:write(("This deletes the account %s and every record of tenant %s for good; every token and "
+                     .. "API key stops working.\n"):format(show(me.email), show(me.tenant_id)))
+    local typed = read_line("Type the account's email to confirm: ")
+    if not typed or typed:lower():match("^%s*(.-)%s*$") ~= tostring(me.email):lower() then
+      return failure(EXIT.usage, "account delete: the email typed does not match; nothing was deleted")
+    end
+  end
+  local v, err = c.gdpr:delete_account{current_password = password}
+  c:close()
+  if v == nil then return deletion_failure(err) end
+  -- the client forgot its tokens: a saved login's file is gone with them
+  if args.json then
+    print_json{deleted = true, email = me.email, tenant_id = me.tenant_id}
+  else
+    out(("Deleted the account %s and tenant %s."):format(show(me.email), show(me.tenant_id)))
+  end
+end
+
 ------------------------------------------------------------ the parser
 
 local function int_in(min, max)
@@ -508,8 +591,8 @@ end
 --- Builds the argparse parser of `moltflow-admin` (every command, with help).
 -- @return an argparse parser
 function cli.parser()
-  local p = argparse(NAME, "Administer a MoltFlow account: log in, API keys, billing, quota, usage and tenant "
-                           .. "settings, from a shell, cron or CI.")
+  local p = argparse(NAME, "Administer a MoltFlow account: log in, API keys, billing, quota, usage, tenant "
+                           .. "settings and GDPR export and deletion, from a shell, cron or CI.")
   p:epilog(EPILOG)
   p:flag("--json", "Print machine-readable JSON on stdout.")
   p:option("--base-url", "API base URL, e.g. http://127.0.0.1:8787/api/v2 (/api/v2 is added to a bare host).")
@@ -566,6 +649,17 @@ function cli.parser()
   set:option("--require-approval", "Require approval: on or off."):choices({"on", "off"})
   set:option("--ai-consent", "AI processing consent: on or off (on records a GDPR consent entry).")
      :choices({"on", "off"})
+
+  local export = p:command("export", "Export all of the account's data as JSON (GDPR Art. 20).")
+  export:option("-o --output", "Write it to this file, created with mode 0600 (default: stdout)."):argname("<file>")
+
+  local account = p:command("account", "The account itself: delete it (GDPR Art. 17).")
+  account:command_target("subcommand")
+  local delete = account:command("delete", "Delete the account and its tenant for good (owner only): asks the "
+                                           .. "password with echo off, then the account's email to confirm.")
+  delete:flag("--password-stdin", "Read the password from the first line of stdin (then the confirmation from "
+                                  .. "the next line, unless --yes).")
+  delete:flag("--yes", "Do not ask for the email to confirm.")
   return p
 end
 

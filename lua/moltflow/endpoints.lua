@@ -4,12 +4,16 @@
 -- (`none` public, `any` bearer token or API key, `token` bearer only), the
 -- API-key scope the server checks, and its fields as `name:type` words
 -- (`!` = required; types: string, secret, integer, number, boolean, array,
--- table, any). GET fields go to the query string, others to the JSON body.
+-- table, any). GET and DELETE fields go to the query string, others to the
+-- JSON body. An optional last column holds flags: `body` sends the fields as
+-- a JSON body whatever the method; `once` means the call is never retried or
+-- replayed by the SDK and goes out on a connection of its own (an action
+-- that cannot be undone, such as deleting the account).
 -- Methods, argument checks and the README's endpoint list come from here.
 -- @module moltflow.endpoints
 
 return {
-  -- group     name                  method  path                        auth     scope              fields
+  -- group     name                  method  path                        auth     scope              fields [, flags]
   {"auth",     "login",              "POST",  "/auth/login",             "none",  nil,               "email:string! password:secret!"},
   {"auth",     "refresh",            "POST",  "/auth/refresh",           "none",  nil,               "refresh_token:secret!"},
   {"auth",     "me",                 "GET",   "/auth/me",                "any",   nil,               ""},
@@ -23,7 +27,7 @@ return {
   {"users",    "me",                 "GET",   "/users/me",               "any",   "account:manage",  ""},
   {"users",    "update_me",          "PATCH", "/users/me",               "any",   "account:manage",  "full_name:string"},
   {"api_keys", "list",               "GET",   "/api-keys",               "any",   "account:manage",  ""},
-  {"api_keys", "create",             "POST",  "/api-keys",               "any",   "account:manage",  "name:string! scopes:array! expires_in_days:integer"},
+  {"api_keys", "create",             "POST",  "/api-keys",               "any",   "account:manage",  "name:string! scopes:array! expires_in_days:integer description:string"},
   {"api_keys", "get",                "GET",   "/api-keys/{id}",          "any",   "account:manage",  ""},
   {"api_keys", "revoke",             "DELETE","/api-keys/{id}",          "any",   "account:manage",  ""},
   {"api_keys", "rotate",             "POST",  "/api-keys/{id}/rotate",   "any",   "account:manage",  ""},
@@ -38,5 +42,7 @@ return {
   {"usage",    "daily",              "GET",   "/usage/daily",            "any",   "usage:read",      "days:integer"},
   {"tenant",   "settings",           "GET",   "/tenant/settings",        "any",   "settings:manage", ""},
   {"tenant",   "update_settings",    "PATCH", "/tenant/settings",        "any",   "settings:manage", "allowed_numbers:array require_approval:boolean ai_consent_enabled:boolean"},
-  {"gdpr",     "contact_erasure",    "POST",  "/gdpr/contact-erasure",   "any",   "account:manage",  "phone:string! reason:string"},
+  {"gdpr",     "contact_erasure",    "POST",  "/gdpr/contact-erasure",   "any",   "gdpr:manage",     "phone:string! reason:string"},
+  {"gdpr",     "export",             "GET",   "/users/me/export",        "any",   "gdpr:manage",     ""},
+  {"gdpr",     "delete_account",     "DELETE","/users/me",               "any",   "gdpr:manage",     "current_password:secret!", "body once"},
 }

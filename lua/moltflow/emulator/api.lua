@@ -159,7 +159,7 @@ end
 
 ---------------------------------------------------------------- API keys
 local KNOWN_SCOPES = {}
-for _, s in ipairs({ "*", "settings:manage", "usage:read", "billing:manage", "account:manage",
+for _, s in ipairs({ "*", "settings:manage", "usage:read", "billing:manage", "account:manage", "gdpr:manage",
                      "sessions:read", "sessions:manage", "messages:read", "messages:send", "groups:read",
                      "groups:manage", "labels:read", "labels:manage", "webhooks:read", "webhooks:manage",
                      "custom-groups:manage", "bulk-send:manage" }) do
@@ -169,7 +169,8 @@ end
 local function key_object(k, raw_key)
   return { id = k.id, name = k.name, key_prefix = k.key_prefix, scopes = state.copy_list(k.scopes),
            expires_at = state.iso(k.expires_at), created_at = state.iso(k.created_at),
-           last_used_at = state.iso(k.last_used_at), is_active = k.is_active, raw_key = raw_key }
+           last_used_at = state.iso(k.last_used_at), is_active = k.is_active, description = k.description,
+           raw_key = raw_key }
 end
 
 local function new_raw_key()
@@ -183,10 +184,11 @@ local function tenant_key(p, id)
   if k and k.tenant_id == p.tenant.id then return k end
 end
 
-local function list_keys(_, p)
+-- The tenant's key objects (never a secret), oldest first.
+local function tenant_key_objects(tenant_id)
   local ids = {}
   for id, k in pairs(state.keys) do
-    if k.tenant_id == p.tenant.id then ids[#ids + 1] = id end
+    if k.tenant_id == tenant_id then ids[#ids + 1] = id end
   end
   -- Oldest first; the id breaks ties between keys created in the same second.
   table.sort(ids, function(a, b)
@@ -196,7 +198,11 @@ local function list_keys(_, p)
   end)
   local out = json.array()
   for i, id in ipairs(ids) do out[i] = key_object(state.keys[id]) end
-  return 200, out
+  return out
+end
+
+local function list_keys(_, p)
+  return 200, tenant_key_objects(p.tenant.id)
 end
 
 local function create_key(_, p, body)
@@ -207,6 +213,7 @@ local function create_key(_, p, body)
     if not KNOWN_SCOPES[s] then return "unknown scope: " .. s, "value_error.scope" end
   end })
   local days = v:positive_integer("expires_in_days")
+  local description = v:string("description")
   if not v:ok() then return unprocessable(v) end
   if p.kind == "key" then
     for _, s in ipairs(scopes) do
@@ -222,7 +229,7 @@ local function create_key(_, p, body)
   local raw = new_raw_key()
   local key = { id = state.new_id("key_"), tenant_id = p.tenant.id, user_id = p.user.id, name = name,
                 scopes = state.copy_list(scopes), created_at = now, is_active = true,
-                expires_at = days and now + days * 86400 or nil }
+                expires_at = days and now + days * 86400 or nil, description = description }
   state.store_key(key, raw)
   return 201, key_object(key, raw)
 end
@@ -274,15 +281,19 @@ local function past_messages(tenant, back)
   return math.floor(u.messages_sent * (1 - (back % 5) * 0.1)), math.floor(u.messages_received * (1 - (back % 4) * 0.1))
 end
 
-local function usage_current(_, p)
-  local t, now = p.tenant, state.now()
+local function usage_object(t)
+  local now = state.now()
   local limit = plan_of(t).limits.max_messages_per_month
   local total = t.usage.messages_sent + t.usage.messages_received
-  return 200, { period = state.month_key(now), messages_sent = t.usage.messages_sent,
+  return { period = state.month_key(now), messages_sent = t.usage.messages_sent,
                 messages_received = t.usage.messages_received, total_messages = total,
                 leads_detected = t.usage.leads_detected, api_calls = api_calls(t.id, state.month_key(now)),
                 limit_messages = limit,
                 usage_percentage = limit > 0 and math.floor(total * 10000 / limit + 0.5) / 100 or 0 }
+end
+
+local function usage_current(_, p)
+  return 200, usage_object(p.tenant)
 end
 
 local function usage_history(req, p)
@@ -447,20 +458,52 @@ end
 ---------------------------------------------------------------- GDPR
 local function contact_erasure(_, p, body)
   local v = V.new("body", body)
-  local phone = v:phone("phone", true)
+  local phone, digits = v:phone("phone", true)
   v:string("reason")
   if not v:ok() then return unprocessable(v) end
   -- Counts derive from the number so they are stable; a second erasure of the
-  -- same number finds nothing left.
+  -- same number, in any of its forms, finds nothing left.
   local erased = state.erased_phones[p.tenant.id] or {}
   state.erased_phones[p.tenant.id] = erased
   local n = 0
-  if not erased[phone] then
-    for d in phone:gmatch("%d") do n = n + tonumber(d) end
-    erased[phone] = true
+  if not erased[digits] then
+    for d in digits:gmatch("%d") do n = n + tonumber(d) end
+    erased[digits] = true
   end
   return 200, { phone = phone, messages_deleted = n, reviews_deleted = n % 3, chats_anonymized = n > 0 and 1 or 0,
                 group_members_anonymized = n % 4, audit_logged = true, completed_at = state.iso(state.now()) }
+end
+
+-- GDPR Art. 20: what the emulator holds of the account, secrets excepted;
+-- empty arrays for the parts of MoltFlow it does not model.
+local function export(_, p)
+  local t = p.tenant
+  local consents = json.array()
+  for _, c in ipairs(state.consents) do
+    if c.tenant_id == t.id then consents[#consents + 1] = c end
+  end
+  local out = { exported_at = state.iso(state.now()), user = auth.user_object(p.user),
+                tenant = { id = t.id, name = t.name }, subscription = M.subscription_object(t),
+                api_keys = tenant_key_objects(t.id), settings = settings_object(t), usage = usage_object(t),
+                consents = consents }
+  for _, name in ipairs({ "sessions", "chats", "messages", "groups", "labels", "webhooks" }) do
+    out[name] = json.array()
+  end
+  return 200, out
+end
+
+-- GDPR Art. 17: the owner, with the password, deletes the tenant and all it
+-- holds; every token and key of it fails with 401 from the next request on.
+local function delete_account(_, p, body)
+  if p.user.role ~= "owner" then return detail(403, "Insufficient role: " .. p.user.role) end
+  local v = V.new("body", body)
+  local password = v:string("current_password", true)
+  if not v:ok() then return unprocessable(v) end
+  if not p.user.password_hash or not crypto.verify_password(password, p.user.password_hash) then
+    return detail(401, "Incorrect password")
+  end
+  state.delete_tenant(p.tenant.id)
+  return detail(200, "Account deleted")
 end
 
 ---------------------------------------------------------------- routes
@@ -480,6 +523,8 @@ M.routes = {
   { "POST", "^/auth/setup%-password$", TOKEN, nil, nil, "required", setup_password },
   { "POST", "^/auth/set%-password$", TOKEN, nil, nil, "required", setup_password },
   { "GET", "^/users/me$", ANY, "account:manage", nil, nil, me },
+  { "GET", "^/users/me/export$", ANY, "gdpr:manage", nil, nil, export },
+  { "DELETE", "^/users/me$", ANY, "gdpr:manage", nil, "required", delete_account },
   { "PATCH", "^/users/me$", ANY, "account:manage", nil, "required", patch_me },
   { "GET", "^/api%-keys$", ANY, "account:manage", nil, nil, list_keys },
   { "POST", "^/api%-keys$", ANY, "account:manage", nil, "required", create_key },
@@ -497,7 +542,7 @@ M.routes = {
   { "GET", "^/usage/daily$", ANY, "usage:read", nil, nil, usage_daily },
   { "GET", "^/tenant/settings$", ANY, "settings:manage", nil, nil, get_settings },
   { "PATCH", "^/tenant/settings$", ANY, "settings:manage", ADMINS, "required", patch_settings },
-  { "POST", "^/gdpr/contact%-erasure$", ANY, "account:manage", nil, "required", contact_erasure },
+  { "POST", "^/gdpr/contact%-erasure$", ANY, "gdpr:manage", nil, "required", contact_erasure },
 }
 
 -- Returns route, captures | nil, allowed-methods (path known, method not) | nil.

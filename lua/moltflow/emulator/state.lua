@@ -115,6 +115,40 @@ function S.store_key(key, raw_key)
   S.keys[key.id] = key
 end
 
+-- Account deletion: the tenant and every row that names it or its users.
+-- Tokens and keys then fail authentication (no user, no key) at once.
+function S.delete_tenant(tenant_id)
+  local gone = {}
+  for id, u in pairs(S.users) do
+    if u.tenant_id == tenant_id then
+      gone[id] = true
+      S.users[id], S.users_by_email[u.email] = nil, nil
+    end
+  end
+  for sid, session in pairs(S.sessions) do
+    if gone[session.user_id] then S.sessions[sid] = nil end
+  end
+  for token, rt in pairs(S.refresh_tokens) do
+    if not S.sessions[rt.session_id] then S.refresh_tokens[token] = nil end
+  end
+  for token, t in pairs(S.one_time) do
+    if gone[t.user_id] then S.one_time[token] = nil end
+  end
+  for id, k in pairs(S.keys) do
+    if k.tenant_id == tenant_id then S.keys[id] = nil end
+  end
+  for sid, c in pairs(S.checkouts) do
+    if c.tenant_id == tenant_id then S.checkouts[sid] = nil end
+  end
+  local consents = json.array()
+  for _, c in ipairs(S.consents) do
+    if c.tenant_id ~= tenant_id then consents[#consents + 1] = c end
+  end
+  S.consents = consents
+  S.tenants[tenant_id], S.api_calls[tenant_id], S.erased_phones[tenant_id] = nil, nil, nil
+  S.rate["tenant:" .. tenant_id] = nil
+end
+
 ---------------------------------------------------------------- reset
 function S.reset()
   S.clock_offset = 0

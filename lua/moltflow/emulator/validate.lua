@@ -108,12 +108,25 @@ function V.e164_check(s)
   end
 end
 
+-- A contact as MoltFlow's GDPR script names it: digits (`972501234567`),
+-- `+` digits (E.164) or a WhatsApp chat id (`972501234567@c.us`). Returns
+-- the number's digits, so every form of one contact is the same contact.
+local CONTACT_DIGITS = "^[1-9]%d%d%d%d%d%d%d?%d?%d?%d?%d?%d?%d?%d?$"
+
+function V.contact_digits(s)
+  local digits = s:match("^%+(%d+)$") or s:match("^(%d+)@c%.us$") or s:match("^(%d+)$")
+  if digits and digits:match(CONTACT_DIGITS) then return digits end
+end
+
 function V:phone(field, required)
   local v = self:string(field, required)
   if v == nil then return nil end
-  local msg, typ = V.e164_check(v)
-  if msg then return self:fail(field, msg, typ) end
-  return v
+  local digits = V.contact_digits(v)
+  if not digits then
+    return self:fail(field, "string does not match regex \"^(\\+?[1-9]\\d{6,14}|[1-9]\\d{6,14}@c\\.us)$\"",
+                     "value_error.str.regex")
+  end
+  return v, digits
 end
 
 return V

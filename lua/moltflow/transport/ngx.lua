@@ -171,9 +171,12 @@ local function send(client, req)
   local method, url, headers, body = client._core:wire(req)
   if method == nil then return nil, url end -- no credentials: the core's error
   local wire = {method, url, headers, body}
-  -- As with libcurl: a POST or PATCH that met a dead kept-alive connection
-  -- could have acted already, so it never reuses one and is never re-sent here.
-  if method == "POST" or method == "PATCH" then return exchange(client, req, wire, true) end
+  -- As with libcurl: a POST or PATCH (or a `once` endpoint) that met a dead
+  -- kept-alive connection could have acted already, so it never reuses one
+  -- and is never re-sent here.
+  if method == "POST" or method == "PATCH" or select(3, req:info()) then
+    return exchange(client, req, wire, true)
+  end
   local v, r = exchange(client, req, wire, false)
   if v == nil and r == "stale" then
     -- a kept-alive connection the server had closed: send again on a new one
