@@ -38,7 +38,7 @@ function M.parse_log(text)
   local s = {requests = 0, connections = 0, full = 0, resumed = 0, protocols = {}, tls = {},
              statuses = {}, by_connection = {}}
   for line in text:gmatch("[^\n]+") do
-    local conn, reused, tls, proto, _, _, status =
+    local conn, _, reused, tls, proto, _, _, status =
       line:match("^(%d+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%d+)$")
     if conn then
       s.requests = s.requests + 1
@@ -169,7 +169,7 @@ function M.start(opts)
   -- right here, and another is tried
   local started
   for _ = 1, 20 do
-    local port = proc.free_port()
+    local port = tonumber(proc.free_port())
     local f = assert(io.open(prefix .. "/nginx.conf", "w"))
     f:write(conf_text{prefix = prefix, port = port, http2 = opts.http2, emulator = opts.emulator,
                       upstream = opts.upstream})
