@@ -37,11 +37,11 @@ function M.cpu_seconds(uv)
   return r.utime.sec + r.stime.sec + (r.utime.usec + r.stime.usec) / 1e6
 end
 
---- target(label, value, limit, unit) -> a printable line: "label: value unit
--- (target < limit: met / NOT met)".
-function M.target(label, value, limit, unit)
-  return ("%s: %.1f %s (target < %s %s: %s)"):format(label, value, unit, tostring(limit), unit,
-                                                       value < limit and "met" or "NOT met")
+--- target(label, value, limit, unit [, decimals]) -> a printable line:
+-- "label: value unit (target < limit: met / NOT met)".
+function M.target(label, value, limit, unit, decimals)
+  return ("%s: %." .. (decimals or 1) .. "f %s (target < %s %s: %s)"):format(label, value, unit, tostring(limit),
+                                                                          unit, value < limit and "met" or "NOT met")
 end
 
 return M
