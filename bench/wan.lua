@@ -174,7 +174,7 @@ if not ok then error(err, 0) end
 
 local md = {
   ("## WAN: TLS at %d ms round trip"):format(DELAY * 2), "",
-  ("Run %s, load %s. A local TLS nginx serving the emulator behind bench/delay_proxy.lua " ..
+  ("Run %s, load %s. A local TLS nginx (TLS 1.3) serving the emulator behind bench/delay_proxy.lua " ..
    "(%d ms each way, per chunk). Wall time is the median of %d runs; connections and handshakes " ..
    "are that run's, from nginx's access log (`$connection`, `$ssl_session_reused`). The floor is " ..
    "the sequential round trips × RTT plus one TCP and one TLS round trip. curl runs the agency's " ..

@@ -107,6 +107,7 @@ http {
     listen 127.0.0.1:%d ssl%s;
     ssl_certificate %s/cert.pem;
     ssl_certificate_key %s/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; # 1.22 leaves 1.3 out by default; real APIs offer it
     ssl_session_cache shared:tls_sessions:1m;
     ssl_session_timeout 10m;
     %s
