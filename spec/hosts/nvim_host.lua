@@ -32,7 +32,7 @@ local ok, err = pcall(function()
   local c = admin.new{base_url = os.getenv("MOLTFLOW_SPEC_URL"), api_key = os.getenv("MOLTFLOW_SPEC_KEY"),
                       retry = false}
   out.buf = vim.api.nvim_create_buf(false, true)
-  local detach = attach(uv, {c})
+  local detach = attach(uv, {c}, {schedule = vim.schedule})
   local t0
 
   local function step(i)

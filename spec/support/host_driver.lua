@@ -2,10 +2,11 @@
 -- libuv loop, in one place so the specs switch integrations with one edit.
 --
 -- Today the SDK exposes no socket or timer: a host polls each client's
--- `c:poll(0)` from a repeating uv timer. Issue 13's event-driven loop will
--- replace `poll_timer` with
+-- `c:poll(0)` from a repeating uv timer (`poll_timer`). Once issue 13's
+-- adapter exists (lua/moltflow/loop/uv.lua), `drivers` also holds
 --   require("moltflow.loop.uv").attach(admin.loop(), uv [, {schedule = fn}])
--- which returns the detach function, as `poll_timer` does.
+-- (it returns the detach function, as `poll_timer` does), so every host spec
+-- measures it next to the polling baseline without an edit.
 local M = {}
 
 --- poll_timer(uv, clients, interval_ms) -> detach()
@@ -23,13 +24,21 @@ function M.poll_timer(uv, clients, interval_ms)
   end
 end
 
---- The integrations each spec measures: {name, attach = function(uv, clients) -> detach}.
+--- The integrations each spec measures: {name, attach = function(uv,
+-- clients, host_opts) -> detach}. host_opts: `schedule`, a function that runs
+-- a callback later outside the host's fast context (Neovim: vim.schedule).
 M.drivers = {
   {name = "c:poll from a 1 ms uv timer",
    attach = function(uv, clients) return M.poll_timer(uv, clients, 1) end},
   {name = "c:poll from a 16 ms uv timer",
    attach = function(uv, clients) return M.poll_timer(uv, clients, 16) end},
 }
+if pcall(require, "moltflow.loop.uv") then
+  M.drivers[#M.drivers + 1] = {name = "moltflow.loop.uv on admin.loop()", attach = function(uv, _, host_opts)
+    local admin = require "moltflow.admin"
+    return require("moltflow.loop.uv").attach(admin.loop(), uv, host_opts)
+  end}
+end
 
 --- CPU time (user + system) of this process in seconds, from luv's getrusage.
 function M.cpu_seconds(uv)
