@@ -6,7 +6,8 @@
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
-#   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (also run by make bench)
+#   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
+#                        puts it in BENCHMARKS.md)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make docs            LDoc reference in build/docs; README's generated endpoint reference
 #   make install PREFIX=/usr/local
@@ -92,8 +93,8 @@ demo: all
 bench:
 	$(MAKE) --no-print-directory LUA=lua5.4
 	$(MAKE) --no-print-directory LUA=luajit
-	bench/run.sh
 	$(MAKE) --no-print-directory bench-wan
+	bench/run.sh
 
 # The workloads of issue 12 over TLS through bench/delay_proxy.lua (25 ms each
 # way); BENCH_WAN_REPS (3) runs each, the median counts.
