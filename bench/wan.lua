@@ -97,8 +97,8 @@ local CLIENTS = {
   end},
   {name = "curl", cmd = function(w, url, ca, id)
     local cfg, parallel = curl_config(w, url, ca, id)
-    return ("curl -s --no-progress-meter %s -K %s"):format(parallel and ("--parallel --parallel-max " .. parallel) or "",
-                                       proc.quote(cfg)), false
+    local flags = parallel and ("--parallel --parallel-max " .. parallel) or ""
+    return ("curl -s --no-progress-meter %s -K %s"):format(flags, proc.quote(cfg)), false
   end},
 }
 

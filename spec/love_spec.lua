@@ -58,7 +58,8 @@ describe("examples/love in LÖVE", function()
       result.window and "xvfb window" or "no window", result.frames, result.in_flight_frames))
     io.stderr:write("  [love] ", driver.target("mean poll cost per frame", result.poll_ms_mean, 0.1, "ms", 4), "\n")
     io.stderr:write(("  [love] longest poll: %.2f ms\n"):format(result.poll_ms_max))
-    io.stderr:write("  [love] ", driver.target("longest frame while calls were in flight", result.frame_ms_max, 20, "ms"),
+    io.stderr:write("  [love] ",
+                    driver.target("longest frame while calls were in flight", result.frame_ms_max, 20, "ms"),
                     (" (frame %d; median %.2f ms, p99 %.2f ms)"):format(result.frame_max_at, result.frame_ms_p50,
                                                                         result.frame_ms_p99))
   end)

@@ -1,5 +1,6 @@
 -- LÖVE 11.4 settings for examples/love. MOLTFLOW_LOVE_NOWINDOW=1 runs the
 -- game loop without a window (no display, no OpenGL needed).
+-- luacheck: globals love
 function love.conf(t)
   t.identity = "moltflow-example"
   t.version = "11.4"

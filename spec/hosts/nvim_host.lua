@@ -4,6 +4,7 @@
 -- written to a scratch buffer from the completion callback via vim.schedule.
 -- Settings come from the environment (MOLTFLOW_SPEC_*); the outcome is
 -- written as JSON to MOLTFLOW_SPEC_OUT, then Neovim quits.
+-- luacheck: globals vim
 local root = assert(os.getenv("MOLTFLOW_SPEC_ROOT"))
 package.path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;"):format(root, root, root) .. package.path
 package.cpath = root .. "/build/luajit/?.so;" .. package.cpath

@@ -69,7 +69,7 @@ end
 
 local function conf_text(o)
   local p = o.prefix
-  local lua_http, location = "", ""
+  local lua_http, location
   if o.emulator then
     lua_http = ([[
   lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";
