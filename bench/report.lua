@@ -186,6 +186,12 @@ local md = {
   "![requests per second against concurrency](bench/concurrency.png)",
   "",
 }
+-- the WAN section: make bench runs bench/wan.lua first
+local wan = io.open("build/bench/wan.md")
+if wan then
+  md[#md + 1] = wan:read("a")
+  wan:close()
+end
 if commentary then
   md[#md + 1] = commentary:read("a")
   commentary:close()

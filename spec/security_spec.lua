@@ -2,67 +2,17 @@
 -- loopback, no header injection, and secrets never in errors, tostring(),
 -- hooks or logs.
 local admin = require "moltflow.admin"
-local core = require "moltflow.core"
 local emu = require "spec.support.emulator"
 
-local proc = require "spec.support.process"
-local shell_quote, sh, free_port = proc.quote, proc.sh, proc.free_port
+local tls_nginx = require "spec.support.tls_nginx"
 
 -- A private HTTPS nginx with a fresh self-signed certificate for 127.0.0.1,
 -- proxying to the emulator. Stopped when the Lua state closes.
 local tls = {}
 function tls.start()
-  if tls.url then return tls.url end
-  local prefix = assert(io.popen("mktemp -d /tmp/moltflow-tls.XXXXXX")):read("*l")
-  assert(sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 " ..
-             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem 2>/dev/null")
-            :format(prefix, prefix)), "openssl req failed")
-  local upstream = emu.url:match("^http://([^/]+)")
-  local port = free_port()
-  local conf = ([[
-daemon on;
-master_process off;
-pid %s/nginx.pid;
-error_log %s/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %s/client_body_temp;
-  proxy_temp_path %s/proxy_temp;
-  fastcgi_temp_path %s/fastcgi_temp;
-  uwsgi_temp_path %s/uwsgi_temp;
-  scgi_temp_path %s/scgi_temp;
-  server {
-    listen 127.0.0.1:%d ssl;
-    ssl_certificate %s/cert.pem;
-    ssl_certificate_key %s/key.pem;
-    location / { proxy_pass http://%s; }
-  }
-}
-]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, prefix, prefix, upstream)
-  local f = assert(io.open(prefix .. "/nginx.conf", "w"))
-  f:write(conf)
-  f:close()
-  assert(sh(("/usr/sbin/nginx -p %s -c %s/nginx.conf -e %s/error.log"):format(prefix, prefix, prefix)),
-         "nginx did not start")
-  tls.prefix, tls.ca = prefix, prefix .. "/cert.pem"
-  tls.url = ("https://127.0.0.1:%d/api/v2"):format(port)
-  local function stop()
-    os.execute(("kill $(cat %s/nginx.pid) 2>/dev/null; sleep 0.2; rm -rf %s"):format(prefix, shell_quote(prefix)))
-  end
-  if newproxy then
-    tls.sentinel = newproxy(true)
-    getmetatable(tls.sentinel).__gc = stop
-  else
-    tls.sentinel = setmetatable({}, {__gc = stop})
-  end
-  -- wait until it answers (with verification off: this is the harness, not the SDK)
-  local deadline = core.monotime() + 5
-  repeat
-    if sh(("curl -sk -o /dev/null %s/billing/plans"):format(tls.url)) then return tls.url end
-    core.sleep(0.05)
-  until core.monotime() > deadline
-  error("the TLS nginx did not answer")
+  tls.server = tls.server or tls_nginx.start{upstream = emu.url}
+  tls.url, tls.ca = tls.server.url, tls.server.ca
+  return tls.url
 end
 
 describe("TLS", function()
