@@ -369,7 +369,7 @@ describe("tokens against the emulator", function()
       local store = admin.memory_store()
       local c = client{token_store = store}
       local t = login(c)
-      assert.equal(t.refresh_token, store.load().refresh_token)
+      assert.equal(t.refresh_token, store:load().refresh_token)
       local c2 = client{token_store = store}
       assert.equal(t.access_token, c2:tokens().access_token)
       assert.is_table((c2.usage:current()))
@@ -377,7 +377,7 @@ describe("tokens against the emulator", function()
 
     it("explicit tokens win over the store; a bad store raises", function()
       local store = admin.memory_store()
-      store.save({access_token = "stored.access.token", refresh_token = "rt_stored"})
+      store:save({access_token = "stored.access.token", refresh_token = "rt_stored"})
       local c = client{token_store = store, refresh_token = "rt_given"}
       assert.equal("rt_given", c:tokens().refresh_token)
       assert.has_error(function() admin.new{token_store = {load = true}} end,
