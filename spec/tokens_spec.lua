@@ -84,6 +84,27 @@ local function concurrently(c, fns)
   return results
 end
 
+local function pack(...) return {n = select("#", ...), ...} end
+
+-- Runs fn under a watchdog: a call that hangs (today's bug) fails the spec
+-- after `seconds` instead of hanging the suite. A count hook on this thread
+-- checks the clock (LuaJIT runs no hooks in compiled code: JIT off meanwhile).
+local function watchdog(seconds, fn)
+  local limit = core.monotime() + seconds
+  if jit then jit.off() jit.flush() end
+  debug.sethook(function()
+    if core.monotime() > limit then
+      debug.sethook()
+      error("watchdog: still waiting after " .. seconds .. " s", 2)
+    end
+  end, "", 1000)
+  local results = pack(pcall(fn))
+  debug.sethook()
+  if jit then jit.on() end
+  if not results[1] then error(results[2], 0) end
+  return (table.unpack or unpack)(results, 2, results.n)
+end
+
 local function usage_calls(c, n)
   local fns = {}
   for i = 1, n do fns[i] = function() return c.usage:current() end end
@@ -280,6 +301,64 @@ describe("tokens against the emulator", function()
         for i = 1, n do assert.is_table(results[i][1], tostring(results[i][2])) end
         assert.same({200}, seen("POST", "/auth/refresh"))
       end
+    end)
+  end)
+
+  describe("waiting for a refresh in flight", function()
+    it("a blocking call while a spawned call refreshes drives it and returns", function()
+      local c, log = client()
+      login_near_expiry(c)
+      local h = c:spawn("usage.current")
+      c:poll(0) -- the spawned call's refresh is in flight now
+      assert.is_false(h.done)
+      local v, err = watchdog(10, function() return c.usage:current() end)
+      assert.is_table(v, tostring(err))
+      while not h.done do c:poll(1) end
+      assert.is_table((h:result()))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.same({200, 200}, seen("GET", "/usage/current"))
+      assert.equal(2, #log)
+    end)
+
+    it("a waiter gives up at its deadline when the owner is gone; after the refresh's deadline the next call takes over",
+       function()
+      -- the longest this client's refresh can take: connect 1 s + timeout 1 s + a margin of 2 s
+      local c, log = client{timeout = 1, connect_timeout = 1, retry = false}
+      local t = login_near_expiry(c)
+      c:set_scheduler(coroutine.yield)
+      local co = coroutine.create(function() return c.usage:current() end)
+      local ok, what = coroutine.resume(co)
+      assert.is_true(ok, tostring(what))
+      assert.equal("io", what.kind)
+      -- the refresh reaches the server, but its coroutine is never resumed again
+      for _ = 1, 100 do
+        if #seen("POST", "/auth/refresh") == 1 then break end
+        c:poll(0.02)
+      end
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      co = nil -- luacheck: ignore
+      collectgarbage()
+      local started = core.monotime()
+      local v, err = watchdog(10, function() return c.usage:current() end)
+      assert.is_nil(v)
+      assert.equal("timeout", err.kind)
+      assert.matches("token refresh", tostring(err), 1, true)
+      assert.is_true(core.monotime() - started >= 0.9) -- its deadline: timeout = 1 s
+      assert.same({}, seen("GET", "/usage/current"))
+      assert.equal(t.refresh_token, c:tokens().refresh_token)
+      -- calls keep timing out until the abandoned refresh's own deadline;
+      -- then one takes over. The dropped one spent the refresh token, so the
+      -- server refuses it: the login is gone, said once through on_tokens(nil).
+      local last
+      watchdog(15, function()
+        repeat last = {c.usage:current()} until last[2].kind ~= "timeout"
+      end)
+      assert.is_nil(last[1])
+      assert.equal("auth", last[2].kind, tostring(last[2]))
+      assert.same({200, 401}, seen("POST", "/auth/refresh"))
+      assert.same({}, seen("GET", "/usage/current"))
+      assert.is_nil(c:tokens())
+      assert.same({"nil"}, {log[#log]})
     end)
   end)
 
