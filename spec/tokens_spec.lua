@@ -467,3 +467,98 @@ describe("tokens against the emulator", function()
     end)
   end)
 end)
+
+-- Inside nginx: two clients of one worker share the tokens through a
+-- lua_shared_dict. Their refresh is single-flight across them only through
+-- the store's lock (each client has its own flight), so this is what two
+-- workers see. This nginx only hosts the SDK; the API is the spec emulator.
+local sh = require("spec.support.process").quote
+local describe_ngx = jit and pending or describe -- one nginx run is enough: under Lua 5.4
+
+describe_ngx("tokens in nginx (admin.shdict_store)", function()
+  local prefix, origin
+  local function run(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    return (out:gsub("%s+$", ""))
+  end
+
+  setup(function()
+    local root = run("realpath " .. sh(emu.root))
+    prefix = run("mktemp -d /tmp/moltflow-shdict.XXXXXX")
+    local conf = prefix .. "/server.conf"
+    local f = assert(io.open(conf, "w"))
+    f:write([=[
+location = /t/login {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = ngx.unescape_uri(ngx.var.arg_base), token_store = admin.shdict_store("moltflow_tokens")}
+        local v, err = c.auth:login{email = ngx.unescape_uri(ngx.var.arg_email),
+                                 password = ngx.unescape_uri(ngx.var.arg_password)}
+        ngx.say(admin.json_encode({ok = v ~= nil, err = err and tostring(err)}))
+    }
+}
+location = /t/two {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        -- lock_timeout was the lock's TTL before: 1 s here (10 s by default) against a
+        -- refresh that may take 3 s (30 s by default); it no longer decides the TTL
+        local store = admin.shdict_store("moltflow_tokens", {lock_timeout = 1})
+        local out = {}
+        local function call(i)
+            local c = admin.new{base_url = ngx.unescape_uri(ngx.var.arg_base), token_store = store, timeout = 3, retry = false}
+            local v, err = c.auth:me()
+            out["client" .. i] = v and v.email or tostring(err)
+        end
+        local a = ngx.thread.spawn(call, 1)
+        local b = ngx.thread.spawn(call, 2)
+        ngx.sleep(0.5) -- a refresh holds the lock now: how long will it last?
+        out.lock_ttl = ngx.shared.moltflow_tokens:ttl("moltflow:tokens:refresh-lock")
+        ngx.thread.wait(a)
+        ngx.thread.wait(b)
+        ngx.say(admin.json_encode(out))
+    }
+}
+]=])
+    f:close()
+    local cmd = ("MOLTFLOW_EMULATOR_LUA_CPATH=%s %s --daemon --port 0 --prefix %s --no-rate-limit --quiet "
+      .. "--http-conf %s --server-conf %s"):format(
+      sh(root .. "/build/luajit/?.so"), sh(emu.launcher), sh(prefix),
+      sh(root .. "/examples/openresty/http.conf"), sh(conf))
+    local url = run(cmd)
+    assert(url:match("^http://"), "nginx did not start: " .. cmd)
+    origin = url:gsub("/api/v2$", "")
+  end)
+  teardown(function()
+    if prefix then run(("%s --stop --prefix %s --quiet; rm -rf %s"):format(sh(emu.launcher), sh(prefix), sh(prefix))) end
+  end)
+  before_each(function() emu.reset() end)
+
+  local function get(path, query)
+    local parts = {}
+    for k, v in pairs(query) do parts[#parts + 1] = k .. "=" .. v:gsub("[^%w%-_.~]", function(ch)
+      return ("%%%02X"):format(ch:byte())
+    end) end
+    local res = assert(http.request{method = "GET", url = origin .. path .. "?" .. table.concat(parts, "&")})
+    if res.status ~= 200 then
+      local log = io.open(prefix .. "/error.log")
+      error(("GET %s: %d\n%s"):format(path, res.status, log and log:read("a") or ""), 2)
+    end
+    return dkjson.decode(res.body)
+  end
+
+  it("the lock outlives a slow refresh: exactly one refresh, both clients keep the login", function()
+    assert.is_true(get("/t/login", {base = emu.url, email = OWNER.email, password = OWNER.password}).ok)
+    emu.advance(1801) -- the access token expired by the server's clock: both clients get a 401
+    emu.fault{method = "POST", path = "/auth/refresh", delay = 2, times = 1}
+    local out = get("/t/two", {base = emu.url})
+    assert.same({OWNER.email, OWNER.email}, {out.client1, out.client2})
+    assert.same({200}, seen("POST", "/auth/refresh"))
+    -- the invariant: the lock lasts longer than the refresh can (timeout 3 s)
+    assert.is_number(out.lock_ttl)
+    assert.is_true(out.lock_ttl > 3, tostring(out.lock_ttl))
+    local gets = seen("GET", "/auth/me")
+    assert.same({2, 2}, {count(gets, 401), count(gets, 200)})
+  end)
+end)
