@@ -499,6 +499,19 @@ location = /t/login {
         ngx.say(admin.json_encode({ok = v ~= nil, err = err and tostring(err)}))
     }
 }
+location = /t/same {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = ngx.unescape_uri(ngx.var.arg_base), token_store = admin.shdict_store("moltflow_tokens")}
+        local threads, out = {}, {}
+        for i = 1, 5 do threads[i] = ngx.thread.spawn(function() return c.auth:me() end) end
+        for i = 1, 5 do
+            local _, v, err = ngx.thread.wait(threads[i])
+            out[i] = v and v.email or tostring(err)
+        end
+        ngx.say(admin.json_encode(out))
+    }
+}
 location = /t/two {
     content_by_lua_block {
         local admin = require "moltflow.admin"
@@ -547,6 +560,16 @@ location = /t/two {
     end
     return dkjson.decode(res.body)
   end
+
+  it("one client, five light threads: one refresh; the others wait on it (a semaphore) and replay", function()
+    assert.is_true(get("/t/login", {base = emu.url, email = OWNER.email, password = OWNER.password}).ok)
+    emu.advance(1801)
+    emu.fault{method = "POST", path = "/auth/refresh", delay = 0.5, times = 1}
+    local out = get("/t/same", {base = emu.url})
+    for i = 1, 5 do assert.equal(OWNER.email, out[i]) end
+    assert.same({200}, seen("POST", "/auth/refresh"))
+    assert.equal(5, count(seen("GET", "/auth/me"), 200))
+  end)
 
   it("the lock outlives a slow refresh: exactly one refresh, both clients keep the login", function()
     assert.is_true(get("/t/login", {base = emu.url, email = OWNER.email, password = OWNER.password}).ok)
