@@ -454,6 +454,23 @@ describe("tokens against the emulator", function()
       assert.is_table((c2.usage:current()))
     end)
 
+    it("forget_tokens clears memory and store and calls on_tokens(nil), without a request", function()
+      local store = admin.memory_store()
+      local c, log = client{token_store = store}
+      login(c)
+      local before = #emu.requests()
+      c:forget_tokens()
+      assert.is_nil(c:tokens())
+      assert.is_nil(store:load())
+      assert.same({"nil"}, {log[2]})
+      assert.equal(before, #emu.requests())
+      -- also when nothing is held: the store is cleared all the same
+      store:save({access_token = "a.b.c", refresh_token = "rt_left"})
+      c:forget_tokens()
+      assert.is_nil(store:load())
+      assert.same({"nil"}, {log[3]})
+    end)
+
     it("explicit tokens win over the store; a bad store raises", function()
       local store = admin.memory_store()
       store:save({access_token = "stored.access.token", refresh_token = "rt_stored"})
@@ -464,6 +481,8 @@ describe("tokens against the emulator", function()
       assert.has_error(function() admin.new{token_store = {}, access_token = "x.y.z"} end,
         "moltflow.new: field 'token_store' needs load and save functions")
       assert.has_error(function() admin.file_store(42) end, "moltflow.file_store: 'path' must be a string")
+      assert.has_error(function() admin.new{token_store = {load = print, save = print, try_lock = print}} end,
+        "moltflow.new: field 'token_store' needs both try_lock and unlock, or neither")
     end)
   end)
 end)

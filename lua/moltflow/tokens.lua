@@ -253,22 +253,24 @@ function tokens.refresh(self, io, deadline)
     if monotime() < flight.expires then
       local gen = self._token_gen
       wait(self, io, flight.cond, math.min(deadline, flight.expires))
-      if flight.done then
+      if flight.done and not flight.aborted then
         if self._token_gen ~= gen and self._core:credentials() then return true, self._core:tokens(), {status = 200} end
         return false, flight.err or refresh_error("auth", "the token refresh failed")
       end
-      if monotime() < flight.expires then
+      if not flight.done and monotime() < flight.expires then
         return false, refresh_error("timeout", "timed out waiting for the token refresh in flight")
       end
     end
-    -- its owner is gone (or stuck) past the longest a refresh can take: take over
+    -- its owner is gone (or stuck) past the longest a refresh can take, or
+    -- its call ended by a Lua error (canceled): take over
+    if self._flight and self._flight ~= flight then return tokens.refresh(self, io, deadline) end
   end
   local budget = refresh_budget(self)
   flight = {owner = me, budget = budget, expires = monotime() + budget, cond = async.condition()}
   self._flight = flight
   local ok, a, b, c = pcall(post_refresh, self, io, flight, deadline)
   if self._flight == flight then self._flight = nil end
-  flight.done = true
+  flight.done, flight.aborted = true, not ok
   if ok and not a then flight.err = b end
   flight.cond:signal()
   if not ok then error(a, 0) end
