@@ -158,8 +158,8 @@ local OPTIONS = {
   timeout = "number", connect_timeout = "number", max_response_bytes = "number",
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
-  on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean", refresh_skew = "number",
-  token_store = "table", transport = "string|table",
+  on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean",
+  refresh_skew = "number", token_store = "table", transport = "string|table",
 }
 
 local function check_options(opts)
@@ -531,7 +531,8 @@ special["auth.logout"] = function(ep)
   return function(g)
     local self = g._client
     local io = self:_current_io()
-    tokens.ensure_fresh(self, io, tokens.deadline(self, core.monotime())) -- so the body names the refresh token in use
+    -- so the body names the refresh token in use
+    tokens.ensure_fresh(self, io, tokens.deadline(self, core.monotime()))
     local held = self._core:tokens()
     local v, r = self:_call(ep, {refresh_token = held and held.refresh_token})
     tokens.clear(self) -- whatever the server said: on_tokens(nil)
