@@ -19,6 +19,11 @@
 -- Waking is by key: a request in flight is registered, by its `req:key()`,
 -- in its client's table of waiters; a poll of that client wakes exactly the
 -- waiters whose requests finished, whichever loop they belong to.
+--
+-- A call waiting for another call's token refresh waits on a condition
+-- (`async.condition()`) that the refresh signals when it ends: a loop task
+-- sleeps until it or its deadline, a blocking caller drives this client's
+-- spawned calls meanwhile (`async.wait_blocking`).
 -- @module moltflow.async
 
 local core = require "moltflow.core"
