@@ -226,6 +226,23 @@ describe("moltflow.async", function()
       assert.equal(800, c.usage:current().messages_sent)
     end)
 
+    it("calls waiting for another call's refresh resume when it ends; one of them can be canceled", function()
+      local c = client{login = emu.seed.owner}
+      emu.advance(1801)
+      emu.fault{method = "POST", path = "/auth/refresh", delay = 0.3, times = 1}
+      local h1 = c:spawn("usage.current")
+      c:poll(0.1) -- h1 got its 401 and refreshes (the answer takes 0.3 s)
+      local h2, h3 = c:spawn("usage.current"), c:spawn("usage.current")
+      c:poll(0.1) -- h2 and h3 got theirs too and wait for h1's refresh
+      h3:cancel()
+      assert.equal("canceled", select(2, h3:result()).kind)
+      poll_until_done(c, h1)
+      poll_until_done(c, h2)
+      assert.equal(800, h1:result().messages_sent)
+      assert.equal(800, h2:result().messages_sent)
+      assert.equal(1, #api_requests("POST", "/auth/refresh"))
+    end)
+
     it("finishes calls with kind 'closed' when the client is closed mid-flight", function()
       emu.fault{path = "/usage/current", delay = 2}
       local c = client()

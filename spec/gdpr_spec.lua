@@ -112,7 +112,7 @@ describe("GDPR", function()
   describe("c.gdpr:delete_account{current_password}", function()
     it("sends DELETE /users/me with a JSON body, then every token and key of the tenant gets 401", function()
       local stores, notified = {}, {}
-      local store = {load = function() return nil end, save = function(t) stores[#stores + 1] = t or "nil" end}
+      local store = {load = function() return nil end, save = function(_, t) stores[#stores + 1] = t or "nil" return true end}
       local c = login_client(owner, {token_store = store,
                                      on_tokens = function(t) notified[#notified + 1] = t or "nil" end})
       local tokens = c:tokens()

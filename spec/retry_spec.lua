@@ -307,7 +307,7 @@ describe("rate limits and pacing", function()
   end)
 
   it("pace = true waits for the reset instead of running into a 429", function()
-    local c, waits = exhausted_client{pace = true}
+    local c, waits = exhausted_client{pace = true, retry = {max_elapsed = 120}}
     local reset = c:rate_limit().reset
     local v, err = c.usage:current()
     assert.is_table(v, tostring(err))
@@ -315,10 +315,96 @@ describe("rate limits and pacing", function()
     assert.is_true(waits[1] > 0 and waits[1] <= reset - os.time() + 1, tostring(waits[1]))
     for _, r in ipairs(emu.requests()) do assert.are_not.equal(429, r.status) end
   end)
+
+  it("pacing honours max_elapsed: a wait past the deadline ends the call at once, kind rate_limited", function()
+    local reset = os.time() + 3600
+    emu.fault{method = "GET", path = "/usage/current",
+              headers = {["X-RateLimit-Remaining"] = "0", ["X-RateLimit-Reset"] = tostring(reset)}}
+    local sleeps = 0
+    local c = admin.new{base_url = emu.url, api_key = KEY, pace = true, retry = {max_elapsed = 1},
+                        sleep = function() sleeps = sleeps + 1 end}
+    assert.is_table((c.usage:current()))
+    assert.same({remaining = 0, reset = reset}, c:rate_limit())
+    local t0 = core.monotime()
+    local v, err = c.usage:current()
+    assert.is_nil(v)
+    assert.equal("rate_limited", err.kind)
+    assert.same({"GET", "/usage/current", 1}, {err.method, err.path, err.attempts})
+    assert.is_true(err.retry_after > 1)
+    assert.matches("rate limit", tostring(err), 1, true)
+    assert.equal(0, sleeps) -- no wait was even asked for
+    assert.is_true(core.monotime() - t0 < 0.5)
+    assert.same({200}, seen("GET", "/usage/current")) -- the second call sent nothing
+
+    -- without retries the deadline is the timeout
+    emu.fault{method = "GET", path = "/usage/current",
+              headers = {["X-RateLimit-Remaining"] = "0", ["X-RateLimit-Reset"] = tostring(reset)}}
+    local c2 = admin.new{base_url = emu.url, api_key = KEY, pace = true, retry = false, timeout = 5,
+                         sleep = function() sleeps = sleeps + 1 end}
+    assert.is_table((c2.usage:current()))
+    local _, err2 = c2.usage:current()
+    assert.equal("rate_limited", err2.kind)
+    assert.equal(0, sleeps)
+  end)
 end)
 
 describe("observability hooks", function()
   before_each(function() emu.reset() end)
+
+  it("a hook that raises is reported to on_hook_error and never discards the result", function()
+    local reported = {}
+    local c = admin.new{base_url = emu.url, api_key = KEY, sleep = function() end,
+                        on_request = function(i) if i.attempt == 1 then error("request hook broke") end end,
+                        on_response = function() error({"a table"}) end,
+                        on_hook_error = function(e) reported[#reported + 1] = e end}
+    local key, res = c.api_keys:create{name = "hook-raises", scopes = {"usage:read"}}
+    assert.is_table(key, tostring(res))
+    assert.matches("^mf_", key.raw_key)
+    assert.equal(201, res.status)
+    assert.equal(2, #reported)
+    assert.equal("on_request", reported[1].hook)
+    assert.matches("request hook broke", reported[1].message, 1, true)
+    assert.equal("on_response", reported[2].hook)
+    assert.is_string(reported[2].message)
+    -- the key exists on the server exactly once
+    local n = 0
+    for _, k in ipairs(assert(c.api_keys:list())) do if k.name == "hook-raises" then n = n + 1 end end
+    assert.equal(1, n)
+    -- a failing call keeps its error too
+    local _, err = c.api_keys:get("key_missing")
+    assert.equal(404, err.status)
+  end)
+
+  it("on_tokens and a token store that raise are reported; the login still holds", function()
+    local reported = {}
+    local store = {load = function() end, save = function() error("disk full") end}
+    local c = admin.new{base_url = emu.url, token_store = store, sleep = function() end,
+                        on_tokens = function() error("on_tokens broke") end,
+                        on_hook_error = function(e) reported[#reported + 1] = e.hook end}
+    local owner = emu.seed.owner
+    local v, err = c.auth:login{email = owner.email, password = owner.password}
+    assert.is_table(v, tostring(err))
+    assert.equal(v.access_token, c:tokens().access_token)
+    assert.same({"token_store", "on_tokens"}, reported)
+    assert.is_table((c.auth:me()))
+  end)
+
+  it("without on_hook_error, a raising on_response is a warning on stderr; create keeps its raw_key", function()
+    local sp = require "spec.support.process"
+    local script = [[
+      local admin = require "moltflow.admin"
+      local c = admin.new{base_url = os.getenv("SPEC_URL"), api_key = os.getenv("SPEC_KEY"),
+                          on_response = function() error("boom") end}
+      local key = c.api_keys:create{name = "hook-boom", scopes = {"usage:read"}}
+      io.write(key and key.raw_key:match("^mf_") and "ok" or "lost")
+    ]]
+    local lua = jit and "luajit" or "lua5.4"
+    local r = sp.run({lua, "-e", script}, {env = {SPEC_URL = emu.url, SPEC_KEY = KEY,
+      LUA_PATH = os.getenv("LUA_PATH") or "", LUA_CPATH = os.getenv("LUA_CPATH") or ""}})
+    assert.equal("ok", r.stdout, r.stderr)
+    assert.matches("on_response hook raised an error", r.stderr, 1, true)
+    assert.matches("boom", r.stderr, 1, true)
+  end)
 
   it("get method, path, status, attempt and duration, and never a secret", function()
     local events = {}

@@ -84,6 +84,27 @@ local function concurrently(c, fns)
   return results
 end
 
+local function pack(...) return {n = select("#", ...), ...} end
+
+-- Runs fn under a watchdog: a call that hangs (today's bug) fails the spec
+-- after `seconds` instead of hanging the suite. A count hook on this thread
+-- checks the clock (LuaJIT runs no hooks in compiled code: JIT off meanwhile).
+local function watchdog(seconds, fn)
+  local limit = core.monotime() + seconds
+  if jit then jit.off() jit.flush() end
+  debug.sethook(function()
+    if core.monotime() > limit then
+      debug.sethook()
+      error("watchdog: still waiting after " .. seconds .. " s", 2)
+    end
+  end, "", 1000)
+  local results = pack(pcall(fn))
+  debug.sethook()
+  if jit then jit.on() end
+  if not results[1] then error(results[2], 0) end
+  return (table.unpack or unpack)(results, 2, results.n)
+end
+
 local function usage_calls(c, n)
   local fns = {}
   for i = 1, n do fns[i] = function() return c.usage:current() end end
@@ -283,6 +304,64 @@ describe("tokens against the emulator", function()
     end)
   end)
 
+  describe("waiting for a refresh in flight", function()
+    it("a blocking call while a spawned call refreshes drives it and returns", function()
+      local c, log = client()
+      login_near_expiry(c)
+      local h = c:spawn("usage.current")
+      c:poll(0) -- the spawned call's refresh is in flight now
+      assert.is_false(h.done)
+      local v, err = watchdog(10, function() return c.usage:current() end)
+      assert.is_table(v, tostring(err))
+      while not h.done do c:poll(1) end
+      assert.is_table((h:result()))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.same({200, 200}, seen("GET", "/usage/current"))
+      assert.equal(2, #log)
+    end)
+
+    it("a waiter gives up at its deadline when the owner is gone; after the refresh's deadline the next call takes over",
+       function()
+      -- the longest this client's refresh can take: connect 1 s + timeout 1 s + a margin of 2 s
+      local c, log = client{timeout = 1, connect_timeout = 1, retry = false}
+      local t = login_near_expiry(c)
+      c:set_scheduler(coroutine.yield)
+      local co = coroutine.create(function() return c.usage:current() end)
+      local ok, what = coroutine.resume(co)
+      assert.is_true(ok, tostring(what))
+      assert.equal("io", what.kind)
+      -- the refresh reaches the server, but its coroutine is never resumed again
+      for _ = 1, 100 do
+        if #seen("POST", "/auth/refresh") == 1 then break end
+        c:poll(0.02)
+      end
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      co = nil -- luacheck: ignore
+      collectgarbage()
+      local started = core.monotime()
+      local v, err = watchdog(10, function() return c.usage:current() end)
+      assert.is_nil(v)
+      assert.equal("timeout", err.kind)
+      assert.matches("token refresh", tostring(err), 1, true)
+      assert.is_true(core.monotime() - started >= 0.9) -- its deadline: timeout = 1 s
+      assert.same({}, seen("GET", "/usage/current"))
+      assert.equal(t.refresh_token, c:tokens().refresh_token)
+      -- calls keep timing out until the abandoned refresh's own deadline;
+      -- then one takes over. The dropped one spent the refresh token, so the
+      -- server refuses it: the login is gone, said once through on_tokens(nil).
+      local last
+      watchdog(15, function()
+        repeat last = {c.usage:current()} until last[2].kind ~= "timeout"
+      end)
+      assert.is_nil(last[1])
+      assert.equal("auth", last[2].kind, tostring(last[2]))
+      assert.same({200, 401}, seen("POST", "/auth/refresh"))
+      assert.same({}, seen("GET", "/usage/current"))
+      assert.is_nil(c:tokens())
+      assert.same({"nil"}, {log[#log]})
+    end)
+  end)
+
   describe("on_tokens", function()
     it("runs after login, magic-link verify, refresh and logout (nil)", function()
       local c, log = client()
@@ -369,15 +448,32 @@ describe("tokens against the emulator", function()
       local store = admin.memory_store()
       local c = client{token_store = store}
       local t = login(c)
-      assert.equal(t.refresh_token, store.load().refresh_token)
+      assert.equal(t.refresh_token, store:load().refresh_token)
       local c2 = client{token_store = store}
       assert.equal(t.access_token, c2:tokens().access_token)
       assert.is_table((c2.usage:current()))
     end)
 
+    it("forget_tokens clears memory and store and calls on_tokens(nil), without a request", function()
+      local store = admin.memory_store()
+      local c, log = client{token_store = store}
+      login(c)
+      local before = #emu.requests()
+      c:forget_tokens()
+      assert.is_nil(c:tokens())
+      assert.is_nil(store:load())
+      assert.same({"nil"}, {log[2]})
+      assert.equal(before, #emu.requests())
+      -- also when nothing is held: the store is cleared all the same
+      store:save({access_token = "a.b.c", refresh_token = "rt_left"})
+      c:forget_tokens()
+      assert.is_nil(store:load())
+      assert.same({"nil"}, {log[3]})
+    end)
+
     it("explicit tokens win over the store; a bad store raises", function()
       local store = admin.memory_store()
-      store.save({access_token = "stored.access.token", refresh_token = "rt_stored"})
+      store:save({access_token = "stored.access.token", refresh_token = "rt_stored"})
       local c = client{token_store = store, refresh_token = "rt_given"}
       assert.equal("rt_given", c:tokens().refresh_token)
       assert.has_error(function() admin.new{token_store = {load = true}} end,
@@ -385,6 +481,138 @@ describe("tokens against the emulator", function()
       assert.has_error(function() admin.new{token_store = {}, access_token = "x.y.z"} end,
         "moltflow.new: field 'token_store' needs load and save functions")
       assert.has_error(function() admin.file_store(42) end, "moltflow.file_store: 'path' must be a string")
+      assert.has_error(function() admin.new{token_store = {load = print, save = print, try_lock = print}} end,
+        "moltflow.new: field 'token_store' needs both try_lock and unlock, or neither")
     end)
+
+    it("refuses a store whose save is not a method (a pre-0.2.0 store), before any I/O", function()
+      local old_style = {load = function() return nil end, save = function(tokens) return tokens end}
+      if _VERSION == "Lua 5.1" and not jit then
+        pending("Lua 5.1 cannot tell a function's parameter count")
+        return
+      end
+      assert.has_error(function() admin.new{token_store = old_style} end,
+        "moltflow.new: field 'token_store' must define save as a method, save(self, tokens): stores are called with ':'")
+      local method_style = {load = function() return nil end, save = function(_, tokens) return tokens ~= nil end}
+      assert.is_truthy(admin.new{token_store = method_style, base_url = "http://127.0.0.1:9/api/v2"})
+    end)
+  end)
+end)
+
+-- Inside nginx: two clients of one worker share the tokens through a
+-- lua_shared_dict. Their refresh is single-flight across them only through
+-- the store's lock (each client has its own flight), so this is what two
+-- workers see. This nginx only hosts the SDK; the API is the spec emulator.
+local sh = require("spec.support.process").quote
+local describe_ngx = jit and pending or describe -- one nginx run is enough: under Lua 5.4
+
+describe_ngx("tokens in nginx (admin.shdict_store)", function()
+  local prefix, origin
+  local function run(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    return (out:gsub("%s+$", ""))
+  end
+
+  setup(function()
+    local root = run("realpath " .. sh(emu.root))
+    prefix = run("mktemp -d /tmp/moltflow-shdict.XXXXXX")
+    local conf = prefix .. "/server.conf"
+    local f = assert(io.open(conf, "w"))
+    f:write([=[
+location = /t/login {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = ngx.unescape_uri(ngx.var.arg_base), token_store = admin.shdict_store("moltflow_tokens")}
+        local v, err = c.auth:login{email = ngx.unescape_uri(ngx.var.arg_email),
+                                 password = ngx.unescape_uri(ngx.var.arg_password)}
+        ngx.say(admin.json_encode({ok = v ~= nil, err = err and tostring(err)}))
+    }
+}
+location = /t/same {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = ngx.unescape_uri(ngx.var.arg_base), token_store = admin.shdict_store("moltflow_tokens")}
+        local threads, out = {}, {}
+        for i = 1, 5 do threads[i] = ngx.thread.spawn(function() return c.auth:me() end) end
+        for i = 1, 5 do
+            local _, v, err = ngx.thread.wait(threads[i])
+            out[i] = v and v.email or tostring(err)
+        end
+        ngx.say(admin.json_encode(out))
+    }
+}
+location = /t/two {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        -- lock_timeout was the lock's TTL before: 1 s here (10 s by default) against a
+        -- refresh that may take 3 s (30 s by default); it no longer decides the TTL
+        local store = admin.shdict_store("moltflow_tokens", {lock_timeout = 1})
+        local out = {}
+        local function call(i)
+            local c = admin.new{base_url = ngx.unescape_uri(ngx.var.arg_base), token_store = store, timeout = 3, retry = false}
+            local v, err = c.auth:me()
+            out["client" .. i] = v and v.email or tostring(err)
+        end
+        local a = ngx.thread.spawn(call, 1)
+        local b = ngx.thread.spawn(call, 2)
+        ngx.sleep(0.5) -- a refresh holds the lock now: how long will it last?
+        out.lock_ttl = ngx.shared.moltflow_tokens:ttl("moltflow:tokens:refresh-lock")
+        ngx.thread.wait(a)
+        ngx.thread.wait(b)
+        ngx.say(admin.json_encode(out))
+    }
+}
+]=])
+    f:close()
+    local cmd = ("MOLTFLOW_EMULATOR_LUA_CPATH=%s %s --daemon --port 0 --prefix %s --no-rate-limit --quiet "
+      .. "--http-conf %s --server-conf %s"):format(
+      sh(root .. "/build/luajit/?.so"), sh(emu.launcher), sh(prefix),
+      sh(root .. "/examples/openresty/http.conf"), sh(conf))
+    local url = run(cmd)
+    assert(url:match("^http://"), "nginx did not start: " .. cmd)
+    origin = url:gsub("/api/v2$", "")
+  end)
+  teardown(function()
+    if prefix then run(("%s --stop --prefix %s --quiet; rm -rf %s"):format(sh(emu.launcher), sh(prefix), sh(prefix))) end
+  end)
+  before_each(function() emu.reset() end)
+
+  local function get(path, query)
+    local parts = {}
+    for k, v in pairs(query) do parts[#parts + 1] = k .. "=" .. v:gsub("[^%w%-_.~]", function(ch)
+      return ("%%%02X"):format(ch:byte())
+    end) end
+    local res = assert(http.request{method = "GET", url = origin .. path .. "?" .. table.concat(parts, "&")})
+    if res.status ~= 200 then
+      local log = io.open(prefix .. "/error.log")
+      error(("GET %s: %d\n%s"):format(path, res.status, log and log:read("a") or ""), 2)
+    end
+    return dkjson.decode(res.body)
+  end
+
+  it("one client, five light threads: one refresh; the others wait on it (a semaphore) and replay", function()
+    assert.is_true(get("/t/login", {base = emu.url, email = OWNER.email, password = OWNER.password}).ok)
+    emu.advance(1801)
+    emu.fault{method = "POST", path = "/auth/refresh", delay = 0.5, times = 1}
+    local out = get("/t/same", {base = emu.url})
+    for i = 1, 5 do assert.equal(OWNER.email, out[i]) end
+    assert.same({200}, seen("POST", "/auth/refresh"))
+    assert.equal(5, count(seen("GET", "/auth/me"), 200))
+  end)
+
+  it("the lock outlives a slow refresh: exactly one refresh, both clients keep the login", function()
+    assert.is_true(get("/t/login", {base = emu.url, email = OWNER.email, password = OWNER.password}).ok)
+    emu.advance(1801) -- the access token expired by the server's clock: both clients get a 401
+    emu.fault{method = "POST", path = "/auth/refresh", delay = 2, times = 1}
+    local out = get("/t/two", {base = emu.url})
+    assert.same({OWNER.email, OWNER.email}, {out.client1, out.client2})
+    assert.same({200}, seen("POST", "/auth/refresh"))
+    -- the invariant: the lock lasts longer than the refresh can (timeout 3 s)
+    assert.is_number(out.lock_ttl)
+    assert.is_true(out.lock_ttl > 3, tostring(out.lock_ttl))
+    local gets = seen("GET", "/auth/me")
+    assert.same({2, 2}, {count(gets, 401), count(gets, 200)})
   end)
 end)

@@ -7,6 +7,7 @@
 local core = require "moltflow.core"
 local endpoints = require "moltflow.endpoints"
 local retry = require "moltflow.retry"
+local tokens = require "moltflow.tokens"
 
 local admin = {
   VERSION = core.version,
@@ -105,17 +106,12 @@ end
 
 -- ---------------------------------------------------------- token stores
 
---- A token store keeping tokens in memory (the default).
--- A store is a table with `load()` (the saved tokens or nil) and `save(tokens)` (nil forgets them);
--- `save` runs after every change (login, magic-link verify, refresh, logout).
+--- A token store keeping tokens in memory (the default); it can be shared.
+-- A store has `store:load()`, `store:save(tokens_or_nil)` and optionally
+-- `store:try_lock(ttl)` and `store:unlock(handle)` (moltflow.tokens).
+-- @function admin.memory_store
 -- @return a store for the `token_store` option
-function admin.memory_store()
-  local saved
-  return {
-    load = function() return saved end,
-    save = function(tokens) saved = tokens end,
-  }
-end
+admin.memory_store = tokens.memory_store
 
 --- A token store in a file written with mode 0600.
 -- @tparam string path the file (its directory must exist)
@@ -133,8 +129,8 @@ function admin.file_store(path)
       local t = core.json_decode(text or "")
       return type(t) == "table" and t or nil
     end,
-    save = function(tokens)
-      if tokens == nil then os.remove(path) return end
+    save = function(_, tokens)
+      if tokens == nil then os.remove(path) return true end
       -- create it private before anything secret is written
       local tmp = path .. ".tmp"
       os.remove(tmp)
@@ -146,6 +142,7 @@ function admin.file_store(path)
                                 expires_at = tokens.expires_at}))
       f:close()
       assert(os.rename(tmp, path))
+      return true
     end,
   }
 end
@@ -161,8 +158,8 @@ local OPTIONS = {
   timeout = "number", connect_timeout = "number", max_response_bytes = "number",
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
-  on_response = "function", sleep = "function", pace = "boolean", refresh_skew = "number",
-  token_store = "table", transport = "string|table",
+  on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean",
+  refresh_skew = "number", token_store = "table", transport = "string|table",
 }
 
 local function check_options(opts)
@@ -221,7 +218,7 @@ local group_mts = {}
 -- @param opts options: `base_url`, `api_key`, `access_token`, `refresh_token`,
 --   `timeout` (30 s), `connect_timeout` (10 s), `max_response_bytes` (8 MiB),
 --   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
---   false), `on_tokens`, `on_request`, `on_response`, `sleep`, `pace`,
+--   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
 --   `refresh_skew` (60 s), `token_store`, `transport`.
 -- @return the client (README.md, "Client options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
@@ -231,14 +228,9 @@ function admin.new(opts)
   check_options(opts)
   local io = pick_transport(opts)
   local store = opts.token_store
-  if store and (type(store.load) ~= "function" or type(store.save) ~= "function") then
-    error("moltflow.new: field 'token_store' needs load and save functions", 2)
-  end
+  if store then tokens.check_store(store) end
   local access, refresh = opts.access_token, opts.refresh_token
-  if store and not access and not refresh then
-    local saved = store.load()
-    if saved then access, refresh = saved.access_token, saved.refresh_token end
-  end
+  if store and not access and not refresh then access, refresh = tokens.initial(store) end
   local api_key = opts.api_key
   if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
   local cc = core.new{
@@ -255,8 +247,11 @@ function admin.new(opts)
     proxy = opts.proxy,
     insecure_http = opts.insecure_http,
   }
+  local settings = cc:info()
   local self = setmetatable({
     _core = cc,
+    _timeout = settings.timeout,
+    _connect_timeout = settings.connect_timeout,
     _retry = retry.policy(opts.retry),
     _io = io,
     _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
@@ -264,6 +259,7 @@ function admin.new(opts)
     _on_tokens = opts.on_tokens,
     _on_request = opts.on_request or false, -- false, not nil: a nil field is also looked up in Client
     _on_response = opts.on_response or false,
+    _on_hook_error = opts.on_hook_error,
     _pace = opts.pace or false,
     _skew = opts.refresh_skew or 60,
     _store = store,
@@ -306,20 +302,6 @@ function Client:tokens()
   return self._core:tokens()
 end
 
--- Every token change goes through here: it first drops _ensure_fresh's
--- cached reading of the credentials (also when the core refuses a token).
-local function core_set_tokens(self, access, refresh)
-  self._cred_gen = false
-  self._core:set_tokens(access, refresh)
-end
-
-local function notify_tokens(self)
-  self._token_gen = self._token_gen + 1
-  local tokens = self._core:tokens()
-  if self._store then self._store.save(tokens) end
-  if self._on_tokens then self._on_tokens(tokens) end
-end
-
 --- Replaces the tokens: `c:set_tokens{access_token = ..., refresh_token = ...}`
 -- (nil clears them). Calls `on_tokens` and the `token_store`'s `save`.
 -- @param t a table of tokens, or nil
@@ -327,8 +309,13 @@ end
 function Client:set_tokens(t)
   if t ~= nil and type(t) ~= "table" then error("moltflow: set_tokens: expected a table or nil", 2) end
   t = t or {}
-  core_set_tokens(self, t.access_token, t.refresh_token)
-  notify_tokens(self)
+  tokens.set(self, t.access_token, t.refresh_token)
+end
+
+--- Forgets the login: clears the tokens in memory and in the `token_store`,
+-- and calls `on_tokens(nil)`, whether or not tokens were held. No request.
+function Client:forget_tokens()
+  tokens.forget(self)
 end
 
 --- Replaces the API key (nil removes it).
@@ -356,88 +343,44 @@ function Client:_wait(io, seconds)
   return seconds
 end
 
-local function clear_tokens(self)
-  if self._core:tokens() then
-    core_set_tokens(self, nil, nil)
-    notify_tokens(self)
-  end
-end
-
-local function refresh_error(message)
-  return admin.error{kind = "auth", message = message, method = "POST", path = "/auth/refresh"}
-end
-
--- Single flight: at most one POST /auth/refresh per client at a time.
--- Refresh tokens rotate, so a second refresh with the token the first one
--- spent would be refused (and would log the user out): a caller that finds a
--- refresh running waits for it and takes its outcome, it never refreshes
--- itself. `_token_gen` tells whether the tokens changed meanwhile.
--- When the server refuses the refresh token (a 4xx), the tokens are cleared.
--- Returns true, value, response when a new access token is held; else false, err.
-function Client:_refresh(io)
-  local me = coroutine.running() or "main"
-  if self._refreshing then
-    -- a hook of the refresh call itself calling the API cannot wait for it
-    if self._refreshing == me then return false, refresh_error("token refresh re-entered from a hook") end
-    local gen = self._token_gen
-    while self._refreshing do self:_wait(io, 0.005) end
-    if self._token_gen ~= gen and self._core:credentials() then return true, self._core:tokens(), {status = 200} end
-    return false, self._refresh_err or refresh_error("the token refresh failed")
-  end
-  local tokens = self._core:tokens()
-  local rt = tokens and tokens.refresh_token
-  if not rt then return false, refresh_error("no refresh token: log in first") end
-  self._refreshing = me
-  local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
-                           "POST", "none", io)
-  self._refreshing = nil
-  if not ok then error(v, 0) end
-  if v ~= nil and (type(v) ~= "table" or type(v.access_token) ~= "string") then
-    v, err = nil, admin.error{kind = "decode", message = "the refresh answer holds no access_token",
-                              status = err.status, method = "POST", path = "/auth/refresh"}
-  end
-  self._refresh_err = v == nil and err or nil
-  if v == nil then
-    if err.status and err.status >= 400 and err.status < 500 then clear_tokens(self) end
-    return false, err
-  end
-  core_set_tokens(self, v.access_token, v.refresh_token or rt)
-  notify_tokens(self)
-  -- Clocks that disagree by more than the skew would make every call refresh
-  -- again: a token that arrives already "near expiry" is not renewed early.
-  local exp = select(4, self._core:credentials())
-  self._early_exp = exp and exp - core.time() < self._skew and exp or nil
-  return true, v, err -- err is the response table here
-end
-
--- Proactive refresh: an access token with less than `refresh_skew` seconds
--- left (by the core's reading of its exp), or a refresh token without an
--- access token, is renewed before the call is sent. The core's reading is
--- kept until the tokens change (`_token_gen`, and core_set_tokens).
-function Client:_ensure_fresh(io)
-  if self._cred_gen ~= self._token_gen then
-    local has_access, has_refresh, _, exp = self._core:credentials()
-    self._cred_gen, self._cred_access, self._cred_refresh, self._cred_exp =
-      self._token_gen, has_access, has_refresh, exp or false
-  end
-  if not self._cred_refresh then return end
-  local exp = self._cred_exp
-  if not self._cred_access or (exp and exp ~= self._early_exp and exp - core.time() < self._skew) then
-    self:_refresh(io)
-  end
-end
-
 -- Pacing: with no request left in the window, wait for its reset (plus
 -- retry.RESET_MARGIN). Windows last a minute, so a longer wait (clocks that
--- disagree) is cut to 60 s. Returns the seconds waited.
-function Client:_pace_wait(io)
+-- disagree) is cut to 60 s. A wait that would end after the call's deadline
+-- is not made: the call ends at once with kind "rate_limited".
+-- Returns the seconds waited, or nil and that error.
+function Client:_pace_wait(io, req, deadline)
   local r = self._rate
   if r.remaining and r.remaining <= 0 and r.reset then
     local wait = r.reset - core.time()
     wait = wait > 0 and math.min(wait + retry.RESET_MARGIN, 60) or 0
-    if wait > 0 then return self:_wait(io, wait) end
+    if wait > 0 then
+      if core.monotime() + wait > deadline then
+        local method, path = req:info()
+        return nil, admin.error{kind = "rate_limited", method = method, path = path, retry_after = wait,
+                                rate_limit = {remaining = r.remaining, reset = r.reset},
+                                message = ("no request left until the rate limit resets in %.0f s, "
+                                           .. "after the call's deadline"):format(wait)}
+      end
+      return self:_wait(io, wait)
+    end
   end
   return 0
+end
+
+-- A hook raised: `on_hook_error{hook = name, message = ...}` hears of it, or
+-- else a warning goes to nginx's log or stderr. The call goes on.
+function Client:_hook_failed(name, err)
+  local report = self._on_hook_error
+  local message = tostring(err)
+  if report and pcall(report, {hook = name, message = message}) then return end
+  local line = ("moltflow: the %s hook raised an error (the call went on): %s"):format(name, message)
+  if ngx and ngx.log then ngx.log(ngx.WARN, line) else io.stderr:write(line, "\n") end
+end
+
+-- Runs a hook; an error it raises is reported, never raised.
+function Client:_hook(name, fn, arg)
+  local ok, err = pcall(fn, arg)
+  if not ok then self:_hook_failed(name, err) end
 end
 
 local SECRET_PARAM = {"token", "password", "secret", "key", "code"}
@@ -459,32 +402,48 @@ end
 -- the same plus status, kind (on errors), request_id and duration; never
 -- headers, bodies or tokens. `once` (the endpoint flag): one attempt only,
 -- no retry and no replay after a 401 (it may mean a wrong password).
+-- Waiting for a token refresh or for the rate limit's reset ends at the
+-- call's deadline (`max_elapsed`, or `timeout` without retries). A hook that
+-- raises is reported (`on_hook_error`) and the call goes on.
 function Client:_run(req, method, auth, io, once)
   io = io or self:_current_io()
   local policy = self._retry
   -- The deadline counts the waits asked for even when the sleep function
   -- returns early (or only records them).
   local started, slept = core.monotime(), 0
+  local deadline = tokens.deadline(self, started)
   local attempt, replayed = 0, false
   while true do
     attempt = attempt + 1
-    if auth ~= "none" then self:_ensure_fresh(io) end
-    if self._pace then slept = slept + self:_pace_wait(io) end
+    if auth ~= "none" then
+      local err = tokens.ensure_fresh(self, io, deadline)
+      if err then return nil, err end
+    end
+    if self._pace then
+      local waited, err = self:_pace_wait(io, req, deadline - slept)
+      if not waited then
+        err.attempts = attempt
+        return nil, err
+      end
+      slept = slept + waited
+    end
     local path, t0
     if self._on_request or self._on_response then
       local _
       _, path = req:info()
       path = hook_path(path)
-      if self._on_request then self._on_request({method = method, path = path, attempt = attempt}) end
+      if self._on_request then
+        self:_hook("on_request", self._on_request, {method = method, path = path, attempt = attempt})
+      end
       t0 = core.monotime()
     end
     local gen = self._token_gen
     local v, r = io.send(self, req)
     if self._on_response and t0 then
       local e = v == nil and r or nil
-      self._on_response({method = method, path = path, attempt = attempt, status = r and r.status,
-                         kind = e and e.kind, request_id = r and r.request_id,
-                         duration = core.monotime() - t0})
+      self:_hook("on_response", self._on_response,
+                 {method = method, path = path, attempt = attempt, status = r and r.status,
+                  kind = e and e.kind, request_id = r and r.request_id, duration = core.monotime() - t0})
     end
     if r and r.rate_limit and r.rate_limit.remaining then self._rate = r.rate_limit end
     if v ~= nil then return v, r end
@@ -494,11 +453,11 @@ function Client:_run(req, method, auth, io, once)
     if err.status == 401 and auth ~= "none" and not replayed and not once and self._core:credentials() then
       -- the access token was refused (expired, revoked): renew once, replay once
       replayed = true
-      if gen ~= self._token_gen then
-        replay = self._core:credentials() -- another call renewed (or cleared) them meanwhile
-      elseif select(2, self._core:credentials()) then
-        replay = self:_refresh(io)
-        if not replay then clear_tokens(self) end -- the call returns the original 401
+      local wait_err
+      replay, wait_err = tokens.on_unauthorized(self, io, gen, deadline - slept)
+      if wait_err then
+        wait_err.attempts = attempt
+        return nil, wait_err
       end
     end
     if not replay then
@@ -545,10 +504,7 @@ end
 local special = {}
 
 local function store_tokens(self, v)
-  if type(v) == "table" and v.access_token then
-    core_set_tokens(self, v.access_token, v.refresh_token)
-    notify_tokens(self)
-  end
+  if type(v) == "table" and v.access_token then tokens.set(self, v.access_token, v.refresh_token) end
 end
 
 special["auth.login"] = function(ep)
@@ -565,7 +521,7 @@ special["auth.magic_link_verify"] = special["auth.login"]
 special["auth.refresh"] = function()
   return function(g)
     local self = g._client
-    local ok, v, res = self:_refresh(self:_current_io())
+    local ok, v, res = tokens.refresh(self, self:_current_io(), tokens.deadline(self, core.monotime()))
     if not ok then return nil, v end
     return v, res
   end
@@ -575,10 +531,12 @@ end
 special["auth.logout"] = function(ep)
   return function(g)
     local self = g._client
-    self:_ensure_fresh(self:_current_io()) -- so the body names the refresh token in use
-    local tokens = self._core:tokens()
-    local v, r = self:_call(ep, {refresh_token = tokens and tokens.refresh_token})
-    clear_tokens(self) -- whatever the server said: on_tokens(nil)
+    local io = self:_current_io()
+    -- so the body names the refresh token in use
+    tokens.ensure_fresh(self, io, tokens.deadline(self, core.monotime()))
+    local held = self._core:tokens()
+    local v, r = self:_call(ep, {refresh_token = held and held.refresh_token})
+    tokens.clear(self) -- whatever the server said: on_tokens(nil)
     return v, r
   end
 end
@@ -589,14 +547,7 @@ special["gdpr.delete_account"] = function(ep)
   return function(g, args)
     local self = g._client
     local v, r = self:_call(ep, args)
-    if v ~= nil then
-      if self.forget_tokens then
-        self:forget_tokens()
-      else -- until c:forget_tokens() (another branch) is merged: the same, here
-        core_set_tokens(self, nil, nil)
-        notify_tokens(self) -- store.save(nil) and on_tokens(nil), even when no token was held
-      end
-    end
+    if v ~= nil then self:forget_tokens() end
     return v, r
   end
 end
@@ -653,6 +604,7 @@ end
 -- and so on for endpoint groups. Helper modules add methods here.
 admin.Client = Client
 admin.groups = group_mts
+tokens.install(admin)
 require("moltflow.async").extend(admin) -- c:batch, c:spawn, c:poll, c:set_scheduler, admin.batch
 require("moltflow.shdict_store").install(admin) -- admin.shdict_store: tokens shared by nginx workers
 require("moltflow.helpers").install(admin) -- c:quota(), c.api_keys:ensure{...}, ...

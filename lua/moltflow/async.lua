@@ -19,6 +19,11 @@
 -- Waking is by key: a request in flight is registered, by its `req:key()`,
 -- in its client's table of waiters; a poll of that client wakes exactly the
 -- waiters whose requests finished, whichever loop they belong to.
+--
+-- A call waiting for another call's token refresh waits on a condition
+-- (`async.condition()`) that the refresh signals when it ends: a loop task
+-- sleeps until it or its deadline, a blocking caller drives this client's
+-- spawned calls meanwhile (`async.wait_blocking`).
 -- @module moltflow.async
 
 local core = require "moltflow.core"
@@ -30,8 +35,9 @@ local monotime = core.monotime
 local async = {}
 
 -- What a loop coroutine yields: WAIT_IO (client, key), WAIT_SLEEP (deadline),
--- or DONE (results) as its last word. Anything else is a plain yield.
-local WAIT_IO, WAIT_SLEEP, DONE = {}, {}, {}
+-- WAIT_COND (condition, deadline) or DONE (results) as its last word.
+-- Anything else is a plain yield.
+local WAIT_IO, WAIT_SLEEP, WAIT_COND, DONE = {}, {}, {}, {}
 -- Resume signals: the call is canceled; its client was closed while it waited.
 local CANCELED = setmetatable({}, {__tostring = function() return "moltflow: the call was canceled" end})
 local CLOSED = {}
@@ -54,6 +60,30 @@ end
 -- The results of a canceled call.
 local function canceled()
   return pack(nil, call_error("canceled", "the call was canceled"))
+end
+
+------------------------------------------------------------ conditions
+
+-- A condition: signalled once (the end of a token refresh), it wakes
+-- every waiter. Waiters are functions registered with `on_signal`.
+local Condition = {}
+Condition.__index = Condition
+
+--- A new condition: `cond.signalled`, `cond:signal()`, `cond:on_signal(fn)`.
+function async.condition()
+  return setmetatable({signalled = false, waiters = {}}, Condition)
+end
+
+function Condition:on_signal(fn)
+  local w = self.waiters
+  w[#w + 1] = fn
+end
+
+function Condition:signal()
+  self.signalled = true
+  local w = self.waiters
+  self.waiters = {}
+  for i = 1, #w do w[i]() end
 end
 
 ------------------------------------------------------------ per client
@@ -137,6 +167,12 @@ end
 function task_io.sleep(seconds)
   if co_yield(WAIT_SLEEP, monotime() + seconds) == CANCELED then error(CANCELED, 0) end
 end
+-- Suspends until `cond` is signalled or `deadline`; returns whether signalled.
+function task_io.wait(_, cond, deadline)
+  if cond.signalled then return true end
+  if co_yield(WAIT_COND, cond, deadline) == CANCELED then error(CANCELED, 0) end
+  return cond.signalled
+end
 
 -- The I/O of a host coroutine: `yield(what)` until the wait is over.
 local function host_io(yield)
@@ -161,6 +197,15 @@ local function host_io(yield)
     local deadline = monotime() + seconds
     local what = {kind = "sleep", deadline = deadline}
     while monotime() < deadline do yield(what) end
+  end
+  -- The host resumes it when it likes: "io" (check again soon), as for a request.
+  function io.wait(client, cond, deadline)
+    local what = {kind = "io"}
+    while not cond.signalled and monotime() < deadline do
+      drive(client, 0)
+      yield(what)
+    end
+    return cond.signalled
   end
   return io
 end
@@ -238,6 +283,13 @@ local function resume(loop, r, ...)
     end
   elseif a == DONE then
     retire(r, b)
+  elseif a == WAIT_COND then
+    -- a sleep until the deadline that the signal cuts short
+    r.deadline = c
+    b:on_signal(function()
+      if r.deadline == c then r.deadline = 0 end
+    end)
+    loop.idle[#loop.idle + 1] = r
   else
     if a == WAIT_SLEEP then r.deadline = b else r.plain = loop.tick end
     loop.idle[#loop.idle + 1] = r
@@ -338,21 +390,44 @@ function Loop:drive(wait)
 end
 
 --- Runs the runners for at most `timeout` seconds: returns as soon as all
--- are done, and never later than the timeout (plus the time to run Lua code).
+-- are done (or `cond`, when given, is signalled), and never later than the
+-- timeout (plus the time to run Lua code).
 -- @return the number of runners still running
-function Loop:poll(timeout)
+function Loop:poll(timeout, cond)
   self.tick = self.tick + 1
+  self.polling = true
   local deadline = monotime() + (timeout or 0)
   while true do
     self:run_ready()
-    if self.live == 0 then return 0 end
+    if self.live == 0 or (cond and cond.signalled) then break end
     local left = deadline - monotime()
     self:drive(left > 0 and left or 0)
     if monotime() >= deadline then
       self:run_ready()
-      return self.live
+      break
     end
   end
+  self.polling = false
+  return self.live
+end
+
+--- Blocks until `cond` is signalled or `deadline` (monotonic): drives the
+-- client's spawned calls meanwhile (the one `cond` waits for may be among
+-- them). Returns whether it was signalled.
+function async.wait_blocking(client, cond, deadline)
+  while not cond.signalled do
+    local left = deadline - monotime()
+    if left <= 0 then break end
+    local loop = client._loop
+    if loop and loop.live > 0 and not loop.polling then
+      local ok, err = pcall(loop.poll, loop, left, cond)
+      if not ok then loop.polling = false error(err, 0) end
+    else
+      -- nothing this thread can run would signal it: wait out the deadline
+      core.sleep(left)
+    end
+  end
+  return cond.signalled
 end
 
 -- Stops a runner that has not ended: a waiting one is resumed with CANCELED

@@ -13,6 +13,9 @@
 --   without it, `X-RateLimit-Reset` (plus `RESET_MARGIN`).
 -- * `max_elapsed` is one deadline over every attempt and every sleep: a wait
 --   that would pass it ends the call with the last error instead.
+--   `admin.lua` holds the other waits to it as well: a pacing wait past it
+--   ends the call with kind "rate_limited", waiting for a token refresh with
+--   kind "timeout".
 -- @module moltflow.retry
 
 local retry = {}

@@ -1,0 +1,327 @@
+--- moltflow.tokens: the life of a login's tokens, in one place.
+-- Loaded by `moltflow.admin`, whose public methods (`c:tokens()`,
+-- `c:set_tokens()`, `c:forget_tokens()`, `c.auth:refresh()`) and call loop
+-- (`Client:_run`) call it.
+--
+-- * Stores. A store is an object with `store:load()` (the saved tokens or
+--   nil) and `store:save(tokens_or_nil)` (true, or nil and a message), and
+--   optionally `store:try_lock(ttl_seconds)` (a handle, or nil when another
+--   holder has it; never blocks) and `store:unlock(handle)`. `save` runs after
+--   every change; `load` once in `admin.new`, and again after taking the lock.
+-- * Proactive refresh: an access token with less than `refresh_skew` seconds
+--   left by its `exp` (or a refresh token alone) is renewed before a call.
+-- * Reactive refresh: a 401 renews once and replays once.
+-- * Single flight. Refresh tokens are single-use: a second refresh with the
+--   token the first one spent is refused and logs the user out. Within a Lua
+--   state one refresh runs at a time (a "flight"); the other callers wait on
+--   its condition and take its outcome. A waiter gives up at its call's
+--   deadline (kind "timeout"). A flight ends by itself at its own deadline
+--   (the longest the refresh call can take), so an owner that is gone (a
+--   dropped coroutine) does not hold it forever: the next caller takes over.
+--   Across processes, a store with `try_lock` is locked for the refresh
+--   with that same deadline as its expiry; a process that finds it taken waits
+--   (within its call's deadline), then reloads the tokens the winner saved.
+-- * A refused refresh (4xx) clears the tokens (memory and store) and calls
+--   `on_tokens(nil)`.
+-- @module moltflow.tokens
+
+local core = require "moltflow.core"
+local async = require "moltflow.async"
+
+local monotime = core.monotime
+local tokens = {}
+
+local admin -- set by tokens.install
+
+-- Added to a flight's (and a store lock's) deadline: the refresh's own
+-- deadline is counted from its start, the lock's a little earlier.
+local LOCK_MARGIN = 2
+
+--- A store keeping tokens in memory (the default). It can be shared by
+-- several clients.
+-- @return a store for the `token_store` option
+function tokens.memory_store()
+  local saved
+  return {
+    load = function() return saved end,
+    save = function(_, t) saved = t return true end,
+  }
+end
+
+--- Raises unless `store` has the store methods.
+function tokens.check_store(store)
+  if type(store.load) ~= "function" or type(store.save) ~= "function" then
+    error("moltflow.new: field 'token_store' needs load and save functions", 3)
+  end
+  -- Stores were called as store.save(tokens) before 0.2.0: such a save would
+  -- now receive the store as its tokens, so it is refused (where the VM can
+  -- tell a function's parameter count; Lua 5.1 cannot).
+  local info = debug.getinfo(store.save, "u")
+  if info.nparams == 1 and not info.isvararg then
+    error("moltflow.new: field 'token_store' must define save as a method, "
+          .. "save(self, tokens): stores are called with ':'", 3)
+  end
+  if (store.try_lock ~= nil or store.unlock ~= nil)
+     and (type(store.try_lock) ~= "function" or type(store.unlock) ~= "function") then
+    error("moltflow.new: field 'token_store' needs both try_lock and unlock, or neither", 3)
+  end
+end
+
+local function refresh_error(kind, message)
+  return admin.error{kind = kind, message = message, method = "POST", path = "/auth/refresh"}
+end
+
+-- Every token change goes through here: it first drops ensure_fresh's
+-- cached reading of the credentials (also when the core refuses a token).
+local function core_set(self, access, refresh)
+  self._cred_gen = false
+  self._core:set_tokens(access, refresh)
+end
+
+-- The tokens changed: the store and on_tokens learn it (`to_store` false
+-- when they came from the store).
+local function changed(self, to_store)
+  self._token_gen = self._token_gen + 1
+  local t = self._core:tokens()
+  local store = self._store
+  if store and to_store ~= false then
+    local ok, saved, err = pcall(store.save, store, t)
+    if not ok then self:_hook_failed("token_store", saved)
+    elseif not saved then self:_hook_failed("token_store", err or "save failed") end
+  end
+  if self._on_tokens then self:_hook("on_tokens", self._on_tokens, t) end
+end
+
+--- Sets both tokens (nil clears) and tells the store and on_tokens.
+function tokens.set(self, access, refresh)
+  core_set(self, access, refresh)
+  changed(self)
+end
+
+--- Clears the tokens when there are any.
+function tokens.clear(self)
+  if self._core:tokens() then tokens.set(self, nil, nil) end
+end
+
+--- Clears memory and store, and calls on_tokens(nil), whatever was held.
+function tokens.forget(self)
+  core_set(self, nil, nil)
+  changed(self)
+end
+
+-- Takes tokens another process saved in the store.
+local function adopt(self, saved)
+  core_set(self, saved.access_token, saved.refresh_token)
+  changed(self, false)
+end
+
+--- The store's tokens for a new client: access, refresh (or nil).
+function tokens.initial(store)
+  local saved = store:load()
+  if type(saved) == "table" then return saved.access_token, saved.refresh_token end
+end
+
+-- The longest a refresh call can take: its attempts and the waits between
+-- them (the retry policy's max_elapsed), plus the margin.
+local function refresh_budget(self)
+  local policy = self._retry
+  return self._connect_timeout + self._timeout + (policy and policy.max_elapsed or 0) + LOCK_MARGIN
+end
+
+--- A call's deadline (monotonic) from its start: `max_elapsed` of the
+-- retry policy, or the client's `timeout` when retries are off.
+function tokens.deadline(self, started)
+  local policy = self._retry
+  return started + (policy and policy.max_elapsed or self._timeout)
+end
+
+local NGX_YIELDABLE = {rewrite = true, access = true, content = true, timer = true,
+                       ssl_cert = true, ssl_session_fetch = true}
+
+-- Waits until `cond` is signalled or `deadline`; returns whether signalled.
+-- Loop tasks and host coroutines suspend (their io's `wait`), nginx
+-- requests wait on a semaphore, blocking callers drive this client's
+-- spawned calls (the refresh may be one of them).
+local function wait(self, io, cond, deadline)
+  if cond.signalled then return true end
+  if io.wait then return io.wait(self, cond, deadline) end
+  if ngx and ngx.get_phase and NGX_YIELDABLE[ngx.get_phase()] then
+    local sema = cond.sema
+    if not sema then
+      sema = require("ngx.semaphore").new()
+      cond.sema, cond.sema_waiters = sema, 0
+      cond:on_signal(function() sema:post(cond.sema_waiters) end)
+    end
+    cond.sema_waiters = cond.sema_waiters + 1
+    local left = deadline - monotime()
+    if left > 0 then sema:wait(left) end
+    return cond.signalled
+  end
+  if io == self._io then return async.wait_blocking(self, cond, deadline) end
+  -- a transport of the caller's own without `wait`: suspend through its sleep
+  local step = 0.002
+  while not cond.signalled do
+    local left = deadline - monotime()
+    if left <= 0 then break end
+    io.sleep(math.min(step, left))
+    step = math.min(step * 2, 0.05)
+  end
+  return cond.signalled
+end
+
+-- Takes the store's lock for a refresh of at most `ttl` seconds. Another
+-- process gives no signal when it is done: this one checks again after
+-- growing pauses, until `deadline`. Returns the handle and whether it
+-- waited, or nil and an error.
+local function lock_store(self, io, store, ttl, deadline)
+  local step, waited = 0.005, false
+  while true do
+    local ok, handle, err = pcall(store.try_lock, store, ttl)
+    if not ok then return nil, refresh_error("auth", "the token store's lock failed: " .. tostring(handle)) end
+    if handle then return handle, waited end
+    if err then return nil, refresh_error("auth", "the token store's lock failed: " .. tostring(err)) end
+    local left = deadline - monotime()
+    if left <= 0 then
+      return nil, refresh_error("timeout", "timed out waiting for another process's token refresh")
+    end
+    waited = true
+    io.sleep(math.min(step, left)) -- a real wait (not the `sleep` option, which tests stub out)
+    step = math.min(step * 2, 0.1)
+  end
+end
+
+-- POST /auth/refresh under the store's lock; sets the new tokens. Returns
+-- true, value, res or false, err.
+local function post_refresh(self, io, flight, deadline)
+  local store = self._store
+  local handle
+  if store and store.try_lock then
+    local held = self._core:tokens()
+    local waited
+    handle, waited = lock_store(self, io, store, math.ceil(flight.budget), math.min(deadline, flight.expires))
+    if not handle then return false, waited end
+    -- another process may have refreshed: its tokens replace ours, which are spent
+    local ok, saved = pcall(store.load, store)
+    saved = ok and type(saved) == "table" and saved or nil
+    if saved and saved.access_token and saved.refresh_token
+       and saved.refresh_token ~= (held and held.refresh_token) then
+      pcall(store.unlock, store, handle)
+      adopt(self, saved)
+      return true, self._core:tokens(), {status = 200}
+    end
+    if waited and not saved and held then
+      -- the winner was refused and cleared the store: our refresh token is the same one
+      pcall(store.unlock, store, handle)
+      tokens.clear(self)
+      return false, refresh_error("auth", "the token refresh failed in another process")
+    end
+  end
+  local t = self._core:tokens()
+  local rt = t and t.refresh_token
+  if not rt then
+    if handle then pcall(store.unlock, store, handle) end
+    return false, refresh_error("auth", "no refresh token: log in first")
+  end
+  local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
+                           "POST", "none", io)
+  if not ok then
+    if handle then pcall(store.unlock, store, handle) end
+    error(v, 0)
+  end
+  if v ~= nil and (type(v) ~= "table" or type(v.access_token) ~= "string") then
+    v, err = nil, admin.error{kind = "decode", message = "the refresh answer holds no access_token",
+                              status = err.status, method = "POST", path = "/auth/refresh"}
+  end
+  local current = self._flight == flight -- else a caller took over from this (late) owner
+  if v == nil then
+    if current and err.status and err.status >= 400 and err.status < 500 then tokens.clear(self) end
+  else
+    tokens.set(self, v.access_token, v.refresh_token or rt)
+    -- Clocks that disagree by more than the skew would make every call refresh
+    -- again: a token that arrives already "near expiry" is not renewed early.
+    local exp = select(4, self._core:credentials())
+    self._early_exp = exp and exp - core.time() < self._skew and exp or nil
+  end
+  if handle then pcall(store.unlock, store, handle) end
+  if v == nil then return false, err end
+  return true, v, err -- err is the response table here
+end
+
+--- Renews the access token, single flight (see the module's notes).
+-- @param self the client
+-- @param io the caller's I/O
+-- @param deadline the caller's deadline (monotonic)
+-- @return true, value, res when a new access token is held; false, err otherwise
+function tokens.refresh(self, io, deadline)
+  local me = coroutine.running() or "main"
+  local flight = self._flight
+  if flight then
+    -- a hook of the refresh call itself calling the API cannot wait for it
+    if flight.owner == me then return false, refresh_error("auth", "token refresh re-entered from a hook") end
+    if monotime() < flight.expires then
+      local gen = self._token_gen
+      wait(self, io, flight.cond, math.min(deadline, flight.expires))
+      if flight.done and not flight.aborted then
+        if self._token_gen ~= gen and self._core:credentials() then return true, self._core:tokens(), {status = 200} end
+        return false, flight.err or refresh_error("auth", "the token refresh failed")
+      end
+      if not flight.done and monotime() < flight.expires then
+        return false, refresh_error("timeout", "timed out waiting for the token refresh in flight")
+      end
+    end
+    -- its owner is gone (or stuck) past the longest a refresh can take, or
+    -- its call ended by a Lua error (canceled): take over
+    if self._flight and self._flight ~= flight then return tokens.refresh(self, io, deadline) end
+  end
+  local budget = refresh_budget(self)
+  flight = {owner = me, budget = budget, expires = monotime() + budget, cond = async.condition()}
+  self._flight = flight
+  local ok, a, b, c = pcall(post_refresh, self, io, flight, deadline)
+  if self._flight == flight then self._flight = nil end
+  flight.done, flight.aborted = true, not ok
+  if ok and not a then flight.err = b end
+  flight.cond:signal()
+  if not ok then error(a, 0) end
+  return a, b, c
+end
+
+--- Proactive refresh before a call: an access token with less than
+-- `refresh_skew` seconds left (by the core's reading of its exp, kept until
+-- the tokens change), or a refresh token alone, is renewed first.
+-- @return nil, or an error when waiting for a refresh passed the deadline
+function tokens.ensure_fresh(self, io, deadline)
+  if self._cred_gen ~= self._token_gen then
+    local has_access, has_refresh, _, exp = self._core:credentials()
+    self._cred_gen, self._cred_access, self._cred_refresh, self._cred_exp =
+      self._token_gen, has_access, has_refresh, exp or false
+  end
+  if not self._cred_refresh then return nil end
+  local exp = self._cred_exp
+  if not self._cred_access or (exp and exp ~= self._early_exp and exp - core.time() < self._skew) then
+    local ok, err = tokens.refresh(self, io, deadline)
+    if not ok and err.kind == "timeout" then return err end
+  end
+  return nil
+end
+
+--- After a 401 to a call sent with the tokens of generation `gen`: renews
+-- once (or takes what another call renewed meanwhile).
+-- @return true to replay the call; or false and, when waiting for a refresh
+--   passed the deadline, that error (else the call returns its 401)
+function tokens.on_unauthorized(self, io, gen, deadline)
+  if gen ~= self._token_gen then
+    return self._core:credentials() and true or false -- another call renewed (or cleared) them meanwhile
+  end
+  if not select(2, self._core:credentials()) then return false end
+  local ok, err = tokens.refresh(self, io, deadline)
+  if ok then return true end
+  if err.kind == "timeout" then return false, err end
+  tokens.clear(self) -- the call returns the original 401
+  return false
+end
+
+function tokens.install(a)
+  admin = a
+end
+
+return tokens
