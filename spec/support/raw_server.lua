@@ -261,6 +261,8 @@ end
 -- another client connects (this server serves one connection at a time).
 local function hold(conn)
   socket.select({conn, server}, nil, 10)
+  conn:settimeout(0)
+  conn:receive(65536) -- what the client sent: closing with unread bytes would reset
 end
 
 handlers["/html-502"] = function(conn)

@@ -71,7 +71,7 @@ local function read_response(fill, max_bytes, head_only)
     if err == "timeout" then return nil, "timeout", "timed out " .. what end
     if err == "too_large" then return nil, "too_large", "response exceeds max_response_bytes" end
     if err == "closed" then return nil, "network", "connection closed " .. what, not arrived end
-    return nil, "network", what .. ": " .. tostring(err)
+    return nil, "network", what .. ": " .. tostring(err), not arrived
   end
 
   -- One line without its CR LF (a bare LF is accepted as libcurl does),
