@@ -99,14 +99,16 @@ local function get(path)
 end
 
 local function control(method, path, body)
+  local token = assert(io.open(prefix .. "/control-token")):read("l")
   local res = assert(http.request({method = method, url = origin .. "/_emulator/" .. path,
-    headers = {["Content-Type"] = "application/json"}, body = body and dkjson.encode(body)}))
+    headers = {["Content-Type"] = "application/json", ["X-Emulator-Token"] = token},
+    body = body and dkjson.encode(body)}))
   return dkjson.decode(res.body or "")
 end
 
 local function count_requests(method, path)
   local n = 0
-  for _, r in ipairs(control("GET", "requests")) do
+  for _, r in ipairs(control("GET", "requests?raw=1")) do
     if r.method == method and r.path == "/api/v2" .. path then n = n + 1 end
   end
   return n
