@@ -205,6 +205,7 @@ describe_ngx("OpenResty (examples/openresty)", function()
     return out.first, out.second
   end
 
+  -- timeout = 1: a call that hung on a held connection would end as a timeout
   it("gives each raw response of the table its documented kind", function()
     for _, case in ipairs(raw.cases) do
       local r = raw_call("/raw/" .. case.name)
@@ -213,7 +214,6 @@ describe_ngx("OpenResty (examples/openresty)", function()
       else
         assert.same(case.body, r.value, case.name .. ": " .. tostring(r.message))
       end
-      assert.is_true(r.elapsed < 1, case.name .. " took " .. r.elapsed .. " s")
     end
   end)
 
