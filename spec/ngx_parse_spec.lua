@@ -177,7 +177,7 @@ describe("the table of raw responses over libcurl", function()
   for _, case in ipairs(raw.cases) do
     local kind = case.curl_kind or case.kind
     it(case.name .. " is " .. (kind or "read"), function()
-      local c = admin.new{base_url = origin, api_key = "mf_raw", retry = false, timeout = 1}
+      local c = admin.new{base_url = origin, api_key = "mf_raw", retry = false, timeout = 2}
       for _, call in ipairs({function() return c:request("GET", "/raw/" .. case.name) end,
                              function() return run_async(c, "/raw/" .. case.name) end}) do
         local v, err = call()
