@@ -1087,6 +1087,15 @@ describe("the emulator's JSON codec (moltflow.emulator.json)", function()
     assert.equal("{}", json.encode({}))
   end)
 
+  it("answers nil and a message for a minus sign without digits, never raising", function()
+    for _, text in ipairs({ "-", "[-]", "[-a]", '{"a":-}' }) do
+      local ok, v, err = pcall(json.decode, text)
+      assert.is_true(ok, text .. ": " .. tostring(v))
+      assert.is_nil(v)
+      assert.matches("bad number", err)
+    end
+  end)
+
   it("keeps its sorted, byte-stable output", function()
     assert.equal('{"a":[1,{"b":null,"c":true}],"z":"\\u0000"}', json.encode({ z = "\0", a = { 1, { c = true, b = json.null } } }))
   end)

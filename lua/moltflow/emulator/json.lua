@@ -203,6 +203,7 @@ function decode_value(s, i)
     return decode_string(s, i)
   elseif c == "-" or c:match("%d") then
     local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+    if not num then decode_error(s, i, "bad number") end
     local valid = num:match("^-?0$") or num:match("^-?0[.eE]") or num:match("^-?[1-9]")
     if not valid or not tonumber(num) or num:match("%.$") or num:match("%.[eE]") or num:match("%d[-+]") then
       decode_error(s, i, "bad number")
