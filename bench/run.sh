@@ -23,7 +23,7 @@ cc -std=c11 -D_DEFAULT_SOURCE -O2 -Wall -Wextra -Wpedantic -o "$out/curl_multi" 
 
 prefix=$(mktemp -d "${TMPDIR:-/tmp}/moltflow-bench.XXXXXX")
 emu_prefix=$prefix/emulator
-mkdir -p "$emu_prefix"
+mkdir -m 700 "$emu_prefix" # the launcher refuses a prefix others can read
 cleanup() {
   bench/nginx.sh stop "$prefix" || true
   bin/moltflow-emulator --stop --prefix "$emu_prefix" --quiet || true

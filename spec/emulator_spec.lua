@@ -691,6 +691,65 @@ describe("moltflow emulator", function()
       assert.equal(seed.keys.all, log[2].headers["x-api-key"])
     end)
 
+    it("redacts credentials and secret fields in the log unless ?raw=1 is asked", function()
+      emu.control("DELETE", "requests")
+      call("POST", "/auth/login", { body = '{"email": "owner@acme.test", "password": "owner-pass-1"}' })
+      call("GET", "/usage/current?access_token=tok-1&months=2", { key = seed.keys.all,
+                                                                  headers = { Authorization = "Bearer abc" } })
+      call("POST", "/auth/refresh", { body = { refresh_token = "rt-secret", nested = { new_password = "pw-2" } } })
+      local log = emu.control("GET", "requests")
+      assert.equal(3, #log)
+      local text = dkjson.encode(log)
+      for _, secret in ipairs({ "owner-pass-1", seed.keys.all, "Bearer abc", "tok-1", "rt-secret", "pw-2" }) do
+        assert.is_nil(text:find(secret, 1, true), secret .. " in the redacted log")
+      end
+      assert.same({ email = "owner@acme.test", password = "[redacted]" }, dkjson.decode(log[1].body))
+      assert.equal("[redacted]", log[2].headers["x-api-key"])
+      assert.equal("[redacted]", log[2].headers.authorization)
+      assert.equal("access_token=[redacted]&months=2", log[2].query)
+      assert.same({ refresh_token = "[redacted]", nested = { new_password = "[redacted]" } }, dkjson.decode(log[3].body))
+      local raw = emu.requests() -- ?raw=1
+      assert.equal('{"email": "owner@acme.test", "password": "owner-pass-1"}', raw[1].body)
+      assert.equal(seed.keys.all, raw[2].headers["x-api-key"])
+    end)
+
+    -- A raw control request: method, path, headers (the token unless `token = false`).
+    local function control_raw(method, path, headers, body)
+      local h = { ["X-Emulator-Token"] = emu.token(), ["Content-Type"] = "application/json" }
+      for k, v in pairs(headers or {}) do h[k] = v or nil end -- false removes a header
+      local res = assert(http.request({ method = method, url = emu.url:gsub("/api/v2$", "") .. "/_emulator/" .. path,
+                                        headers = h, body = body }))
+      return res.status, res.body
+    end
+
+    it("requires the launcher's token on every route but /health", function()
+      assert.equal(200, (control_raw("GET", "requests")))
+      for _, route in ipairs({ { "GET", "requests" }, { "GET", "outbox" }, { "GET", "config" },
+                               { "POST", "reset" }, { "GET", "api-keys" } }) do
+        assert.equal(401, (control_raw(route[1], route[2], { ["X-Emulator-Token"] = false }, route[1] == "POST" and "{}" or nil)))
+        assert.equal(401, (control_raw(route[1], route[2], { ["X-Emulator-Token"] = emu.token():sub(2) .. "0" },
+                                       route[1] == "POST" and "{}" or nil)))
+      end
+      assert.equal(200, (control_raw("GET", "health", { ["X-Emulator-Token"] = false })))
+    end)
+
+    it("refuses other Host and Origin headers, and POSTs that are not JSON", function()
+      local port = emu.url:match(":(%d+)/")
+      assert.equal(403, (control_raw("GET", "requests", { Host = "evil.example:" .. port })))
+      assert.equal(403, (control_raw("GET", "health", { Host = "127.0.0.1.evil.example:" .. port })))
+      assert.equal(403, (control_raw("GET", "requests", { Host = "127.0.0.1:1" .. port })))
+      assert.equal(200, (control_raw("GET", "requests", { Host = "localhost:" .. port })))
+      assert.equal(403, (control_raw("GET", "requests", { Origin = "http://evil.example" })))
+      assert.equal(200, (control_raw("GET", "requests", { Origin = "http://127.0.0.1:" .. port })))
+      emu.advance(0)
+      local before = emu.control("GET", "clock").offset
+      assert.equal(415, (control_raw("POST", "clock", { ["Content-Type"] = "text/plain" }, '{"advance":50}')))
+      assert.equal(415, (control_raw("POST", "reset", { ["Content-Type"] = false })))
+      assert.equal(before, emu.control("GET", "clock").offset)
+      assert.equal(200, (control_raw("POST", "clock", { ["Content-Type"] = "application/json; charset=utf-8" },
+                                     '{"advance":0}')))
+    end)
+
     it("reset restores seed data, the clock, the config and the logs", function()
       local t = login(seed.owner).access_token
       call("PATCH", "/tenant/settings", { token = t, body = { require_approval = true } })
@@ -844,6 +903,9 @@ describe("bin/moltflow-emulator", function()
     f:close()
     return s
   end
+  local function mode_of(path)
+    return (sh("stat -c %a " .. path):gsub("%s+$", ""))
+  end
   -- A stopped daemon may linger as a zombie until init reaps it: not alive.
   local function pid_alive(pid)
     local f = io.open("/proc/" .. pid .. "/stat")
@@ -889,8 +951,14 @@ describe("bin/moltflow-emulator", function()
     local base = "http://127.0.0.1:" .. port
     local extra = http.request({ url = base .. "/spec-extra" })
     assert.equal("dict\n", extra.body)
-    local cfg = http.request({ url = base .. "/_emulator/config" })
+    assert.equal("600", mode_of(prefix .. "/control-token"))
+    local token = read(prefix .. "/control-token"):gsub("%s+$", "")
+    assert.matches("^%x+$", token)
+    assert.equal(64, #token)
+    assert.is_nil(conf:find(token, 1, true)) -- the token is read from its file, never copied
+    local cfg = http.request({ url = base .. "/_emulator/config", headers = { ["X-Emulator-Token"] = token } })
     assert.equal('{"rate_limit":false,"rate_limit_scale":1}', cfg.body)
+    assert.equal(401, http.request({ url = base .. "/_emulator/config" }).status)
 
     local pid = read(prefix .. "/nginx.pid"):gsub("%s+$", "")
     assert.is_true(pid_alive(pid))
@@ -919,6 +987,46 @@ describe("bin/moltflow-emulator", function()
     assert.is_false(pid_alive(pid))
   end)
 
+  it("refuses a prefix that is not private to the user, and writes nothing into it", function()
+    sh("chmod 755 " .. prefix)
+    local out, ok = sh(emu.launcher .. " --daemon --port 0 --prefix " .. prefix)
+    assert.is_false(ok)
+    assert.matches("mode 0700", out)
+    assert.is_nil(io.open(prefix .. "/nginx.conf"))
+    -- a planted symlink is never written through
+    sh("chmod 700 " .. prefix .. " && ln -s " .. conf_dir .. "/victim " .. prefix .. "/nginx.conf")
+    local victim = conf_dir .. "/victim"
+    assert(io.open(victim, "w")):write("precious\n"):close()
+    sh("chmod 777 " .. prefix)
+    _, ok = sh(emu.launcher .. " --daemon --port 0 --prefix " .. prefix)
+    assert.is_false(ok)
+    assert.equal("precious\n", read(victim))
+    _, ok = sh(emu.launcher .. " --stop --prefix " .. prefix)
+    assert.is_false(ok)
+    sh("chmod 700 " .. prefix)
+  end)
+
+  it("refuses a prefix owned by another user", function()
+    if sh("id -u"):gsub("%s+$", "") ~= "0" then return pending("needs root to chown") end
+    sh("chown nobody " .. prefix)
+    local out, ok = sh(emu.launcher .. " --daemon --port 0 --prefix " .. prefix)
+    assert.is_false(ok)
+    assert.matches("owned by you", out)
+    _, ok = sh(emu.launcher .. " --stop --prefix " .. prefix)
+    assert.is_false(ok)
+    sh("chown 0 " .. prefix)
+  end)
+
+  it("--stop signals only the nginx of its prefix, whatever nginx.pid says", function()
+    local victim = sh("sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s+$", "")
+    assert(io.open(prefix .. "/nginx.pid", "w")):write(victim, "\n"):close()
+    local out, ok = sh(emu.launcher .. " --stop --prefix " .. prefix)
+    assert.is_false(ok)
+    assert.matches("not this emulator's nginx", out)
+    assert.is_true(pid_alive(victim))
+    sh("kill " .. victim)
+  end)
+
   it("fails with the startup log when the port is taken", function()
     local port = emu.url:match(":(%d+)/")
     local out, ok = sh(emu.launcher .. " --daemon --port " .. port .. " --prefix " .. prefix)
@@ -936,5 +1044,60 @@ describe("bin/moltflow-emulator", function()
     local res = http.request({ url = out:gsub("%s+$", "") .. "/billing/plans" })
     assert.equal(200, res.status)
     sh(inst .. "/bin/moltflow-emulator --stop --prefix " .. prefix)
+  end)
+end)
+
+describe("the emulator's JSON codec (moltflow.emulator.json)", function()
+  local json = require "moltflow.emulator.json"
+
+  it("accepts DEL (0x7F) in strings, as JSON allows, and writes it back", function()
+    assert.equal("a\127b", json.decode('"a\127b"'))
+    assert.equal('"a\127b"', json.encode("a\127b"))
+    assert.is_nil(json.decode('"a\31b"')) -- while U+001F stays a control character
+  end)
+
+  it("rejects a lone low surrogate, as it does a lone high one", function()
+    local v, err = json.decode('"\\udc00"')
+    assert.is_nil(v)
+    assert.matches("lone surrogate", err)
+    assert.is_nil(json.decode('"x\\udfffy"'))
+    assert.is_nil(json.decode('"\\ud800"'))
+    assert.equal("\240\159\152\128", json.decode('"\\ud83d\\ude00"'))
+  end)
+
+  it("writes floats that read back as the same double, in the fewest digits", function()
+    for _, x in ipairs({ 0.1, 1 / 3, 2 / 3, 1e300, -5e-324, 123456.789, 2 ^ 53 + 2, 0.30000000000000004 }) do
+      local text = json.encode(x)
+      assert.equal(x, tonumber(text), text)
+      assert.equal(x, json.decode(text))
+    end
+    assert.equal("0.1", json.encode(0.1))
+    assert.equal("0.3333333333333333", json.encode(1 / 3))
+    assert.equal("42", json.encode(42))
+  end)
+
+  it("raises on mixed or sparse tables instead of dropping entries", function()
+    for _, t in ipairs({ { 1, 2, x = 3 }, { [1] = 1, [3] = 3 }, { [2] = "b" }, { [1.5] = 1 },
+                         json.array({ 1, nil, 3 }), setmetatable({ a = 1 }, getmetatable(json.array())) }) do
+      local ok, err = pcall(json.encode, t)
+      assert.is_false(ok)
+      assert.matches("mixed or sparse", err)
+    end
+    assert.equal("[1,2,3]", json.encode({ 1, 2, 3 }))
+    assert.equal("[]", json.encode(json.array()))
+    assert.equal("{}", json.encode({}))
+  end)
+
+  it("answers nil and a message for a minus sign without digits, never raising", function()
+    for _, text in ipairs({ "-", "[-]", "[-a]", '{"a":-}' }) do
+      local ok, v, err = pcall(json.decode, text)
+      assert.is_true(ok, text .. ": " .. tostring(v))
+      assert.is_nil(v)
+      assert.matches("bad number", err)
+    end
+  end)
+
+  it("keeps its sorted, byte-stable output", function()
+    assert.equal('{"a":[1,{"b":null,"c":true}],"z":"\\u0000"}', json.encode({ z = "\0", a = { 1, { c = true, b = json.null } } }))
   end)
 end)

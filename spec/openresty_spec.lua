@@ -4,6 +4,7 @@
 local dkjson = require "dkjson"
 local http = require "spec.support.http"
 local emu = require "spec.support.emulator"
+local raw = require "spec.support.raw_server"
 
 local sh = require("spec.support.process").quote
 
@@ -60,6 +61,24 @@ location = /t/gdpr {
         ngx.say(admin.json_encode(out))
     }
 }
+location = /t/raw {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local a = ngx.req.get_uri_args()
+        local function call(path)
+            local c = admin.new{base_url = a.origin, api_key = "@KEY@", retry = false,
+                                timeout = tonumber(a.timeout) or 1,
+                                max_response_bytes = tonumber(a.max) or nil}
+            ngx.update_time()
+            local t0 = ngx.now()
+            local v, e = c:request("GET", path)
+            ngx.update_time()
+            return {value = v, kind = e and e.kind, message = e and e.message, elapsed = ngx.now() - t0}
+        end
+        -- `then`: a second client's request right after, on the same pool
+        ngx.say(admin.json_encode{first = call(a.path), second = a["then"] and call(a["then"]) or nil})
+    }
+}
 location = /t/batch {
     content_by_lua_block {
         local admin = require "moltflow.admin"
@@ -92,14 +111,16 @@ local function get(path)
 end
 
 local function control(method, path, body)
+  local token = assert(io.open(prefix .. "/control-token")):read("l")
   local res = assert(http.request({method = method, url = origin .. "/_emulator/" .. path,
-    headers = {["Content-Type"] = "application/json"}, body = body and dkjson.encode(body)}))
+    headers = {["Content-Type"] = "application/json", ["X-Emulator-Token"] = token},
+    body = body and dkjson.encode(body)}))
   return dkjson.decode(res.body or "")
 end
 
 local function count_requests(method, path)
   local n = 0
-  for _, r in ipairs(control("GET", "requests")) do
+  for _, r in ipairs(control("GET", "requests?raw=1")) do
     if r.method == method and r.path == "/api/v2" .. path then n = n + 1 end
   end
   return n
@@ -162,12 +183,13 @@ describe_ngx("OpenResty (examples/openresty)", function()
 
   it("reports failures with the same error kinds as libcurl", function()
     control("POST", "faults", {path = "/usage/current", delay = 1})
-    control("POST", "faults", {path = "/billing/plans", drop = true})
+    -- twice: a drop on a kept-alive connection is retried once on a new one, as libcurl does
+    control("POST", "faults", {path = "/billing/plans", drop = true, times = 2})
     control("POST", "faults", {path = "/usage/history", status = 503, times = 2})
     local status, out = get("/t/errors")
     assert.equal(200, status)
     assert.equal("timeout", out.timeout.kind)
-    assert.equal("network", out.drop.kind)
+    assert.equal("network", out.drop.kind, dkjson.encode(out.drop))
     assert.same({"http", 404}, {out.status.kind, out.status.status})
     assert.same({"network", true}, {out.refused.kind, out.refused.connect_failed})
     assert.same({months = 2, status = 200}, out.retried)
@@ -196,6 +218,56 @@ describe_ngx("OpenResty (examples/openresty)", function()
     assert.equal(200, status)
     assert.same({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 404}, months)
     assert.equal(12, count_requests("GET", "/usage/history"))
+  end)
+
+  -- The raw server's misbehaving answers, through the ngx transport.
+  local function raw_call(path, opts)
+    opts = opts or {}
+    local q = ("/t/raw?origin=%s&path=%s&timeout=%s"):format(raw.start(), path, opts.timeout or 1)
+    if opts.max then q = q .. "&max=" .. opts.max end
+    if opts["then"] then q = q .. "&then=" .. opts["then"] end
+    local status, out = get(q)
+    assert.equal(200, status)
+    return out.first, out.second
+  end
+
+  -- timeout = 1: a call that hung on a held connection would end as a timeout
+  it("gives each raw response of the table its documented kind", function()
+    for _, case in ipairs(raw.cases) do
+      local r = raw_call("/raw/" .. case.name)
+      if case.kind then
+        assert.equal(case.kind, r.kind, case.name .. ": " .. tostring(r.message))
+      else
+        assert.same(case.body, r.value, case.name .. ": " .. tostring(r.message))
+      end
+    end
+  end)
+
+  it("skips 103 Early Hints and never hands a leftover answer to the next caller", function()
+    local first, second = raw_call("/raw/early-hints", {["then"] = "/json"})
+    assert.same({early = true}, first.value)
+    assert.same({ok = true}, second.value)
+    first, second = raw_call("/raw/smuggled", {["then"] = "/json"})
+    assert.same({ok = true}, first.value)
+    assert.same({ok = true}, second.value, "the second caller got the smuggled answer")
+  end)
+
+  it("keeps timeout a deadline for the whole attempt against a trickling server", function()
+    for _, path in ipairs({"/trickle", "/trickle-head"}) do
+      local r = raw_call(path, {timeout = 1})
+      assert.equal("timeout", r.kind, path .. ": " .. tostring(r.message))
+      assert.is_true(r.elapsed < 2.5, path .. " took " .. r.elapsed .. " s")
+    end
+  end)
+
+  it("bounds unframed bodies and header lines by max_response_bytes as they arrive", function()
+    for _, path in ipairs({"/huge-unframed", "/huge-header"}) do
+      raw.clear()
+      local r = raw_call(path, {max = 1024 * 1024, timeout = 10})
+      assert.equal("too_large", r.kind, path .. ": " .. tostring(r.message))
+      local sent = raw.log()[1].sent
+      assert.is_true(sent < 16 * 1024 * 1024, path .. ": the server got " .. sent .. " bytes out of 64 MiB")
+    end
   end)
 
   it("logs no Lua error", function()

@@ -2,9 +2,14 @@
 --
 --   local emu = require "spec.support.emulator"
 --   emu.url          -- "http://127.0.0.1:PORT/api/v2"; first use starts the emulator
---   emu.start(opts)  -- idempotent; honours MOLTFLOW_EMULATOR_URL (then starts nothing)
+--   emu.start(opts)  -- idempotent; honours MOLTFLOW_EMULATOR_URL and
+--                       MOLTFLOW_EMULATOR_TOKEN (then starts nothing)
 --   emu.reset(), emu.control(method, path, body), emu.requests(), emu.fault(spec),
 --   emu.advance(seconds), emu.seed
+--   emu.token()      -- the control token (X-Emulator-Token), read from the prefix
+--
+-- emu.requests() is the unredacted request log (?raw=1): specs check the
+-- credentials and bodies that went over the wire.
 --
 -- A started emulator is stopped when the Lua state closes (busted exits with
 -- os.exit(code, true), which runs the __gc sentinel below).
@@ -30,6 +35,7 @@ M.seed = {
 }
 
 local base_url -- "http://127.0.0.1:PORT/api/v2" once started
+local control_token -- the launcher's token for /_emulator/
 local sentinel -- holds the process alive-guard; its __gc stops nginx
 
 local function shell_quote(s)
@@ -42,6 +48,7 @@ function M.start(opts)
   local env_url = os.getenv("MOLTFLOW_EMULATOR_URL")
   if env_url and env_url ~= "" then
     base_url = env_url:gsub("/+$", "")
+    control_token = os.getenv("MOLTFLOW_EMULATOR_TOKEN")
     return base_url
   end
   local prefix = assert(io.popen("mktemp -d /tmp/moltflow-spec.XXXXXX")):read("*l")
@@ -55,6 +62,9 @@ function M.start(opts)
   local ok = p:close()
   if not ok or not url then error("could not start the emulator: " .. cmd) end
   base_url = url
+  local f = assert(io.open(prefix .. "/control-token"))
+  control_token = f:read("*l")
+  f:close()
   local function stop()
     os.execute(string.format("%s --stop --prefix %s --quiet; rm -rf %s",
       shell_quote(launcher), shell_quote(prefix), shell_quote(prefix)))
@@ -79,11 +89,16 @@ local function decode(body)
   return (dkjson.decode(body))
 end
 
+function M.token()
+  M.start()
+  return control_token
+end
+
 -- Calls /_emulator/<path>; returns decoded JSON (or nil), status.
 function M.control(method, path, body)
   local res, err = http.request({
     method = method, url = origin() .. "/_emulator/" .. path:gsub("^/", ""),
-    headers = { ["Content-Type"] = "application/json" },
+    headers = { ["Content-Type"] = "application/json", ["X-Emulator-Token"] = M.token() },
     body = body ~= nil and dkjson.encode(body) or nil,
   })
   if not res then error("emulator control " .. method .. " " .. path .. ": " .. err) end
@@ -91,7 +106,7 @@ function M.control(method, path, body)
 end
 
 function M.reset() return M.control("POST", "reset") end
-function M.requests() return (M.control("GET", "requests")) end
+function M.requests() return (M.control("GET", "requests?raw=1")) end
 function M.fault(spec) return M.control("POST", "faults", spec) end
 function M.advance(seconds) return M.control("POST", "clock", { advance = seconds }) end
 

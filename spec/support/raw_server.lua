@@ -9,14 +9,138 @@
 --   /reset-mid-body   Content-Length 4096, 1000 bytes of JSON, then a TCP reset
 --   /truncated        Content-Length 100, 50 bytes, then a clean close
 --   /trickle          a JSON body at 1 byte every 0.25 s
+--   /trickle-head     the status line and headers at 1 byte every 0.1 s
 --   /huge             20 MiB announced with Content-Length, streamed
 --   /huge-chunked     20 MiB chunked, no length announced
+--   /huge-unframed    64 MiB with neither length nor chunking, up to the close
+--   /huge-header      one header line of 64 MiB
 --   /html-502         a proxy's HTML 502 page
 --   /wrong-type       200 text/plain
 --   /json             200 {"ok":true} (a well-behaved answer)
---   /_log             the requests received so far (JSON lines of method, path and headers)
+--   /raw/NAME         the bytes of M.cases[NAME].raw, verbatim
+--   /_log             the requests received so far (JSON: method, path, headers
+--                     and `sent`, the bytes a streaming answer got out before
+--                     the client hung up)
 --   /_clear           forgets them
 -- Every request but /_log and /_clear is recorded.
+--
+-- Required as `spec.support.raw_server` it starts nothing by itself and gives
+-- the specs `cases`, `start()` (idempotent: the origin), `log()` and `clear()`.
+local M = {}
+
+-- Raw responses and what each must give on both transports (libcurl and
+-- transport/ngx). `kind` is the err.kind, or nil for a success whose decoded
+-- body equals `body` (an empty body decodes to true); `curl_kind` where libcurl
+-- differs ("ok": libcurl accepts the answer, with an empty body). `hold`: the server
+-- keeps the connection open afterwards (until the client closes it or sends
+-- more), so a client that waits for more bytes hangs instead of failing.
+local JSON = "Content-Type: application/json\r\n"
+local OK11 = '{"ok":true}'
+M.cases = {
+  {name = "plain", raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 11\r\n\r\n" .. OK11, body = {ok = true}},
+  {name = "early-hints", hold = true, body = {early = true},
+   raw = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" ..
+         "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 14\r\n\r\n" .. '{"early":true}'},
+  {name = "continue-twice", body = {ok = true},
+   raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n" ..
+         "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 11\r\n\r\n" .. OK11},
+  {name = "bare-lf", body = {ok = true},
+   raw = "HTTP/1.1 200 OK\n" .. "Content-Type: application/json\nContent-Length: 11\n\n" .. OK11},
+  {name = "length-equal-twice", body = {ok = true},
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 11\r\nContent-Length: 11\r\n\r\n" .. OK11},
+  {name = "length-negative", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: -1\r\n\r\n" .. OK11},
+  {name = "length-hex", kind = "network", curl_kind = "ok", hold = true, -- libcurl reads "0", an empty body
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 0x5\r\n\r\n" .. OK11},
+  {name = "length-plus", kind = "network", curl_kind = "ok", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: +11\r\n\r\n" .. OK11},
+  {name = "length-conflict", kind = "network", curl_kind = "timeout", hold = true, -- libcurl waits for 12 bytes
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 11\r\nContent-Length: 12\r\n\r\n" .. OK11},
+  {name = "length-overflow", kind = "network", curl_kind = "too_large", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 99999999999999999999999\r\n\r\n" .. OK11},
+  {name = "chunked", body = {ok = true},
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\n" ..
+         "6\r\n" .. '{"ok":' .. "\r\n5;ext=1\r\ntrue}\r\n0\r\nX-Trailer: 1\r\n\r\n"},
+  {name = "chunked-upper-case", body = {ok = true},
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: Chunked\r\n\r\nb\r\n" .. OK11 .. "\r\n0\r\n\r\n"},
+  {name = "chunk-without-crlf", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\n6\r\n" .. '{"ok":' ..
+         "XX5\r\ntrue}\r\n0\r\n\r\n"},
+  {name = "chunk-size-garbage", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\nzz\r\n" .. OK11 .. "\r\n0\r\n\r\n"},
+  {name = "chunk-size-overflow", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\n" ..
+         "fffffffffffffffffffffffb\r\n" .. OK11 .. "\r\n0\r\n\r\n"},
+  {name = "transfer-encoding-unknown", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: notchunked\r\n\r\n" .. OK11},
+  {name = "transfer-encoding-gzip-chunked", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: gzip, chunked\r\n\r\nb\r\n" .. OK11 .. "\r\n0\r\n\r\n"},
+  {name = "status-line-garbage", kind = "network", hold = true,
+   raw = "HTTP/1.1 2x0 OK\r\n" .. JSON .. "Content-Length: 11\r\n\r\n" .. OK11},
+  {name = "switching-protocols", kind = "network", curl_kind = "timeout", hold = true,
+   raw = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n" .. OK11},
+  {name = "closed-before-status", kind = "network", raw = ""},
+  {name = "closed-in-headers", kind = "network", curl_kind = "ok", raw = "HTTP/1.1 200 OK\r\n" .. JSON},
+  {name = "closed-in-chunk", kind = "network",
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\nb\r\n" .. '{"ok"'},
+  -- a second answer stuck behind the first: whoever reads it next gets the wrong one
+  {name = "smuggled", hold = true, body = {ok = true},
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 11\r\n\r\n" .. OK11 ..
+         "HTTP/1.1 200 OK\r\n" .. JSON .. "Content-Length: 16\r\n\r\n" .. '{"smuggled":true}'},
+}
+for _, c in ipairs(M.cases) do M.cases[c.name] = c end
+
+if ... == "spec.support.raw_server" then
+  local core = require "moltflow.core"
+  local dkjson = require "dkjson"
+  local http = require "spec.support.http"
+  local quote = require("spec.support.process").quote
+  local here = debug.getinfo(1, "S").source:match("^@(.*)$")
+
+  -- Starts the server once per process (a background lua5.4 that exits with
+  -- this one); returns its origin, http://127.0.0.1:PORT.
+  function M.start()
+    if M.origin then return M.origin end
+    local dir = assert(io.popen("mktemp -d /tmp/moltflow-raw.XXXXXX")):read("*l")
+    local owner = assert(io.popen("echo $PPID")):read("*l")
+    local port_file = dir .. "/port"
+    os.execute(string.format("lua5.4 %s %s %s >%s 2>&1 & echo $! >%s", quote(here), quote(port_file), owner,
+      quote(dir .. "/log"), quote(dir .. "/pid")))
+    -- stopped when this Lua state closes (else it exits by itself once its owner is gone)
+    local function stop()
+      os.execute(string.format("kill $(cat %s/pid) 2>/dev/null; rm -rf %s", quote(dir), quote(dir)))
+    end
+    if newproxy then
+      M.sentinel = newproxy(true)
+      getmetatable(M.sentinel).__gc = stop
+    else
+      M.sentinel = setmetatable({}, {__gc = stop})
+    end
+    local deadline = core.monotime() + 10
+    local port
+    repeat
+      local f = io.open(port_file)
+      if f then port = f:read("*l"); f:close() end
+      if not port then core.sleep(0.05) end
+    until port or core.monotime() > deadline
+    assert(port, "the raw server did not start")
+    M.origin = "http://127.0.0.1:" .. port
+    M.dir = dir
+    return M.origin
+  end
+
+  function M.log()
+    local res = assert(http.request{method = "GET", url = M.start() .. "/_log"})
+    return dkjson.decode(res.body)
+  end
+
+  function M.clear()
+    assert(http.request{method = "GET", url = M.start() .. "/_clear"})
+  end
+
+  return M
+end
+
 local socket = require "socket"
 
 local port_file, owner = arg[1], tonumber(arg[2])
@@ -88,30 +212,58 @@ handlers["/trickle"] = function(conn)
   end
 end
 
-local function huge(conn, chunked)
-  local total = 20 * 1024 * 1024
-  local chunk = string.rep("x", 64 * 1024)
-  if chunked then
-    head(conn, "200 OK", "application/json", "Transfer-Encoding: chunked\r\n")
-  else
-    head(conn, "200 OK", "application/json", "Content-Length: " .. total .. "\r\n")
+handlers["/trickle-head"] = function(conn)
+  local text = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " .. string.rep("s", 400) .. "\r\n"
+  for i = 1, #text do
+    if not conn:send(text:sub(i, i)) then return end
+    socket.sleep(0.1)
   end
+end
+
+-- Streams `total` bytes of `prefix .. x...` in 64 KiB pieces; entry.sent
+-- counts what got out before the client hung up.
+local function stream(conn, entry, total, framing)
+  local chunk = string.rep("x", 64 * 1024)
   conn:settimeout(5)
-  local sent = 0
-  while sent < total do
+  entry.sent = 0
+  while entry.sent < total do
     local ok
-    if chunked then
+    if framing == "chunked" then
       ok = conn:send(string.format("%x\r\n", #chunk) .. chunk .. "\r\n")
     else
       ok = conn:send(chunk)
     end
     if not ok then return end -- the client gave up: as it should
-    sent = sent + #chunk
+    entry.sent = entry.sent + #chunk
   end
-  if chunked then conn:send("0\r\n\r\n") end
+  if framing == "chunked" then conn:send("0\r\n\r\n") end
 end
-handlers["/huge"] = function(conn) huge(conn, false) end
-handlers["/huge-chunked"] = function(conn) huge(conn, true) end
+
+local MIB = 1024 * 1024
+handlers["/huge"] = function(conn, entry)
+  head(conn, "200 OK", "application/json", "Content-Length: " .. 20 * MIB .. "\r\n")
+  stream(conn, entry, 20 * MIB)
+end
+handlers["/huge-chunked"] = function(conn, entry)
+  head(conn, "200 OK", "application/json", "Transfer-Encoding: chunked\r\n")
+  stream(conn, entry, 20 * MIB, "chunked")
+end
+handlers["/huge-unframed"] = function(conn, entry)
+  head(conn, "200 OK", "application/json")
+  stream(conn, entry, 64 * MIB)
+end
+handlers["/huge-header"] = function(conn, entry)
+  conn:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Huge: ")
+  stream(conn, entry, 64 * MIB)
+end
+
+-- Waits until the client closes the connection or sends anything more, or
+-- another client connects (this server serves one connection at a time).
+local function hold(conn)
+  socket.select({conn, server}, nil, 10)
+  conn:settimeout(0)
+  conn:receive(65536) -- what the client sent: closing with unread bytes would reset
+end
 
 handlers["/html-502"] = function(conn)
   local body = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n" ..
@@ -135,7 +287,12 @@ local function serve(conn)
   if not method then return end
   local bare = path:match("^[^?]*"):gsub("^/api/v2", "")
   if bare == "/_log" then
-    local body = "[" .. table.concat(log, ",") .. "]"
+    local lines = {}
+    for i, e in ipairs(log) do
+      lines[i] = string.format('{"method":%s,"path":%s,"headers":%s,"sent":%d}', quote(e.method), quote(e.path),
+                               e.headers, e.sent or 0)
+    end
+    local body = "[" .. table.concat(lines, ",") .. "]"
     head(conn, "200 OK", "application/json", "Content-Length: " .. #body .. "\r\n")
     conn:send(body)
     return
@@ -144,10 +301,15 @@ local function serve(conn)
     head(conn, "204 No Content", "application/json", "Content-Length: 0\r\n")
     return
   end
-  log[#log + 1] = string.format('{"method":%s,"path":%s,"headers":%s}', quote(method), quote(path), headers)
+  local entry = {method = method, path = path, headers = headers}
+  log[#log + 1] = entry
   local h = handlers[bare]
-  if h then
-    h(conn)
+  local case = M.cases[bare:match("^/raw/(.+)$") or ""]
+  if case then
+    conn:send(case.raw)
+    if case.hold then hold(conn) end
+  elseif h then
+    h(conn, entry)
   else
     head(conn, "404 Not Found", "application/json", "Content-Length: 23\r\n")
     conn:send('{"detail":"Not Found"}\n')

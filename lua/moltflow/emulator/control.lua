@@ -1,11 +1,33 @@
 -- The control API under /_emulator/: only in the emulator, never logged,
 -- never rate-limited, never faulted. docs/emulator.md documents each route.
+--
+-- It can read every secret sent to the emulator, so: the Host must be the
+-- loopback address and port (no DNS rebinding), an Origin must be too, every
+-- route but /health needs the launcher's token in X-Emulator-Token, a POST
+-- must be application/json (no cross-site "simple" request), and the request
+-- log comes redacted unless ?raw=1 asks otherwise.
 local api = require "moltflow.emulator.api"
 local faults = require "moltflow.emulator.faults"
 local json = require "moltflow.emulator.json"
 local state = require "moltflow.emulator.state"
 
 local M = {}
+
+local control_token -- set by configure(); nil refuses every guarded route
+
+function M.configure(opts)
+  control_token = opts.control_token
+end
+
+-- Compares in time independent of where the strings differ.
+local function same_secret(given, want)
+  if type(given) ~= "string" or #given ~= #want then return false end
+  local diff = 0
+  for i = 1, #want do
+    if given:byte(i) ~= want:byte(i) then diff = diff + 1 end
+  end
+  return diff == 0
+end
 
 local function reply(req, status, body)
   return require("moltflow.emulator").send(req, status, body)
@@ -66,12 +88,60 @@ local function fault_list(req)
   return reply(req, 200, state.faults)
 end
 
+-- Redaction of the request log: credential headers, and values whose names
+-- mark them as secrets, in JSON bodies and query strings.
+local SECRET_HEADERS = { authorization = true, ["x-api-key"] = true, cookie = true, ["x-emulator-token"] = true }
+local REDACTED = "[redacted]"
+
+local function secret_name(name)
+  name = tostring(name):lower()
+  return name:find("password", 1, true) or name:find("token", 1, true) or name:find("secret", 1, true)
+    or name == "raw_key" or name == "api_key" or name == "key" or name == "code"
+end
+
+local function redact_json(v)
+  if type(v) ~= "table" or v == json.null then return v end
+  for k, item in pairs(v) do
+    if type(k) == "string" and secret_name(k) and item ~= json.null then
+      v[k] = REDACTED
+    else
+      redact_json(item)
+    end
+  end
+  return v
+end
+
+local function redact_query(query)
+  return (query:gsub("([^&=]+)=([^&]*)", function(name, value)
+    if secret_name(ngx.unescape_uri(name)) then return name .. "=" .. REDACTED end
+    return name .. "=" .. value
+  end))
+end
+
+local function redacted(entry)
+  local out = {}
+  for k, v in pairs(entry) do out[k] = v end
+  out.headers = {}
+  for name, value in pairs(entry.headers) do out.headers[name] = SECRET_HEADERS[name] and REDACTED or value end
+  out.query = redact_query(entry.query or "")
+  local body = entry.body ~= "" and json.decode(entry.body)
+  if type(body) == "table" then
+    out.body = json.encode(redact_json(body))
+  elseif entry.body ~= "" and body == nil then
+    out.body = REDACTED -- not JSON: nothing to tell secrets from the rest by
+  end
+  return out
+end
+
 local function requests(req)
   if req.method == "DELETE" then
     state.requests = json.array()
     return reply(req, 204)
   end
-  return reply(req, 200, state.requests)
+  if req.args.raw == "1" then return reply(req, 200, state.requests) end
+  local out = json.array()
+  for i, entry in ipairs(state.requests) do out[i] = redacted(entry) end
+  return reply(req, 200, out)
 end
 
 local function outbox(req)
@@ -142,8 +212,29 @@ local routes = {
   { "^/email%-verification$", { POST = email_verification } },
 }
 
+local function guard(req, path)
+  local port = ngx.var.server_port
+  local host = req.headers.host
+  if host ~= "127.0.0.1:" .. port and host ~= "localhost:" .. port then
+    return reply(req, 403, { detail = "the control API answers only Host 127.0.0.1:" .. port .. " or localhost:" .. port })
+  end
+  local origin = req.headers.origin
+  if origin and origin ~= "http://127.0.0.1:" .. port and origin ~= "http://localhost:" .. port then
+    return reply(req, 403, { detail = "the control API refuses cross-origin requests" })
+  end
+  if path ~= "/health" and not (control_token and same_secret(req.headers["x-emulator-token"], control_token)) then
+    return reply(req, 401, { detail = "X-Emulator-Token missing or wrong (see control-token in the prefix)" })
+  end
+  local ctype = (req.headers["content-type"] or ""):lower()
+  if req.method == "POST" and not (ctype == "application/json" or ctype:find("^application/json%s*;")) then
+    return reply(req, 415, { detail = "control requests must be Content-Type: application/json" })
+  end
+  return true
+end
+
 function M.handle(req)
   local path = req.path:sub(#"/_emulator" + 1)
+  if guard(req, path) ~= true then return end
   for _, r in ipairs(routes) do
     local cap = path:match(r[1])
     if cap then

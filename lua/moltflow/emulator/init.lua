@@ -18,9 +18,20 @@ local BASE = "/api/v2"
 -- not grow the worker without bound.
 M.REQUEST_LOG_LIMIT = 10000
 
+-- opts: rate_limit, rate_limit_scale, control_token_file (the launcher's
+-- token for /_emulator/; read once here, at startup).
 function M.init(opts)
-  state.configure(opts or {})
+  opts = opts or {}
+  state.configure(opts)
   state.reset()
+  local token
+  if opts.control_token_file then
+    local f = assert(io.open(opts.control_token_file, "rb"))
+    token = f:read("*l")
+    f:close()
+    assert(token and #token >= 32, "the control token file holds no token")
+  end
+  require("moltflow.emulator.control").configure({ control_token = token })
 end
 
 ---------------------------------------------------------------- request

@@ -24,16 +24,40 @@ local escapes = {
   ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
 }
 
+-- Control characters are U+0000..U+001F; DEL (0x7F) is an ordinary character
+-- in JSON. (%c would include DEL; %z is \0 under Lua 5.1.)
+local CONTROL = '[%z\1-\31"\\]'
+
 local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  return '"' .. s:gsub(CONTROL, function(c)
     return escapes[c] or string.format("\\u%04x", c:byte())
   end) .. '"'
 end
 
 local encode_value
 
+-- The shortest of %.15g..%.17g that reads back as the same double.
+local function shortest_float(v)
+  for digits = 15, 16 do
+    local s = string.format("%." .. digits .. "g", v)
+    if tonumber(s) == v then return s end
+  end
+  return string.format("%.17g", v)
+end
+
+-- A table is an array when marked (json.array) or when its keys are exactly
+-- 1..n; an object when every key is a string. Anything else (mixed, sparse)
+-- raises rather than losing entries.
 local function encode_table(t, out)
-  if getmetatable(t) == array_mt or t[1] ~= nil then
+  local count, strings = 0, 0
+  for k in pairs(t) do
+    count = count + 1
+    if type(k) == "string" then strings = strings + 1 end
+  end
+  local n = #t
+  local array = getmetatable(t) == array_mt or (count > 0 and strings == 0)
+  if array then
+    if count ~= n or (n > 0 and t[n] == nil) then error("json: cannot encode a mixed or sparse table") end
     out[#out + 1] = "["
     for i = 1, #t do
       if i > 1 then out[#out + 1] = "," end
@@ -42,11 +66,9 @@ local function encode_table(t, out)
     out[#out + 1] = "]"
     return
   end
+  if strings ~= count then error("json: cannot encode a mixed or sparse table") end
   local keys = {}
-  for k in pairs(t) do
-    if type(k) ~= "string" then error("json: object keys must be strings") end
-    keys[#keys + 1] = k
-  end
+  for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys)
   out[#out + 1] = "{"
   for i, k in ipairs(keys) do
@@ -69,7 +91,7 @@ function encode_value(v, out)
     if v == math.floor(v) and math.abs(v) < 2 ^ 53 then
       out[#out + 1] = string.format("%d", v)
     else
-      out[#out + 1] = string.format("%.14g", v)
+      out[#out + 1] = shortest_float(v)
     end
   elseif tv == "string" then
     out[#out + 1] = encode_string(v)
@@ -112,7 +134,7 @@ local simple_escapes = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"']
 local function decode_string(s, i)
   local parts, pos = {}, i + 1
   while true do
-    local j = s:find('["\\%c]', pos)
+    local j = s:find(CONTROL, pos)
     if not j then decode_error(s, i, "unterminated string") end
     parts[#parts + 1] = s:sub(pos, j - 1)
     local c = s:sub(j, j)
@@ -133,6 +155,8 @@ local function decode_string(s, i)
         if not lo_cp or lo_cp < 0xDC00 or lo_cp > 0xDFFF then decode_error(s, j, "lone surrogate") end
         cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo_cp - 0xDC00)
         pos = pos + 6
+      elseif cp >= 0xDC00 and cp <= 0xDFFF then
+        decode_error(s, j, "lone surrogate")
       end
       parts[#parts + 1] = utf8_char(cp)
     else
@@ -179,6 +203,7 @@ function decode_value(s, i)
     return decode_string(s, i)
   elseif c == "-" or c:match("%d") then
     local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+    if not num then decode_error(s, i, "bad number") end
     local valid = num:match("^-?0$") or num:match("^-?0[.eE]") or num:match("^-?[1-9]")
     if not valid or not tonumber(num) or num:match("%.$") or num:match("%.[eE]") or num:match("%d[-+]") then
       decode_error(s, i, "bad number")
