@@ -205,7 +205,7 @@ describe_ngx("OpenResty (examples/openresty)", function()
     assert.equal(200, status)
     assert.same({failed = {status = 503, attempts = 1}, deleted = {detail = "Account deleted"}}, out)
     local sent = {}
-    for _, r in ipairs(control("GET", "requests")) do
+    for _, r in ipairs(control("GET", "requests?raw=1")) do
       if r.method == "DELETE" and r.path == "/api/v2/users/me" then sent[#sent + 1] = r end
     end
     assert.equal(2, #sent)
