@@ -412,8 +412,8 @@ static int l_try_lock(lua_State *L) {
   int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return push_failure(L, "cannot open the lock file", path, errno);
   struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-    int e = errno;
+  int e = fstat(fd, &st) ? errno : 0;
+  if (e || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
     close(fd);
     if (e) return push_failure(L, "cannot use the lock file", path, e);
     lua_pushnil(L);
