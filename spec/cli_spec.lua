@@ -434,6 +434,26 @@ describe("moltflow-admin", function()
       end)
     end
 
+    it("Ctrl-C during a request exits 130", function()
+      login()
+      emu.fault{path = "/auth/me", delay = 1}
+      local dir = proc.tmpdir()
+      local env = ("MOLTFLOW_CONFIG_DIR=%s HOME=%s"):format(proc.quote(config_dir), proc.quote(config_dir))
+      assert(os.execute(("sh -c '%s %s whoami >/dev/null 2>&1 & echo $! >%s/pid; wait $!; echo $? >%s/rc' &"):format(
+        env, proc.quote(LAUNCHER), dir, dir)))
+      local core = require "moltflow.core"
+      local deadline = core.monotime() + 20
+      -- awaits the request in flight: the emulator has taken the fault and holds the answer
+      while (#emu.control("GET", "faults") > 0 or proc.slurp(dir .. "/pid") == "") and core.monotime() < deadline do
+        core.sleep(0.02)
+      end
+      assert(os.execute("kill -INT " .. proc.slurp(dir .. "/pid"):match("%d+")))
+      while proc.slurp(dir .. "/rc") == "" and core.monotime() < deadline do core.sleep(0.05) end
+      local rc = tonumber(proc.slurp(dir .. "/rc"))
+      os.execute("rm -rf " .. proc.quote(dir))
+      assert.equal(130, rc)
+    end)
+
     it("logs in and works in a process that cannot start another one, with an empty PATH", function()
       assert(os.execute("chown 1 " .. proc.quote(config_dir)))
       local function run(argv, stdin)
