@@ -192,6 +192,14 @@ io.write("got:", tostring(line), ":", tostring(err), ":", tostring(signal), "\n"
       end)
     end
 
+    it("leaves a signal the process ignores ignored", function()
+      -- SIGQUIT: the standalone interpreter installs its own SIGINT handler
+      local r = pty.run(prompt_script(false), {{expect = "Password: "}, {send = "\28"}, {send = "still here\n"}},
+                        {ignore = {"SIGQUIT"}})
+      assert.matches("got:still here:nil:nil", r.output, 1, true)
+      assert.is_true(r.echo)
+    end)
+
     it("says so when there is no terminal", function()
       local code = "local l, err = require('moltflow.core').sys.read_tty('x', false); io.write(tostring(l), ' ', err)"
       local r = proc.run({"setsid", "-w", interpreter, "-e", code}, {env = LUA_ENV})

@@ -214,12 +214,12 @@ static int l_isatty(lua_State *L) {
 static const int PROMPT_SIGNALS[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
 #define N_PROMPT_SIGNALS (sizeof PROMPT_SIGNALS / sizeof PROMPT_SIGNALS[0])
 
-/* A pending prompt signal, consumed; 0 when none. */
-static int take_signal(void) {
+/* A pending signal of the held set, consumed; 0 when none. */
+static int take_signal(const sigset_t *held) {
   sigset_t pending;
   if (sigpending(&pending)) return 0;
   for (size_t i = 0; i < N_PROMPT_SIGNALS; i++) {
-    if (sigismember(&pending, PROMPT_SIGNALS[i])) {
+    if (sigismember(held, PROMPT_SIGNALS[i]) && sigismember(&pending, PROMPT_SIGNALS[i])) {
       sigset_t one;
       int sig;
       sigemptyset(&one);
@@ -257,9 +257,14 @@ static int l_read_tty(lua_State *L) {
     quiet = saved;
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
   }
+  /* a blocked signal stays pending even when ignored: hold only the others */
   sigset_t held, old_mask;
   sigemptyset(&held);
-  for (size_t i = 0; i < N_PROMPT_SIGNALS; i++) sigaddset(&held, PROMPT_SIGNALS[i]);
+  for (size_t i = 0; i < N_PROMPT_SIGNALS; i++) {
+    struct sigaction now;
+    if (sigaction(PROMPT_SIGNALS[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
+      sigaddset(&held, PROMPT_SIGNALS[i]);
+  }
   sigprocmask(SIG_BLOCK, &held, &old_mask);
 
   char line[4096];
@@ -277,7 +282,7 @@ static int l_read_tty(lua_State *L) {
     goto restore_terminal;
   }
   for (;;) {
-    if ((sig = take_signal())) {
+    if ((sig = take_signal(&held))) {
       result = READ_SIGNAL;
       break;
     }
@@ -318,7 +323,7 @@ restore_terminal:
   if (restore) tcsetattr(fd, TCSAFLUSH, &saved);
   close(fd);
   /* a signal that came with the last keystroke still counts */
-  if (!sig && result == READ_OK) sig = take_signal();
+  if (!sig && result == READ_OK) sig = take_signal(&held);
   sigprocmask(SIG_SETMASK, &old_mask, NULL);
 
   int nret;

@@ -2,7 +2,7 @@
 -- pty module) and plays a dialogue with it:
 --
 --   local r = pty.run({"/usr/bin/lua5.4", "x.lua"}, {{expect = "Password: "}, {send = "s3cret\n"}},
---                     {env = {HOME = dir}})
+--                     {env = {HOME = dir}, ignore = {"SIGINT"}})
 --   r.code, r.signal, r.output (what the terminal showed), r.echo (echo still on
 --   after the child exited), r.stty (`stty -a` on that terminal)
 --
@@ -17,7 +17,8 @@ local script = debug.getinfo(1, "S").source:match("^@(.*)/pty%.lua$") .. "/pty_s
 
 function M.run(argv, steps, opts)
   opts = opts or {}
-  local spec = dkjson.encode({argv = argv, steps = steps, env = opts.env or {}, timeout = opts.timeout or 20})
+  local spec = dkjson.encode({argv = argv, steps = steps, env = opts.env or {}, timeout = opts.timeout or 20,
+                              ignore = opts.ignore})
   local p = assert(io.popen("python3 " .. proc.quote(script) .. " " .. proc.quote(spec)))
   local text = p:read("a")
   p:close()

@@ -2,7 +2,8 @@
 """Runs a command on a new pseudo-terminal and plays a dialogue with it.
 
 argv[1] is JSON: {"argv": [...], "env": {...}, "steps": [{"expect": text} |
-{"send": text}], "timeout": seconds}. "expect" waits until the text has
+{"send": text}], "timeout": seconds, "ignore": ["SIGINT", ...] (ignored in the
+child)}. "expect" waits until the text has
 appeared in the output (the terminal's echo included); "send" types the text
 (b"\\x03" is Ctrl-C, b"\\x1c" Ctrl-\\, which the line discipline turns into
 SIGINT and SIGQUIT). When the child has exited, the terminal's settings are
@@ -16,6 +17,7 @@ Prints JSON: {"code": exit status or null, "signal": number or null,
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -37,6 +39,8 @@ def main():
         if slave > 2:
             os.close(slave)
         try:
+            for name in spec.get("ignore") or []:  # e.g. "SIGINT", as nohup or a background job has it
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
             env = spec.get("env") or {}  # an empty Lua table arrives as []
             os.execve(spec["argv"][0], spec["argv"], dict(env))
         finally:
