@@ -191,9 +191,10 @@ end
 -- file records that base URL, and a command for any other server finds no
 -- tokens (so it sends none, and its 401 cannot delete them) until a login
 -- there replaces them. A file from before the binding belongs to the server
--- saved at login in config.json (none recorded: to no server). `store.notice` holds the warning from
--- loading it (a corrupt or unsafe file), `store.other_server` the server of a
--- login that does not apply, `store.save_error` the last failed save.
+-- saved at login in config.json (none recorded: to no server).
+-- `store.notice` holds the warning from loading it (a corrupt or unsafe
+-- file), `store.other_server` the server of a login that does not apply,
+-- `store.save_error` the last failed save.
 local function login_store(url)
   local file = admin.file_store(cli.credentials_path())
   local store = {}
