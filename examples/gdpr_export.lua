@@ -29,13 +29,12 @@ while arg[i] do
 end
 path = path or "moltflow-export.json"
 
--- Personal data: the file is created private (umask 077) and exclusively
--- (noclobber: an existing file or link is never written through).
-local function create_private(file)
-  local quoted = "'" .. file:gsub("'", "'\\''") .. "'"
-  local r = os.execute("exec 2>/dev/null; umask 077 && set -C && : > " .. quoted)
-  if r ~= true and r ~= 0 then return nil end -- 5.4: true, LuaJIT: 0
-  return io.open(file, "wb")
+-- Personal data: the file is private (mode 0600) from its creation, and an
+-- existing file is never replaced.
+local function exists(file)
+  local f = io.open(file, "rb")
+  if f then f:close() end
+  return f ~= nil
 end
 
 local c = admin.new{}
@@ -45,16 +44,11 @@ if not os.getenv("MOLTFLOW_API_KEY") or os.getenv("MOLTFLOW_API_KEY") == "" then
   if not ok then fail("login failed: ", tostring(err)) end
 end
 
-local f = create_private(path)
-if not f then fail("cannot create ", path, " (it must not exist yet)") end
+if exists(path) then fail("cannot create ", path, " (it must not exist yet)") end
 local data, err = c.gdpr:export()
-if not data then
-  f:close()
-  os.remove(path)
-  fail("export failed: ", tostring(err))
-end
-f:write(admin.json_encode(data), "\n")
-f:close()
+if not data then fail("export failed: ", tostring(err)) end
+local ok, werr = admin.write_private(path, admin.json_encode(data) .. "\n")
+if not ok then fail("cannot write ", path, ": ", werr) end
 print(("exported %s (%s) to %s, mode 0600: %d API keys, %d consent records"):format(
   data.user.email, data.tenant.name, path, #data.api_keys, #(data.consents or {})))
 
