@@ -1,7 +1,9 @@
-/* URL and path templating with percent-encoding (request.c). The input is
- * split on NUL bytes into a path parameter, a raw path and a query value.
+/* URL and path templating with percent-encoding (request.c). The input's
+ * first 8 bytes are a number (any double: NaN, infinities, 1e300), the rest
+ * is split on NUL bytes into a path parameter, a raw path and a query value.
  * Percent-encoding must leave only unreserved characters and %XX and decode
- * back to the input; a built path never gains a segment, query or fragment. */
+ * back to the input; a built path never gains a segment, query or fragment;
+ * numbers in the query and the body read back exactly, or the build raises. */
 #include "harness.h"
 
 static int unhex(int c) {
@@ -33,6 +35,12 @@ static int run(lua_State *L) {
   const fuzz_input *in = fuzz_arg(L);
   const char *s = (const char *)in->data;
   size_t n = in->size;
+  double num = 0;
+  if (n >= sizeof num) {
+    memcpy(&num, s, sizeof num);
+    s += sizeof num;
+    n -= sizeof num;
+  }
   check_encoding(s, n);
   const char *part[3] = {"", "/", ""};
   size_t plen[3] = {0, 1, 0};
@@ -48,28 +56,38 @@ static int run(lua_State *L) {
   lua_pushlstring(L, part[0], plen[0]);
   lua_pushlstring(L, part[1], plen[1]);
   lua_pushlstring(L, part[2], plen[2]);
-  lua_call(L, 3, 0);
+  lua_pushnumber(L, (lua_Number)num);
+  lua_call(L, 4, 0);
   return 0;
 }
 
 /* Builds through the Lua API, as the SDK does: raising is fine (bad
  * arguments), producing a path that escapes its template is not. */
 static const char *const script =
-    "local c = core.new{base_url = 'http://127.0.0.1:1/api/v2'}\n"
+    "local c = core.new{base_url = 'http://127.0.0.1:1/api/v2', api_key = 'k'}\n"
     "local ep = core.endpoint{label = 'api_keys.get', method = 'GET', path = '/api-keys/{id}/x',"
     "  auth = 'any', fields = 'months:integer q:string'}\n"
     "local raw = core.endpoint{label = 'request', method = 'POST', path = '/', auth = 'any', raw = true}\n"
-    "function fuzz_build(id, path, value)\n"
-    "  local ok, req = pcall(c.build, c, ep, id, {q = value})\n"
+    "local function query_number(p, name)\n"
+    "  local v = p:match('[?&]' .. name .. '=([^&]*)')\n"
+    "  return v and tonumber((v:gsub('%%2B', '+')))\n"
+    "end\n"
+    "local function whole(n) return n == math.floor(n) and n >= -2^63 and n < 2^63 end\n"
+    "function fuzz_build(id, path, value, num)\n"
+    "  local ok, req = pcall(c.build, c, ep, id, {q = value, months = num})\n"
+    "  if ok then assert(whole(num), 'months accepted: ' .. tostring(num)) end\n"
     "  if ok then\n"
     "    local _, p = req:info()\n"
-    "    local seg = p:match('^/api%-keys/([^/?#]*)/x%?q=[^?#&=]*$')\n"
-    "    assert(seg, p)\n"
+    "    assert(p:match('^/api%-keys/[^/?#]*/x%?[^?#]*$'), p)\n"
+    "    assert(query_number(p, 'months') == num, p)\n"
     "  end\n"
-    "  ok, req = pcall(c.build, c, raw, path, {query = {[value] = id}, body = {v = value, id = id}})\n"
+    "  ok, req = pcall(c.build, c, raw, path, {query = {[value] = id, n = num}, body = {v = value, id = id, n = num}})\n"
     "  if ok then\n"
     "    local _, p = req:info()\n"
     "    assert(not p:find('#', 1, true) and not p:find('/../', 1, true), p)\n"
+    "    if value ~= 'n' then assert(query_number(p, 'n') == num, p) end\n"
+    "    local _, _, _, body = c:wire(req)\n"
+    "    assert(core.json_decode(body).n == num, body)\n"
     "  end\n"
     "end\n";
 

@@ -28,6 +28,7 @@ static void free_secret(char **s) {
 static void client_release(client *c) {
   if (c->closed) return;
   c->closed = 1;
+  c->closing = 0;
   http_close(c);
   free_secret(&c->api_key);
   free_secret(&c->access_token);
@@ -42,8 +43,31 @@ static void client_release(client *c) {
 
 client *client_check(lua_State *L, int idx) {
   client *c = luaL_checkudata(L, idx, CLIENT_MT);
-  if (c->closed) core_raise(L, "moltflow: the client is closed");
+  if (c->closed || c->closing) core_raise(L, "moltflow: the client is closed");
   return c;
+}
+
+/* Runs body(L) (the method's arguments unchanged) as a call on the client:
+ * Lua code that runs inside it (finalisers at allocations, __index of an
+ * argument table) finds the client in use. Its close() is deferred to the end
+ * of the call, and other calls on it raise, so body may keep pointers into
+ * the client's memory. Under lua_pcall, so that the call ends on errors too. */
+static int client_call(lua_State *L, lua_CFunction body) {
+  client *c = client_check(L, 1);
+  if (c->busy)
+    return core_raise(L, "moltflow: the client is in use: called from a finaliser or metamethod "
+                         "during one of its own calls");
+  int n = lua_gettop(L);
+  lua_pushvalue(L, 1); /* keeps the client alive below the call */
+  lua_pushcfunction(L, body);
+  lua_insert(L, 1);
+  lua_insert(L, 1);
+  c->busy = 1;
+  int rc = lua_pcall(L, n, LUA_MULTRET, 0);
+  c->busy = 0;
+  if (c->closing) client_release(c);
+  if (rc != 0) return lua_error(L);
+  return lua_gettop(L) - 1;
 }
 
 enum credential client_credential(const client *c, enum auth_mode auth) {
@@ -68,14 +92,17 @@ static const char *opt_string(lua_State *L, int opts, const char *name, size_t *
   return s;
 }
 
-static double opt_number(lua_State *L, int opts, const char *name, double dflt, double min) {
+/* A number in [min, max]: the range keeps the conversions to long and size_t
+ * defined. range names it for the message. */
+static double opt_number(lua_State *L, int opts, const char *name, double dflt, double min, double max,
+                         const char *range) {
   lua_getfield(L, opts, name);
   double v = dflt;
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TNUMBER)
       core_raise(L, "moltflow.new: field '%s' must be a number", name);
     v = (double)lua_tonumber(L, -1);
-    if (!(v >= min)) core_raise(L, "moltflow.new: field '%s' must be at least %f", name, (lua_Number)min);
+    if (!(v >= min && v <= max)) core_raise(L, "moltflow.new: field '%s' must be %s", name, range);
   }
   lua_pop(L, 1);
   return v;
@@ -153,9 +180,11 @@ static int client_new(lua_State *L) {
   if (!base) core_raise(L, "moltflow.new: field 'base_url' is required");
   check_base_url(L, base, opt_bool(L, 1, "insecure_http"));
   while (n > 0 && base[n - 1] == '/') n--; /* paths bring their own slash */
-  double timeout = opt_number(L, 1, "timeout", 30, 0.001);
-  double connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001);
-  double max_bytes = opt_number(L, 1, "max_response_bytes", 8.0 * 1024 * 1024, 1);
+  double timeout = opt_number(L, 1, "timeout", 30, 0.001, 1e6, "at least 0.001 and at most 1000000 (seconds)");
+  double connect_timeout =
+      opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6, "at least 0.001 and at most 1000000 (seconds)");
+  double max_bytes = opt_number(L, 1, "max_response_bytes", 8.0 * 1024 * 1024, 1, 1099511627776.0,
+                                "at least 1 and at most 2^40 (bytes)");
 
   c->closed = 0;
   c->base_url = dup_string(base, n);
@@ -183,13 +212,14 @@ static int client_new(lua_State *L) {
 /* The one finaliser: __gc, __close and c:close(). Idempotent. */
 static int client_finalise(lua_State *L) {
   client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  client_release(c);
+  if (c->busy) c->closing = 1; /* released when the call in progress ends */
+  else client_release(c);
   return 0;
 }
 
-static int client_tostring(lua_State *L) {
+static int client_tostring_body(lua_State *L) {
   client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  if (c->closed) {
+  if (c->closed || c->closing) {
     lua_pushliteral(L, "moltflow.client (closed)");
   } else {
     lua_pushfstring(L, "moltflow.client (%s; credentials:%s%s%s%s)", c->base_url,
@@ -219,7 +249,7 @@ static void set_secret(lua_State *L, client *c, char **slot, int idx, const char
 }
 
 /* c:set_tokens(access, refresh): nil clears a token. */
-static int client_set_tokens(lua_State *L) {
+static int client_set_tokens_body(lua_State *L) {
   client *c = client_check(L, 1);
   set_secret(L, c, &c->access_token, 2, "access_token");
   set_secret(L, c, &c->refresh_token, 3, "refresh_token");
@@ -236,7 +266,7 @@ static int client_set_api_key(lua_State *L) {
 }
 
 /* c:tokens(): {access_token, refresh_token, expires_at} or nil. */
-static int client_tokens(lua_State *L) {
+static int client_tokens_body(lua_State *L) {
   client *c = client_check(L, 1);
   if (!c->access_token && !c->refresh_token) {
     lua_pushnil(L);
@@ -274,36 +304,43 @@ static int client_credentials(lua_State *L) {
 
 static int client_is_closed(lua_State *L) {
   client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  lua_pushboolean(L, c->closed);
+  lua_pushboolean(L, c->closed || c->closing);
   return 1;
 }
 
-static int client_send(lua_State *L) {
+static int client_send_body(lua_State *L) {
   client *c = client_check(L, 1);
   request *r = request_check(L, 2);
   return http_perform(L, c, r);
 }
 
-static int client_start(lua_State *L) {
+static int client_start_body(lua_State *L) {
   client *c = client_check(L, 1);
   return http_start(L, c, request_check(L, 2));
 }
 
-static int client_poll(lua_State *L) {
+static int client_poll_body(lua_State *L) {
   client *c = client_check(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  return http_poll(L, c, timeout < 0 ? 0 : timeout, lua_istable(L, 3) ? 3 : 0);
+  return http_poll(L, c, timeout > 0 ? timeout : 0, lua_istable(L, 3) ? 3 : 0); /* NaN too */
 }
 
-static int client_finish(lua_State *L) {
-  client *c = client_check(L, 1);
-  return http_finish(L, c, request_check(L, 2));
+/* A request started on another client is refused: its transfer is not ours. */
+static request *own_request(lua_State *L, client *c, int idx) {
+  request *r = request_check(L, idx);
+  if (r->xfer && r->xfer->owner != c) core_raise(L, "moltflow: the request is not running on this client");
+  return r;
 }
 
-static int client_cancel(lua_State *L) {
+static int client_finish_body(lua_State *L) {
   client *c = client_check(L, 1);
-  http_cancel(c, request_check(L, 2));
+  return http_finish(L, c, own_request(L, c, 2));
+}
+
+static int client_cancel_body(lua_State *L) {
+  client *c = client_check(L, 1);
+  http_cancel(c, own_request(L, c, 2));
   return 0;
 }
 
@@ -315,7 +352,7 @@ static int client_running(lua_State *L) {
 
 /* c:wire(req): method, url, headers, body for a transport written in Lua
  * (OpenResty). The headers include the credential: never log them. */
-static int client_wire(lua_State *L) {
+static int client_wire_body(lua_State *L) {
   client *c = client_check(L, 1);
   request *r = request_check(L, 2);
   enum credential cred = client_credential(c, r->auth);
@@ -348,7 +385,7 @@ static int client_wire(lua_State *L) {
 
 /* c:read(req, status, raw_headers, body): the response half for a Lua
  * transport. */
-static int client_read(lua_State *L) {
+static int client_read_body(lua_State *L) {
   client *c = client_check(L, 1);
   request *r = request_check(L, 2);
   long status = (long)luaL_checkinteger(L, 3);
@@ -361,7 +398,7 @@ static int client_read(lua_State *L) {
 }
 
 /* c:info(): non-secret settings, for tostring and diagnostics. */
-static int client_info(lua_State *L) {
+static int client_info_body(lua_State *L) {
   client *c = client_check(L, 1);
   lua_createtable(L, 0, 6);
   lua_pushlstring(L, c->base_url, c->base_len);
@@ -377,9 +414,28 @@ static int client_info(lua_State *L) {
   return 1;
 }
 
+/* The methods that read client memory across calls into Lua. */
+static int client_tostring(lua_State *L) {
+  client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  /* closed, or pinned by the call in progress: nothing can be freed meanwhile */
+  if (c->closed || c->closing || c->busy) return client_tostring_body(L);
+  return client_call(L, client_tostring_body);
+}
+static int client_set_tokens(lua_State *L) { return client_call(L, client_set_tokens_body); }
+static int client_tokens(lua_State *L) { return client_call(L, client_tokens_body); }
+static int client_send(lua_State *L) { return client_call(L, client_send_body); }
+static int client_start(lua_State *L) { return client_call(L, client_start_body); }
+static int client_poll(lua_State *L) { return client_call(L, client_poll_body); }
+static int client_finish(lua_State *L) { return client_call(L, client_finish_body); }
+static int client_cancel(lua_State *L) { return client_call(L, client_cancel_body); }
+static int client_wire(lua_State *L) { return client_call(L, client_wire_body); }
+static int client_read(lua_State *L) { return client_call(L, client_read_body); }
+static int client_info(lua_State *L) { return client_call(L, client_info_body); }
+static int client_build(lua_State *L) { return client_call(L, request_build); }
+
 void client_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"build", request_build},
+      {"build", client_build},
       {"send", client_send},
       {"start", client_start},
       {"poll", client_poll},

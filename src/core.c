@@ -66,6 +66,7 @@ static int l_json_decode(lua_State *L) {
 static int l_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
   if (!(s > 0)) return 0;
+  if (s > 1e9) s = 1e9; /* beyond time_t's range: undefined */
   struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
   while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
   return 0;

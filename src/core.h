@@ -59,8 +59,10 @@ typedef struct {
   char method[8];
   enum auth_mode auth;
   buffer url;   /* absolute */
-  buffer path;  /* relative to the base URL, query included: for errors and hooks */
+  buffer path;  /* relative to the base URL, query included, secret query values
+                 * REDACTED: for errors and hooks */
   buffer body;
+  buffer secrets; /* NUL-separated names of the endpoint's secret fields */
   int has_body;
   transfer *xfer; /* set while the request runs on the multi handle */
 } request;
@@ -84,6 +86,8 @@ struct transfer {
 
 typedef struct {
   int closed;
+  int busy;    /* a method is running: Lua code inside it cannot release the client */
+  int closing; /* close() was called during that method: released when it ends */
   char *base_url;
   size_t base_len;
   char *user_agent, *ca_file, *proxy;
@@ -122,6 +126,9 @@ int request_percent_encode(buffer *out, const char *s, size_t n);
 /* Refuses CR, LF and NUL: they would split or cut a header. */
 int request_header_safe(const char *s, size_t n);
 void request_release(request *r);
+/* A field or query name whose values are secrets: named like one (token,
+ * password, secret, key, code) or typed secret by the request's endpoint. */
+int request_secret_name(const request *r, const char *name, size_t n);
 
 /* response.c */
 void response_open(lua_State *L);

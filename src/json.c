@@ -81,23 +81,37 @@ static int enc_string(encoder *e, const char *s, size_t n) {
   return 0;
 }
 
-static int enc_number(encoder *e, int idx) {
-  char tmp[64];
+size_t json_format_double(double d, char *buf) {
+  if (!isfinite(d)) return 0;
   int n;
-  if (mf_isinteger(e->L, idx)) {
-    n = snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(e->L, idx));
+  /* whole numbers within int64 as integers (all LuaJIT numbers are floats) */
+  if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+    n = snprintf(buf, JSON_NUMBER_SIZE, "%lld", (long long)d);
   } else {
-    double d = (double)lua_tonumber(e->L, idx);
-    if (!isfinite(d)) return enc_fail(e, "cannot encode NaN or infinity");
-    if (d == floor(d) && fabs(d) < 9007199254740992.0) {
-      /* An integral float (all LuaJIT numbers) goes out as an integer. */
-      n = snprintf(tmp, sizeof tmp, "%.0f", d);
-    } else {
-      n = snprintf(tmp, sizeof tmp, "%.14g", d);
-      if (strtod(tmp, NULL) != d) n = snprintf(tmp, sizeof tmp, "%.17g", d);
+    /* the shortest of 15, 16 and 17 significant digits that reads back as d */
+    for (int digits = 15; digits <= 17; digits++) {
+      n = snprintf(buf, JSON_NUMBER_SIZE, "%.*g", digits, d);
+      if (strtod(buf, NULL) == d) break;
     }
   }
-  if (buffer_append(e->out, tmp, (size_t)n)) return enc_oom(e);
+  return n > 0 && n < JSON_NUMBER_SIZE ? (size_t)n : 0;
+}
+
+size_t json_format_number(lua_State *L, int idx, char *buf) {
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, idx)) {
+    int n = snprintf(buf, JSON_NUMBER_SIZE, "%lld", (long long)lua_tointeger(L, idx));
+    return n > 0 && n < JSON_NUMBER_SIZE ? (size_t)n : 0;
+  }
+#endif
+  return json_format_double((double)lua_tonumber(L, idx), buf);
+}
+
+static int enc_number(encoder *e, int idx) {
+  char tmp[JSON_NUMBER_SIZE];
+  size_t n = json_format_number(e->L, idx, tmp);
+  if (!n) return enc_fail(e, "cannot encode NaN or infinity");
+  if (buffer_append(e->out, tmp, n)) return enc_oom(e);
   return 0;
 }
 
@@ -115,7 +129,8 @@ static long long table_array_length(lua_State *L, int idx, int marked) {
       return marked ? -2 : -1;
     }
     double k = (double)lua_tonumber(L, -1);
-    if (k < 1 || k != floor(k)) {
+    /* no array has 2^53 entries: larger keys make an object, before any cast */
+    if (!(k >= 1 && k < 9007199254740992.0) || k != floor(k)) {
       lua_pop(L, 1);
       return marked ? -2 : -1;
     }

@@ -26,6 +26,13 @@ int json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t
 int json_decode(lua_State *L, const char *s, size_t len, buffer *scratch, char *err,
                 size_t err_size);
 
+/* Numbers written so that they read back exactly: whole numbers within int64
+ * as integers, others in the shortest %.15g to %.17g form. Return the length
+ * written to buf (JSON_NUMBER_SIZE bytes), or 0 for NaN and infinities. */
+#define JSON_NUMBER_SIZE 32
+size_t json_format_double(double d, char *buf);
+size_t json_format_number(lua_State *L, int idx, char *buf);
+
 /* Pushes the shared array metatable, creating it on first use. */
 void json_push_array_mt(lua_State *L);
 

@@ -1,6 +1,7 @@
 /* Endpoints and request building: validating arguments, templating the path,
  * encoding the query and the JSON body. No I/O happens here, so every
  * transport (curl easy and multi, OpenResty) shares it. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@ int request_percent_encode(buffer *out, const char *s, size_t n) {
   out->len = (size_t)(d - out->data);
   return 0;
 }
+
+static void oom(lua_State *L) { core_raise(L, "moltflow: out of memory"); }
 
 /* ------------------------------------------------------------ endpoints */
 
@@ -146,7 +149,10 @@ static int endpoint_new(lua_State *L) {
     if (!*p) break;
     size_t wl = strcspn(p, " ");
     const char *colon = memchr(p, ':', wl);
-    if (!colon) core_raise(L, "moltflow.endpoint: %s: field '%.*s' has no type", label, (int)wl, p);
+    if (!colon) {
+      lua_pushlstring(L, p, wl); /* lua_pushfstring has no %.*s */
+      core_raise(L, "moltflow.endpoint: %s: field '%s' has no type", label, lua_tostring(L, -1));
+    }
     endpoint_field *f = &ep->fields[ep->nfields];
     f->name = xstrndup(L, p, (size_t)(colon - p));
     ep->nfields++;
@@ -219,6 +225,7 @@ void request_release(request *r) {
   buffer_free(&r->url);
   buffer_free(&r->path);
   buffer_free(&r->body);
+  buffer_free(&r->secrets);
 }
 
 request *request_check(lua_State *L, int idx) { return luaL_checkudata(L, idx, REQUEST_MT); }
@@ -250,13 +257,14 @@ static int request_info(lua_State *L) {
   return 2;
 }
 
-static void oom(lua_State *L) { core_raise(L, "moltflow: out of memory"); }
 
-static int is_integral(lua_State *L, int idx) {
+/* An exact integer within int64: floats too (LuaJIT has no other), but not
+ * 1e300, which is whole but no integer the server could read. */
+static int is_int64(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TNUMBER) return 0;
   if (mf_isinteger(L, idx)) return 1;
   double d = (double)lua_tonumber(L, idx);
-  return isfinite(d) && d == floor(d);
+  return d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
 }
 
 static int is_string_array(lua_State *L, int idx) {
@@ -277,7 +285,7 @@ static int is_string_array(lua_State *L, int idx) {
 static int type_ok(lua_State *L, int idx, enum field_type t) {
   switch (t) {
     case FIELD_STRING: case FIELD_SECRET: return lua_type(L, idx) == LUA_TSTRING;
-    case FIELD_INTEGER: return is_integral(L, idx);
+    case FIELD_INTEGER: return is_int64(L, idx);
     case FIELD_NUMBER: return lua_type(L, idx) == LUA_TNUMBER;
     case FIELD_BOOLEAN: return lua_type(L, idx) == LUA_TBOOLEAN;
     case FIELD_ARRAY: return is_string_array(L, idx);
@@ -302,8 +310,30 @@ static void check_fields(lua_State *L, const endpoint *ep, int args) {
   }
 }
 
-static void append_query_value(lua_State *L, const endpoint *ep, buffer *b, int idx, const char *key) {
-  char tmp[64];
+/* Query names that mark a secret: their values never reach errors or hooks. */
+static int secret_name(const char *k, size_t n) {
+  static const char *const words[] = {"token", "password", "secret", "key", "code"};
+  char lower[64];
+  if (n >= sizeof lower) n = sizeof lower - 1;
+  for (size_t i = 0; i < n; i++) lower[i] = (char)tolower((unsigned char)k[i]);
+  lower[n] = '\0';
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (strstr(lower, words[i])) return 1;
+  return 0;
+}
+
+int request_secret_name(const request *r, const char *k, size_t n) {
+  if (secret_name(k, n)) return 1;
+  for (size_t at = 0; r->secrets.data && at < r->secrets.len; at += strlen(r->secrets.data + at) + 1)
+    if (strlen(r->secrets.data + at) == n && !memcmp(r->secrets.data + at, k, n)) return 1;
+  return 0;
+}
+
+/* Appends "name=value" to the URL, and to the shown path with the value
+ * redacted when the name marks a secret. */
+static void append_query_value(lua_State *L, const endpoint *ep, request *r, int idx, const char *key,
+                               size_t kl) {
+  char tmp[JSON_NUMBER_SIZE];
   size_t n;
   const char *s;
   switch (lua_type(L, idx)) {
@@ -315,20 +345,23 @@ static void append_query_value(lua_State *L, const endpoint *ep, buffer *b, int 
       n = strlen(s);
       break;
     case LUA_TNUMBER:
-      if (is_integral(L, idx))
-        n = (size_t)snprintf(tmp, sizeof tmp, "%.0f", (double)lua_tonumber(L, idx));
-      else
-        n = (size_t)snprintf(tmp, sizeof tmp, "%.17g", (double)lua_tonumber(L, idx));
+      n = json_format_number(L, idx, tmp);
+      if (!n) core_raise(L, "moltflow: %s: query field '%s' must be a finite number", ep->label, key);
       s = tmp;
       break;
     default:
       core_raise(L, "moltflow: %s: query field '%s' must be a string, number or boolean", ep->label, key);
       return;
   }
-  if (request_percent_encode(b, s, n)) oom(L);
+  if (request_percent_encode(&r->url, s, n)) oom(L);
+  if (request_secret_name(r, key, kl)) {
+    if (buffer_puts(&r->path, "REDACTED")) oom(L);
+  } else if (request_percent_encode(&r->path, s, n)) {
+    oom(L);
+  }
 }
 
-static void append_query(lua_State *L, const endpoint *ep, buffer *b, int args) {
+static void append_query(lua_State *L, const endpoint *ep, request *r, int args) {
   int first = 1;
   lua_pushnil(L);
   while (lua_next(L, args)) {
@@ -337,26 +370,51 @@ static void append_query(lua_State *L, const endpoint *ep, buffer *b, int args) 
     size_t kl;
     const char *k = lua_tolstring(L, -2, &kl);
     if (!(lua_type(L, -1) == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) {
-      if (buffer_putc(b, first ? '?' : '&') || request_percent_encode(b, k, kl) || buffer_putc(b, '='))
-        oom(L);
-      append_query_value(L, ep, b, lua_gettop(L), k);
+      for (int shown = 0; shown < 2; shown++) {
+        buffer *b = shown ? &r->path : &r->url;
+        if (buffer_putc(b, first ? '?' : '&') || request_percent_encode(b, k, kl) || buffer_putc(b, '='))
+          oom(L);
+      }
+      append_query_value(L, ep, r, lua_gettop(L), k, kl);
       first = 0;
     }
     lua_pop(L, 1);
   }
 }
 
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Refuses what could leave the path: controls, '?', '#', backslashes and dot
+ * segments, also percent-encoded (servers decode %2E, %2F and %5C before they
+ * resolve dot segments). */
 static void check_raw_path(lua_State *L, const char *p, size_t n) {
   if (n == 0 || p[0] != '/') core_raise(L, "moltflow: request: path must start with '/'");
-  for (size_t i = 0; i < n; i++) {
+  buffer d = {NULL, 0, 0}; /* p with %2E, %2F and %5C decoded */
+  int bad = 0;
+  for (size_t i = 0; i < n && !bad; i++) {
     unsigned char ch = (unsigned char)p[i];
-    if (ch <= 0x20 || ch >= 0x7F || ch == '?' || ch == '#' || ch == '\\')
-      core_raise(L, "moltflow: request: path may not contain spaces, controls, '?', '#' or '\\' "
-                    "(pass a query table instead)");
+    if (ch <= 0x20 || ch >= 0x7F || ch == '?' || ch == '#') bad = 1;
+    if (ch == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+      int v = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
+      if (v == '.' || v == '/' || v == '\\') {
+        ch = (unsigned char)v;
+        i += 2;
+      }
+    }
+    if (ch == '\\') bad = 1;
+    if (buffer_putc(&d, (char)ch)) bad = 2;
   }
-  if (strstr(p, "/../") || strstr(p, "/./") || (n >= 3 && !strcmp(p + n - 3, "/..")) ||
-      (n >= 2 && !strcmp(p + n - 2, "/.")))
-    core_raise(L, "moltflow: request: path may not contain '.' or '..' segments");
+  int dots = !bad && !buffer_cstr(&d) &&
+             (strstr(d.data, "/../") || strstr(d.data, "/./") ||
+              (d.len >= 3 && !strcmp(d.data + d.len - 3, "/..")) || (d.len >= 2 && !strcmp(d.data + d.len - 2, "/.")));
+  buffer_free(&d);
+  if (bad == 2) oom(L);
+  if (bad)
+    core_raise(L, "moltflow: request: path may not contain spaces, controls, '?', '#' or '\\' "
+                  "(pass a query table instead)");
+  if (dots) core_raise(L, "moltflow: request: path may not contain '.' or '..' segments");
 }
 
 /* Servers decode %2F and %2E before resolving dot segments (nginx, Starlette),
@@ -384,6 +442,9 @@ int request_build(lua_State *L) {
   int req_idx = lua_gettop(L);
   memcpy(r->method, ep->method, sizeof r->method);
   r->auth = ep->auth;
+  for (int i = 0; i < ep->nfields; i++) /* NUL-separated names of the secret fields */
+    if (ep->fields[i].type == FIELD_SECRET && buffer_append(&r->secrets, ep->fields[i].name, strlen(ep->fields[i].name) + 1))
+      oom(L);
 
   int args = 0, body_idx = 0, query_idx = 0;
   if (ep->raw) {
@@ -439,11 +500,10 @@ int request_build(lua_State *L) {
       if (ep->fields_in_query) query_idx = args; else body_idx = args;
     }
   }
-  if (query_idx) append_query(L, ep, &r->path, query_idx);
-  if (buffer_append(&r->url, c->base_url, c->base_len) ||
-      buffer_append(&r->url, r->path.data, r->path.len) || buffer_cstr(&r->url) ||
-      buffer_cstr(&r->path))
+  if (buffer_append(&r->url, c->base_url, c->base_len) || buffer_append(&r->url, r->path.data, r->path.len))
     oom(L);
+  if (query_idx) append_query(L, ep, r, query_idx);
+  if (buffer_cstr(&r->url) || buffer_cstr(&r->path)) oom(L);
   if (body_idx) {
     char err[256];
     mf_getuservalue(L, 2); /* the array hints */

@@ -242,8 +242,60 @@ static void push_loc(lua_State *L, int item) {
   lua_remove(L, loc);
 }
 
+static const char REDACTED[] = "REDACTED";
+
+/* Replaces the values of secret-named keys in the table at idx, at any depth
+ * (an echoed request body). With all set, every string or table value (a
+ * secret field's ctx: numbers such as min_length are its limits, not it). */
+static void redact_tree(lua_State *L, const request *r, int idx, int all, int depth) {
+  if (depth > JSON_MAX_DEPTH || !lua_checkstack(L, 4)) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t n = 0;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+    int t = lua_type(L, -1);
+    if ((all && (t == LUA_TSTRING || t == LUA_TTABLE)) || (!all && k && request_secret_name(r, k, n))) {
+      lua_pushvalue(L, -2);
+      lua_pushstring(L, REDACTED);
+      lua_rawset(L, idx); /* assigning an existing key keeps lua_next valid */
+    } else if (!all && t == LUA_TTABLE) {
+      redact_tree(L, r, lua_gettop(L), 0, depth + 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* A validation error item may echo the input (pydantic 2: "input" and
+ * "ctx"): for a secret field its value, else a body holding secret fields. */
+static void redact_item(lua_State *L, const request *r, int item) {
+  int secret = 0;
+  lua_getfield(L, item, "loc");
+  if (lua_istable(L, -1)) {
+    size_t n = mf_rawlen(L, -1);
+    for (size_t i = 1; i <= n && !secret; i++) {
+      lua_rawgeti(L, -1, (int)i);
+      size_t kl;
+      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+      secret = k && request_secret_name(r, k, kl);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  static const char *const echoes[] = {"input", "ctx"};
+  for (int e = 0; e < 2; e++) {
+    lua_getfield(L, item, echoes[e]);
+    if (lua_istable(L, -1)) {
+      redact_tree(L, r, lua_gettop(L), secret, 0);
+    } else if (secret && !lua_isnil(L, -1)) {
+      lua_pushstring(L, REDACTED);
+      lua_setfield(L, item, echoes[e]);
+    }
+    lua_pop(L, 1);
+  }
+}
+
 /* From {"detail": ...}: sets message, detail and validation_errors on t. */
-static void interpret_detail(lua_State *L, int t, int body, long status) {
+static void interpret_detail(lua_State *L, const request *r, int t, int body, long status) {
   lua_getfield(L, body, "detail");
   int d = lua_gettop(L);
   lua_pushvalue(L, d);
@@ -265,6 +317,7 @@ static void interpret_detail(lua_State *L, int t, int body, long status) {
     lua_rawgeti(L, d, (int)i);
     int item = lua_gettop(L);
     if (lua_istable(L, item)) {
+      redact_item(L, r, item);
       lua_createtable(L, 0, 3);
       int v = lua_gettop(L);
       push_loc(L, item);
@@ -309,7 +362,7 @@ int response_push(lua_State *L, client *c, const request *r, long status, const 
       lua_pushboolean(L, 1);
     } else if (!is_json_type(&k)) {
       char msg[200];
-      snprintf(msg, sizeof msg, "expected a JSON response, got Content-Type %.*s",
+      snprintf(msg, sizeof msg, "expected a JSON response, got Content-Type %.*s", /* not Lua's: C's */
                (int)(k.content_type_len > 80 ? 80 : k.content_type_len), k.content_type);
       response_push_error(L, r, "decode", msg, 0);
       set_common(L, lua_gettop(L), r, status, &k);
@@ -349,7 +402,7 @@ int response_push(lua_State *L, client *c, const request *r, long status, const 
   if (blen && is_json_type(&k) && !json_decode(L, body, blen, &c->scratch, err, sizeof err)) {
     int b = lua_gettop(L);
     if (lua_istable(L, b))
-      interpret_detail(L, t, b, status);
+      interpret_detail(L, r, t, b, status);
     else {
       lua_pushfstring(L, "HTTP %d", (int)status);
       lua_setfield(L, t, "message");

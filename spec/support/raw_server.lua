@@ -14,6 +14,8 @@
 --   /html-502         a proxy's HTML 502 page
 --   /wrong-type       200 text/plain
 --   /json             200 {"ok":true} (a well-behaved answer)
+--   /auth/reset-password  a FastAPI (pydantic 2) 422 that echoes the input: the
+--                     fields' values in `input` and `ctx`, the whole body in `input`
 --   /_log             the requests received so far (JSON lines of method, path and headers)
 --   /_clear           forgets them
 -- Every request but /_log and /_clear is recorded.
@@ -51,8 +53,8 @@ local function read_request(conn)
       if name:lower() == "content-length" then length = tonumber(value) or 0 end
     end
   end
-  if length > 0 then conn:receive(length) end
-  return method, path, "{" .. table.concat(headers, ",") .. "}"
+  local body = length > 0 and conn:receive(length) or ""
+  return method, path, "{" .. table.concat(headers, ",") .. "}", body
 end
 
 local function head(conn, status, ctype, extra)
@@ -130,8 +132,20 @@ handlers["/json"] = function(conn)
   conn:send('{"ok":true}')
 end
 
+handlers["/auth/reset-password"] = function(conn, body)
+  local function field(name) return quote(body:match('"' .. name .. '":"([^"]*)"') or "") end
+  local detail = '{"detail":[' ..
+    '{"type":"string_too_short","loc":["body","new_password"],"msg":"String should have at least 64 characters",' ..
+    '"input":' .. field("new_password") .. ',"ctx":{"min_length":64}},' ..
+    '{"type":"value_error","loc":["body","token"],"msg":"Value error, unknown token",' ..
+    '"input":' .. field("token") .. ',"ctx":{"error":' .. field("token") .. '}},' ..
+    '{"type":"missing","loc":["body","email"],"msg":"Field required","input":' .. body .. '}]}'
+  head(conn, "422 Unprocessable Entity", "application/json", "Content-Length: " .. #detail .. "\r\n")
+  conn:send(detail)
+end
+
 local function serve(conn)
-  local method, path, headers = read_request(conn)
+  local method, path, headers, body = read_request(conn)
   if not method then return end
   local bare = path:match("^[^?]*"):gsub("^/api/v2", "")
   if bare == "/_log" then
@@ -147,7 +161,7 @@ local function serve(conn)
   log[#log + 1] = string.format('{"method":%s,"path":%s,"headers":%s}', quote(method), quote(path), headers)
   local h = handlers[bare]
   if h then
-    h(conn)
+    h(conn, body)
   else
     head(conn, "404 Not Found", "application/json", "Content-Length: 23\r\n")
     conn:send('{"detail":"Not Found"}\n')
