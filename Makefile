@@ -140,6 +140,12 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(FUZZ_OBJ)
 	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
 	  $< $(FUZZ_OBJ) -l:liblua5.4.a $(LIBS) -lm -ldl -o $@
 
+# Request building alone (layers 1 and 2): no client, no http.c, no libcurl.
+FUZZ_LAYER2_OBJ := $(patsubst %,build/fuzz/obj/%.o,buffer json request response)
+build/fuzz/fuzz_request: fuzz/fuzz_request.c fuzz/harness.h $(FUZZ_LAYER2_OBJ)
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
+	  $< $(FUZZ_LAYER2_OBJ) -l:liblua5.4.a -lcrypto -lm -ldl -o $@
+
 .SECONDARY: $(FUZZ_OBJ)
 fuzz-build: $(FUZZ_BIN)
 

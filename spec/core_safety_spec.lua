@@ -95,11 +95,16 @@ describe("a client closed by Lua code running inside its own call", function()
   -- time a finaliser closed c during the call.
   local function close_from_finaliser(call, prepare)
     local function setpause(p)
-      if jit then collectgarbage("setpause", p) else collectgarbage("incremental", p, 1000, 0) end
+      if jit then
+        collectgarbage("setpause", p)
+        collectgarbage("setstepmul", p == 0 and 1000 or 200)
+      else
+        collectgarbage("incremental", p, p == 0 and 1000 or 100, p == 0 and 0 or 13)
+      end
     end
     setpause(0)
     local ok, result = pcall(function()
-      for _ = 1, 300 do
+      for _ = 1, 3000 do
         local c = core.new{base_url = emu.url, api_key = KEY}
         local arg = prepare and prepare(c)
         local calling, closed_inside = false, false
@@ -118,7 +123,7 @@ describe("a client closed by Lua code running inside its own call", function()
         end
         c:close()
       end
-      error("no finaliser ran inside the call in 300 tries")
+      error("no finaliser ran inside the call in 3000 tries")
     end)
     setpause(200) -- the default
     collectgarbage("collect")
@@ -128,7 +133,7 @@ describe("a client closed by Lua code running inside its own call", function()
 
   it("by a finaliser during c:send: the call returns its answer, then the client is closed", function()
     local r = close_from_finaliser(function(c, req) return c:send(req) end,
-                                 function(c) return c:build(ep, {months = 12}) end)
+                                 function(c) return c:build(ep, {months = 24}) end)
     assert.is_table(r[1], tostring(r[2]))
     assert.equal(200, r[2].status)
   end)
