@@ -237,3 +237,53 @@ describe("messages with a bounded part", function()
            {label = "x", method = "GET", path = "/", auth = "any", fields = "months"})
   end)
 end)
+
+describe("request headers, built once for every transport", function()
+  local token_only = core.endpoint{label = "auth.me", method = "GET", path = "/auth/me", auth = "token"}
+  local create = core.endpoint{label = "api_keys.create", method = "POST", path = "/api-keys", auth = "any",
+                               fields = "name:string! scopes:array!"}
+
+  it("a token-only call without a token fails alike through libcurl and c:wire", function()
+    local c = core.new{base_url = emu.url, api_key = KEY}
+    local req = c:build(token_only)
+    local _, sent = c:send(req)
+    local v, wired = c:wire(req)
+    assert.is_nil(v)
+    assert.equal("auth", sent.kind)
+    assert.equal("this call needs a bearer token: log in first", sent.message)
+    assert.equal(sent.message, wired.message)
+    assert.equal(tostring(sent), tostring(wired))
+  end)
+
+  it("are the same headers that libcurl sends", function()
+    emu.reset()
+    local c = core.new{base_url = emu.url, api_key = KEY, user_agent = "agent/1"}
+    local req = c:build(create, {name = "h", scopes = {"usage:read"}})
+    assert(c:send(req))
+    local recorded = emu.requests()[1].headers
+    local _, _, headers = c:wire(req)
+    local n = 0
+    for name, value in pairs(headers) do
+      n = n + 1
+      assert.equal(value, recorded[name:lower()], name)
+    end
+    assert.equal(4, n) -- Accept, User-Agent, Content-Type, X-API-Key
+  end)
+end)
+
+describe("error tables", function()
+  it("core.new_error makes them as the core makes its own", function()
+    local c = core.new{base_url = "http://127.0.0.1:" .. require("spec.support.process").free_port(), api_key = KEY}
+    local _, own = c:send(c:build(core.endpoint{label = "x", method = "GET", path = "/x", auth = "any"}))
+    local made = core.new_error{kind = own.kind, message = own.message, method = "GET", path = "/x",
+                                connect_failed = true}
+    assert.equal(core.error_mt, getmetatable(made))
+    assert.equal(core.error_mt, getmetatable(own))
+    assert.equal(tostring(own), tostring(made))
+    for _, k in ipairs{"kind", "message", "method", "path", "attempts", "connect_failed"} do
+      assert.equal(own[k], made[k], k)
+    end
+    raises("new_error: field 'kind' is required", core.new_error, {message = "m"})
+    raises("new_error: field 'message' must be a string", core.new_error, {kind = "network", message = 1})
+  end)
+end)
