@@ -28,7 +28,8 @@ endif
 
 WARN := -Wall -Wextra -Wpedantic
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -fPIC $(WARN) $(CFLAGS) -I$(LUA_INC)
+# Hidden by default: core.so exports luaopen_moltflow_core alone (src/core.c).
+ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) -I$(LUA_INC)
 LIBS := -lcurl -lcrypto -lpthread
 SRC := $(wildcard src/*.c)
 HDR := $(wildcard src/*.h)
@@ -48,7 +49,7 @@ BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/lua
 
 all: $(CORE)
 
-$(BUILD)/obj/%.o: src/%.c $(HDR)
+$(BUILD)/obj/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -178,7 +179,7 @@ ASAN_OBJ := $(patsubst src/%.c,build/asan/obj/%.o,$(SRC))
 
 build/asan/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
 
 build/asan/moltflow/core.so: $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
