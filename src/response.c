@@ -401,7 +401,7 @@ int moltflow_response_push(lua_State *L, buffer *scratch, const request *r, long
       lua_pushboolean(L, 1);
     } else if (!is_json_type(&k)) {
       char msg[200];
-      snprintf(msg, sizeof msg, "expected a JSON response, got Content-Type %.*s", /* not Lua's: C's */
+      snprintf(msg, sizeof msg, "expected a JSON response, got Content-Type %.*s",
                (int)(k.content_type_len > 80 ? 80 : k.content_type_len), k.content_type);
       moltflow_response_push_error(L, r, "decode", msg, 0);
       set_common(L, lua_gettop(L), r, status, &k);
