@@ -30,7 +30,8 @@ endif
 
 WARN := -Wall -Wextra -Wpedantic
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -fPIC $(WARN) $(CFLAGS) -I$(LUA_INC)
+# Hidden by default: core.so exports luaopen_moltflow_core alone (src/core.c).
+ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) -I$(LUA_INC)
 LIBS := -lcurl -lcrypto -lpthread
 SRC := $(wildcard src/*.c)
 HDR := $(wildcard src/*.h)
@@ -50,7 +51,7 @@ BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/lua
 
 all: $(CORE)
 
-$(BUILD)/obj/%.o: src/%.c $(HDR)
+$(BUILD)/obj/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -150,6 +151,12 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(FUZZ_OBJ)
 	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
 	  $< $(FUZZ_OBJ) -l:liblua5.4.a $(LIBS) -lm -ldl -o $@
 
+# Request building alone (layers 1 and 2): no client, no http.c, no libcurl.
+FUZZ_LAYER2_OBJ := $(patsubst %,build/fuzz/obj/%.o,buffer json request response)
+build/fuzz/fuzz_request: fuzz/fuzz_request.c fuzz/harness.h $(FUZZ_LAYER2_OBJ)
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
+	  $< $(FUZZ_LAYER2_OBJ) -l:liblua5.4.a -lcrypto -lm -ldl -o $@
+
 .SECONDARY: $(FUZZ_OBJ)
 fuzz-build: $(FUZZ_BIN)
 
@@ -182,7 +189,7 @@ ASAN_OBJ := $(patsubst src/%.c,build/asan/obj/%.o,$(SRC))
 
 build/asan/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
 
 build/asan/moltflow/core.so: $(ASAN_OBJ)
 	@mkdir -p $(dir $@)

@@ -33,6 +33,7 @@ build = {
       sources = {
         "src/buffer.c", "src/client.c", "src/core.c", "src/hash.c", "src/http.c",
         "src/json.c", "src/request.c", "src/response.c", "src/sys.c", "src/token.c",
+        "src/clock.c",
       },
       defines = {"_DEFAULT_SOURCE"},
       libraries = {"curl", "crypto", "pthread"},

@@ -26,10 +26,12 @@ local LUA_PATH = ("%s/lua/?.lua;%s/lua/?/init.lua;;"):format(root, root)
 -- Sequential round trips of each workload (the floor adds one for TCP and
 -- one for the TLS 1.3 handshake of the first connection).
 local WORKLOADS = {
-  {name = "session", title = "one client, 10 × (GET usage, POST api-keys, PATCH settings)", trips = 30},
+  {name = "session", title = "one client, 10 × (GET usage, POST api-keys, PATCH settings)", trips = 30,
+   requests = 30},
   {name = "agency", title = "50 tenant clients × 2 rounds, `admin.batch` at concurrency 8",
-   trips = 2 * math.ceil(50 / 8)},
-  {name = "batch", title = "one client, `c:batch` of 32 GETs at concurrency 16", trips = math.ceil(32 / 16)},
+   trips = 2 * math.ceil(50 / 8), requests = 100},
+  {name = "batch", title = "one client, `c:batch` of 32 GETs at concurrency 16", trips = math.ceil(32 / 16),
+   requests = 32},
 }
 
 local function now() return uv.hrtime() / 1e9 end
@@ -125,7 +127,7 @@ local function measure(server, url, workload, client)
         if not code:match("^2%d%d$") then fail("HTTP " .. code) end
       end
     end
-    local s = server:summary(mark)
+    local s = server:summary(mark, workload.requests)
     s.wall = wall
     samples[#samples + 1] = s
   end

@@ -14,11 +14,10 @@ static int run(lua_State *L) {
   char headers[256];
   int hl = type ? snprintf(headers, sizeof headers, "HTTP/1.1 %ld X\r\nContent-Type: %s\r\n\r\n", status, type)
                 : snprintf(headers, sizeof headers, "HTTP/1.1 %ld X\r\n\r\n", status);
-  client c;
-  memset(&c, 0, sizeof c);
+  buffer scratch = {NULL, 0, 0};
   request r;
   fuzz_request(&r, "POST", "/api-keys");
-  response_push(L, &c, &r, status, headers, (size_t)hl, (const char *)in->data + 1, in->size - 1);
+  moltflow_response_push(L, &scratch, &r, status, headers, (size_t)hl, (const char *)in->data + 1, in->size - 1);
   if (lua_isnil(L, -2)) {
     /* every error has a string kind and message and prints */
     lua_getfield(L, -1, "kind");
@@ -27,8 +26,8 @@ static int run(lua_State *L) {
     lua_pop(L, 2);
     if (!luaL_tolstring(L, -1, NULL)) abort();
   }
-  buffer_free(&c.scratch);
-  request_release(&r);
+  moltflow_buffer_free(&scratch);
+  moltflow_request_release(&r);
   return 0;
 }
 

@@ -43,14 +43,14 @@ static int run(lua_State *L) {
   const fuzz_input *in = fuzz_arg(L);
   buffer scratch = {NULL, 0, 0}, out = {NULL, 0, 0}, again = {NULL, 0, 0};
   char err[256];
-  int rc = json_decode(L, (const char *)in->data, in->size, &scratch, err, sizeof err);
+  int rc = moltflow_json_decode(L, (const char *)in->data, in->size, &scratch, err, sizeof err);
   if (rc == 0) {
     int v = lua_gettop(L);
-    if (json_encode(L, v, 0, &out, err, sizeof err)) {
+    if (moltflow_json_encode(L, v, 0, &out, err, sizeof err)) {
       fprintf(stderr, "decoded value does not encode: %s\n", err);
       abort();
     }
-    if (json_decode(L, out.data ? out.data : "", out.len, &scratch, err, sizeof err)) {
+    if (moltflow_json_decode(L, out.data ? out.data : "", out.len, &scratch, err, sizeof err)) {
       fprintf(stderr, "encoding does not decode: %s\n%.*s\n", err, (int)out.len, out.data);
       abort();
     }
@@ -58,11 +58,11 @@ static int run(lua_State *L) {
       fprintf(stderr, "round trip changed the value: %.*s\n", (int)out.len, out.data);
       abort();
     }
-    if (json_encode(L, lua_gettop(L), 0, &again, err, sizeof err)) abort();
+    if (moltflow_json_encode(L, lua_gettop(L), 0, &again, err, sizeof err)) abort();
   }
-  buffer_free(&scratch);
-  buffer_free(&out);
-  buffer_free(&again);
+  moltflow_buffer_free(&scratch);
+  moltflow_buffer_free(&out);
+  moltflow_buffer_free(&again);
   return 0;
 }
 

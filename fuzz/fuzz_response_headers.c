@@ -7,21 +7,20 @@
 static int run(lua_State *L) {
   const fuzz_input *in = fuzz_arg(L);
   const char *h = (const char *)in->data;
-  double wait = response_retry_after(h, in->size, 1700000000.0);
+  double wait = moltflow_response_retry_after(h, in->size, 1700000000.0);
   if (!(wait == -1 || (wait >= 0 && isfinite(wait)))) abort(); /* never negative, NaN or infinite */
-  response_push_headers(L, h, in->size);
-  client c;
-  memset(&c, 0, sizeof c);
+  moltflow_response_push_headers(L, h, in->size);
+  buffer scratch = {NULL, 0, 0};
   request r;
   fuzz_request(&r, "GET", "/usage/current");
   static const long statuses[] = {200, 204, 429, 503};
   static const char body[] = "{\"detail\":\"Too Many Requests\"}";
   for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++) {
-    response_push(L, &c, &r, statuses[i], h, in->size, body, sizeof body - 1);
+    moltflow_response_push(L, &scratch, &r, statuses[i], h, in->size, body, sizeof body - 1);
     lua_settop(L, 2);
   }
-  buffer_free(&c.scratch);
-  request_release(&r);
+  moltflow_buffer_free(&scratch);
+  moltflow_request_release(&r);
   return 0;
 }
 

@@ -1,15 +1,16 @@
 /* base64url decoding and JWT claims (token.c). */
 #include "harness.h"
+#include "../src/token.h"
 
 static int run(lua_State *L) {
   const fuzz_input *in = fuzz_arg(L);
   const char *s = (const char *)in->data;
   buffer out = {NULL, 0, 0}, scratch = {NULL, 0, 0};
-  if (token_base64url_decode(s, in->size, &out) == 0 && out.len > in->size * 3 / 4 + 2) abort();
-  buffer_free(&out);
-  double exp = token_expiry(L, s, in->size, &scratch);
+  if (moltflow_token_base64url_decode(s, in->size, &out) == 0 && out.len > in->size * 3 / 4 + 2) abort();
+  moltflow_buffer_free(&out);
+  double exp = moltflow_token_expiry(L, s, in->size, &scratch);
   (void)exp;
-  buffer_free(&scratch);
+  moltflow_buffer_free(&scratch);
   /* the Lua face of the same code */
   lua_getglobal(L, "core");
   lua_getfield(L, -1, "jwt_claims");

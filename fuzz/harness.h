@@ -1,5 +1,5 @@
 /* Shared by the libFuzzer targets: one Lua 5.4 state per process with
- * moltflow.core loaded, and a protected call so that a Lua error (out of
+ * moltflow.core (or its layer 2 only) loaded, and a protected call so that a Lua error (out of
  * memory) in the code under test ends the input, not the fuzzer. */
 #ifndef MOLTFLOW_FUZZ_HARNESS_H
 #define MOLTFLOW_FUZZ_HARNESS_H
@@ -12,10 +12,24 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "../src/core.h"
 #include "../src/json.h"
+#include "../src/request.h"
+#include "../src/response.h"
 
+/* A target that defines FUZZ_LAYER2_ONLY gets the request and response
+ * layers without the client and libcurl (the Makefile links it without them). */
+#ifdef FUZZ_LAYER2_ONLY
+static int fuzz_open(lua_State *L) {
+  lua_newtable(L);
+  moltflow_json_open(L);
+  moltflow_request_open(L);
+  moltflow_response_open(L);
+  return 1;
+}
+#else
 int luaopen_moltflow_core(lua_State *L);
+#define fuzz_open luaopen_moltflow_core
+#endif
 
 typedef struct {
   const uint8_t *data;
@@ -27,7 +41,7 @@ static inline lua_State *fuzz_state(void) {
   if (!L) {
     L = luaL_newstate();
     luaL_openlibs(L);
-    luaL_requiref(L, "moltflow.core", luaopen_moltflow_core, 0);
+    luaL_requiref(L, "moltflow.core", fuzz_open, 0);
     lua_setglobal(L, "core");
   }
   return L;
@@ -56,7 +70,7 @@ static inline const fuzz_input *fuzz_arg(lua_State *L) { return lua_touserdata(L
 static inline void fuzz_request(request *r, const char *method, const char *path) {
   memset(r, 0, sizeof *r);
   strcpy(r->method, method);
-  if (buffer_puts(&r->path, path) || buffer_cstr(&r->path)) abort();
+  if (moltflow_buffer_puts(&r->path, path) || moltflow_buffer_cstr(&r->path)) abort();
 }
 
 #endif

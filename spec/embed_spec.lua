@@ -45,6 +45,13 @@ describe("examples/embed", function()
     assert.equal(4, n)
   end)
 
+  it("links with a json_encode and a buffer_append of the host's own", function()
+    local out = run("nm " .. HOST .. " | grep -E ' T (moltflow_)?(json_encode|buffer_append)$' | sort -k3")
+    local names = {}
+    for name in out:gmatch(" T (%S+)") do names[#names + 1] = name end
+    assert.same({"buffer_append", "json_encode", "moltflow_buffer_append", "moltflow_json_encode"}, names)
+  end)
+
   it("loads its core from the host, not from a shared object", function()
     local out = run("nm -D " .. HOST .. " 2>/dev/null; ldd " .. HOST)
     assert.is_nil(out:match("core%.so"))
@@ -67,6 +74,15 @@ describe("examples/embed", function()
 end)
 
 describe("the C core", function()
+  it("exports luaopen_moltflow_core alone from core.so", function()
+    for _, so in ipairs{"build/5.4/moltflow/core.so", "build/luajit/moltflow/core.so"} do
+      if io.open(so) then
+        local out = run("nm -D --defined-only " .. so .. " | awk '{print $3}'")
+        assert.equal("luaopen_moltflow_core\n", out, so)
+      end
+    end
+  end)
+
   it("writes nothing to stdout or stderr (no printing calls in src/)", function()
     local out = run("grep -nE '\\b(printf|fprintf|vfprintf|puts|fputs|putchar|perror|fwrite|write)\\s*\\(' src/*.c src/*.h"
       .. " | grep -vE '\\b(snprintf|vsnprintf)\\s*\\(' | grep -vE '^[^:]+:[0-9]+:\\s*(/\\*|\\*)'"

@@ -191,3 +191,60 @@ describe("secrets", function()
     assert.matches("closed", tostring(c))
   end)
 end)
+
+describe("secrets in errors", function()
+  local raw = require "spec.support.raw"
+
+  local function strings(v, out, seen)
+    out, seen = out or {}, seen or {}
+    if type(v) == "table" and not seen[v] then
+      seen[v] = true
+      for k, x in pairs(v) do strings(k, out, seen); strings(x, out, seen) end
+    elseif v ~= nil then
+      out[#out + 1] = tostring(v)
+    end
+    return table.concat(out, "\n")
+  end
+
+  it("query values named like secrets are redacted in err.path and tostring(err)", function()
+    emu.reset()
+    local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, retry = false}
+    local secrets = {token = "tok-7f3a9", password = "pw-1c2d3", client_secret = "cs-99e1",
+                     api_key = "ak-5b5b", code = "code-4242"}
+    local query = {name = "visible-name"}
+    for k, v in pairs(secrets) do query[k] = v end
+    local v, err = c:request("GET", "/no-such-thing", {query = query})
+    assert.is_nil(v)
+    assert.equal(404, err.status)
+    -- the server got the real values
+    local sent = emu.requests()
+    sent = sent[#sent].query
+    for _, s in pairs(secrets) do assert.truthy(sent:find(s, 1, true)) end
+    for _, text in ipairs{err.path, tostring(err), strings(err)} do
+      for name, s in pairs(secrets) do
+        assert.is_nil(text:find(s, 1, true), name .. " leaked: " .. text)
+      end
+      assert.truthy(text:find("name=visible-name", 1, true))
+    end
+    assert.truthy(err.path:find("token=REDACTED", 1, true))
+  end)
+
+  it("secret fields echoed by a FastAPI 422 (input, ctx) are redacted in err.detail", function()
+    local c = admin.new{base_url = raw.start() .. "/api/v2", retry = false}
+    local token, password = "reset-token-8c1f", "new-password-e5d2"
+    local v, err = c.auth:reset_password{token = token, new_password = password}
+    assert.is_nil(v)
+    assert.equal(422, err.status)
+    -- the raw server did echo them: the redaction is the SDK's
+    assert.equal("string_too_short", err.detail[1].type)
+    assert.equal("new_password", err.validation_errors[1].field)
+    assert.equal(64, err.detail[1].ctx.min_length)
+    local text = strings(err) .. tostring(err)
+    assert.is_nil(text:find(token, 1, true), "token leaked: " .. text)
+    assert.is_nil(text:find(password, 1, true), "password leaked: " .. text)
+    assert.equal("REDACTED", err.detail[1].input)
+    assert.equal("REDACTED", err.detail[2].input)
+    assert.equal("REDACTED", err.detail[2].ctx.error)
+    assert.equal("REDACTED", err.detail[3].input.new_password)
+  end)
+end)

@@ -66,8 +66,8 @@ describe("the TLS nginx", function()
     local m1, m2 = h1:mark(), h2:mark()
     assert.are.equal("200 1.1", curl("--http2 --cacert " .. ca .. " " .. h1.url .. "/billing/plans"))
     assert.are.equal("200 2", curl("--http2 --cacert " .. proc.quote(h2.ca) .. " " .. h2.url .. "/billing/plans"))
-    assert.are.same({["HTTP/1.1"] = 1}, h1:summary(m1).protocols)
-    assert.are.same({["HTTP/2.0"] = 1}, h2:summary(m2).protocols)
+    assert.are.same({["HTTP/1.1"] = 1}, h1:summary(m1, 1).protocols)
+    assert.are.same({["HTTP/2.0"] = 1}, h2:summary(m2, 1).protocols)
   end)
 
   it("serves the emulator: an SDK client with its certificate gets real answers", function()
@@ -75,7 +75,7 @@ describe("the TLS nginx", function()
     local c = admin.new{base_url = h1.url, api_key = emu.seed.keys.all, ca_file = h1.ca, retry = false}
     assert.are.equal(5000, assert(c.usage:current()).limit_messages)
     assert.are.equal(5000, assert(c.usage:current()).limit_messages)
-    local s = h1:summary(mark)
+    local s = h1:summary(mark, 2)
     assert.are.equal(2, s.requests)
     assert.are.equal(1, s.connections) -- GETs on one kept-alive connection
     assert.are.equal(1, s.full)
@@ -123,7 +123,7 @@ describe("the delay proxy", function()
     -- any reordered or lost byte would break TLS: nginx answered the PATCH
     local status = tonumber(out:match("^(%d+)"))
     assert.is_true(status >= 200 and status < 500, out)
-    assert.are.same({[status] = 1}, server:summary(mark).statuses)
+    assert.are.same({[status] = 1}, server:summary(mark, 1).statuses)
   end)
 
   it("adds its one-way delay in each direction: a new connection's first answer takes 2 round trips", function()

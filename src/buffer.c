@@ -4,11 +4,11 @@
 #include <string.h>
 #include <openssl/crypto.h>
 
-void buffer_wipe(void *p, size_t n) {
+void moltflow_buffer_wipe(void *p, size_t n) {
   if (p && n) OPENSSL_cleanse(p, n);
 }
 
-int buffer_reserve(buffer *b, size_t extra) {
+int moltflow_buffer_reserve(buffer *b, size_t extra) {
   if (b->cap - b->len > extra) return 0; /* room for a trailing NUL too */
   size_t need = b->len + extra + 1, cap = b->cap ? b->cap : 256;
   while (cap < need) {
@@ -20,7 +20,7 @@ int buffer_reserve(buffer *b, size_t extra) {
   if (!p) return -1;
   if (b->data) {
     memcpy(p, b->data, b->len);
-    buffer_wipe(b->data, b->len);
+    moltflow_buffer_wipe(b->data, b->len);
     free(b->data);
   }
   b->data = p;
@@ -28,31 +28,31 @@ int buffer_reserve(buffer *b, size_t extra) {
   return 0;
 }
 
-int buffer_append(buffer *b, const void *p, size_t n) {
-  if (buffer_reserve(b, n)) return -1;
+int moltflow_buffer_append(buffer *b, const void *p, size_t n) {
+  if (moltflow_buffer_reserve(b, n)) return -1;
   memcpy(b->data + b->len, p, n);
   b->len += n;
   return 0;
 }
 
-int buffer_putc(buffer *b, char c) { return buffer_append(b, &c, 1); }
+int moltflow_buffer_putc(buffer *b, char c) { return moltflow_buffer_append(b, &c, 1); }
 
-int buffer_puts(buffer *b, const char *s) { return buffer_append(b, s, strlen(s)); }
+int moltflow_buffer_puts(buffer *b, const char *s) { return moltflow_buffer_append(b, s, strlen(s)); }
 
-int buffer_cstr(buffer *b) {
-  if (buffer_reserve(b, 0)) return -1;
+int moltflow_buffer_cstr(buffer *b) {
+  if (moltflow_buffer_reserve(b, 0)) return -1;
   b->data[b->len] = '\0';
   return 0;
 }
 
-void buffer_clear(buffer *b) {
-  buffer_wipe(b->data, b->len);
+void moltflow_buffer_clear(buffer *b) {
+  moltflow_buffer_wipe(b->data, b->len);
   b->len = 0;
 }
 
-void buffer_free(buffer *b) {
+void moltflow_buffer_free(buffer *b) {
   if (b->data) {
-    buffer_wipe(b->data, b->len);
+    moltflow_buffer_wipe(b->data, b->len);
     free(b->data);
   }
   b->data = NULL;

@@ -1,4 +1,4 @@
-/* Digests for key fingerprints and webhook signatures, from OpenSSL's
+/* Layer 1. Digests for key fingerprints and webhook signatures, from OpenSSL's
  * libcrypto: no hand-written cryptography. */
 #include <string.h>
 #include <lauxlib.h>
@@ -7,8 +7,9 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "hash.h"
+
 #include "compat.h"
-#include "core.h"
 
 static void push_hex(lua_State *L, const unsigned char *d, size_t n) {
   static const char hex[] = "0123456789abcdef";
@@ -66,7 +67,7 @@ static int hash_random_bytes(lua_State *L) {
   return 1;
 }
 
-void hash_open(lua_State *L) {
+void moltflow_hash_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"sha256", hash_sha256},
                                  {"hmac_sha256", hash_hmac_sha256},
                                  {"equal", hash_equal},

@@ -1,24 +1,47 @@
-/* The libcurl transport. Blocking calls run on the client's own easy handle,
- * so connections are kept alive; non-blocking calls run on a pool of easy
- * handles under one multi handle. Callbacks never call into Lua, so no Lua
- * error can longjmp across libcurl. */
+/* Layer 3: the libcurl transport (see http.h). Callbacks never call into
+ * Lua, and nothing here does, so no Lua error can longjmp across libcurl. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <lauxlib.h>
+#include <curl/curl.h>
 
-#include "compat.h"
-#include "core.h"
+#include "http.h"
 
 #ifdef _WIN32
 #error "POSIX only"
 #endif
 #include <pthread.h>
 
+typedef struct {
+  CURL *easy;
+  buffer body, headers;
+  long status;
+  int too_large;
+  CURLcode result;           /* of a finished multi transfer */
+  size_t max_bytes;
+  struct curl_slist *header_list;
+  int list_kind, list_body;  /* what header_list was built for */
+  request *req;              /* the request it runs, NULL when free: the map */
+  int done;                  /* finished on the multi handle, not yet finished */
+  CURLU *url_handle;         /* the parsed URL of the last request (CURLOPT_CURLU) */
+  buffer url_text;           /* its text; empty when CURLOPT_URL is used instead */
+  char errbuf[CURL_ERROR_SIZE];
+} transfer;
+
+struct http {
+  http_options opts;
+  transfer *main; /* blocking calls */
+  CURLM *multi;
+  transfer **pool; /* non-blocking calls */
+  int npool, nrunning;
+};
+
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-void http_global_init(void) { pthread_once(&global_once, global_init); }
+void moltflow_http_global_init(void) { pthread_once(&global_once, global_init); }
+
+const char *moltflow_http_version(void) { return curl_version(); }
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   transfer *t = ud;
@@ -27,7 +50,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
     t->too_large = 1;
     return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
   }
-  return buffer_append(&t->body, data, len) ? 0 : len;
+  return moltflow_buffer_append(&t->body, data, len) ? 0 : len;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
@@ -42,41 +65,35 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
       return 0;
     }
   }
-  return buffer_append(&t->headers, data, len) ? 0 : len;
+  return moltflow_buffer_append(&t->headers, data, len) ? 0 : len;
 }
 
-transfer *http_transfer_new(void) {
-  http_global_init();
+static void free_header_list(transfer *t) {
+  for (struct curl_slist *l = t->header_list; l; l = l->next) moltflow_buffer_wipe(l->data, strlen(l->data));
+  curl_slist_free_all(t->header_list);
+  t->header_list = NULL;
+}
+
+static void transfer_free(transfer *t) {
+  if (!t) return;
+  if (t->easy) curl_easy_cleanup(t->easy);
+  curl_url_cleanup(t->url_handle);
+  moltflow_buffer_free(&t->url_text);
+  free_header_list(t);
+  moltflow_buffer_free(&t->body);
+  moltflow_buffer_free(&t->headers);
+  free(t);
+}
+
+static transfer *transfer_new(const http_options *o) {
   transfer *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   if (!(t->easy = curl_easy_init())) {
     free(t);
     return NULL;
   }
-  return t;
-}
-
-static void free_header_list(transfer *t) {
-  for (struct curl_slist *l = t->header_list; l; l = l->next) buffer_wipe(l->data, strlen(l->data));
-  curl_slist_free_all(t->header_list);
-  t->header_list = NULL;
-}
-
-void http_transfer_free(transfer *t) {
-  if (!t) return;
-  if (t->easy) curl_easy_cleanup(t->easy);
-  curl_url_cleanup(t->url_handle);
-  buffer_free(&t->url_text);
-  free_header_list(t);
-  buffer_free(&t->body);
-  buffer_free(&t->headers);
-  free(t);
-}
-
-int http_configure(client *c, transfer *t) {
   CURL *e = t->easy;
-  t->max_bytes = c->max_response_bytes;
-  t->owner = c;
+  t->max_bytes = o->max_response_bytes;
   int rc = 0;
   rc |= (int)curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   rc |= (int)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -85,8 +102,8 @@ int http_configure(client *c, transfer *t) {
   rc |= (int)curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   rc |= (int)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
   rc |= (int)curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)t);
-  rc |= (int)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-  rc |= (int)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   rc |= (int)curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* credentials never follow */
 #if LIBCURL_VERSION_NUM >= 0x075500
   rc |= (int)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -95,48 +112,66 @@ int http_configure(client *c, transfer *t) {
 #endif
   rc |= (int)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   rc |= (int)curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  rc |= (int)curl_easy_setopt(e, CURLOPT_USERAGENT,
-                               c->user_agent ? c->user_agent : "moltflow-lua/" MOLTFLOW_VERSION);
-  if (c->ca_file) rc |= (int)curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-  if (c->proxy) rc |= (int)curl_easy_setopt(e, CURLOPT_PROXY, c->proxy);
-  return rc ? -1 : 0;
+  if (o->ca_file) rc |= (int)curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  if (o->proxy) rc |= (int)curl_easy_setopt(e, CURLOPT_PROXY, o->proxy);
+  if (rc) {
+    transfer_free(t);
+    return NULL;
+  }
+  return t;
 }
 
-static struct curl_slist *append(struct curl_slist *l, const char *s, int *failed) {
-  struct curl_slist *n = curl_slist_append(l, s);
-  if (!n) *failed = 1;
-  return n ? n : l;
+http *moltflow_http_new(const http_options *o) {
+  moltflow_http_global_init();
+  http *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  h->opts = *o;
+  if (!(h->main = transfer_new(o))) {
+    free(h);
+    return NULL;
+  }
+  return h;
+}
+
+/* request_headers' callback: one "Name: value" line on the list */
+static int add_header(void *ud, const char *name, const char *prefix, const char *value) {
+  struct curl_slist **l = ud;
+  buffer line = {NULL, 0, 0};
+  int failed = moltflow_buffer_puts(&line, name) || moltflow_buffer_puts(&line, ": ") ||
+               moltflow_buffer_puts(&line, prefix) || moltflow_buffer_puts(&line, value) ||
+               moltflow_buffer_cstr(&line);
+  struct curl_slist *n = failed ? NULL : curl_slist_append(*l, line.data);
+  moltflow_buffer_free(&line);
+  if (!n) return -1;
+  *l = n;
+  return 0;
+}
+
+/* The credential's line is the last one: "X-API-Key: k" or "Authorization: Bearer t". */
+static int list_has_secret(const transfer *t, credential cred) {
+  if (cred.kind == CRED_NONE) return 1;
+  const struct curl_slist *l = t->header_list;
+  while (l->next) l = l->next;
+  size_t skip = cred.kind == CRED_BEARER ? strlen("Authorization: Bearer ") : strlen("X-API-Key: ");
+  return strlen(l->data) >= skip && !strcmp(l->data + skip, cred.secret);
 }
 
 /* The header list for one credential and body combination, rebuilt only when
- * it or a secret changed since the transfer last used it. */
-static int prepare_headers(client *c, transfer *t, enum credential cred, int has_body) {
-  if (t->header_list && t->list_cred == cred && t->list_body == has_body &&
-      t->list_gen == c->secrets_gen)
+ * either changed since the transfer last used it. */
+static int prepare_headers(http *h, transfer *t, const request *r, credential cred) {
+  if (t->header_list && t->list_kind == (int)cred.kind && t->list_body == r->has_body &&
+      list_has_secret(t, cred))
     return 0;
   free_header_list(t);
-  int failed = 0;
-  struct curl_slist *l = append(NULL, "Accept: application/json", &failed);
-  l = append(l, "Expect:", &failed); /* no 100-continue round trip */
-  if (has_body) l = append(l, "Content-Type: application/json", &failed);
-  if (cred != CRED_NONE) {
-    const char *prefix = cred == CRED_BEARER ? "Authorization: Bearer " : "X-API-Key: ";
-    const char *secret = cred == CRED_BEARER ? c->access_token : c->api_key;
-    buffer line = {NULL, 0, 0};
-    if (buffer_puts(&line, prefix) || buffer_puts(&line, secret) || buffer_cstr(&line))
-      failed = 1;
-    else
-      l = append(l, line.data, &failed);
-    buffer_free(&line);
-  }
+  struct curl_slist *l = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
+  int failed = !l || moltflow_request_headers(r, h->opts.user_agent, cred, add_header, &l);
   t->header_list = l;
   if (failed) {
     free_header_list(t);
     return -1;
   }
-  t->list_cred = cred;
-  t->list_body = has_body;
-  t->list_gen = c->secrets_gen;
+  t->list_kind = (int)cred.kind;
+  t->list_body = r->has_body;
   return 0;
 }
 
@@ -149,25 +184,26 @@ static int set_url(transfer *t, const request *r) {
   if (t->url_text.len && t->url_text.len == r->url.len &&
       !memcmp(t->url_text.data, r->url.data, r->url.len))
     return 0;
-  buffer_clear(&t->url_text);
+  moltflow_buffer_clear(&t->url_text);
   if (!t->url_handle && !(t->url_handle = curl_url())) return -1;
   /* the flags libcurl itself parses CURLOPT_URL with */
   if (curl_url_set(t->url_handle, CURLUPART_URL, r->url.data,
                    CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
     return curl_easy_setopt(e, CURLOPT_CURLU, NULL) || curl_easy_setopt(e, CURLOPT_URL, r->url.data)
                ? -1 : 0;
-  if (buffer_append(&t->url_text, r->url.data, r->url.len)) return -1;
+  if (moltflow_buffer_append(&t->url_text, r->url.data, r->url.len)) return -1;
   return curl_easy_setopt(e, CURLOPT_CURLU, t->url_handle) ? -1 : 0;
 }
 
-static int setup(client *c, transfer *t, request *r) {
+static int setup(http *h, transfer *t, const request *r, credential cred) {
   CURL *e = t->easy;
-  buffer_clear(&t->body);
-  buffer_clear(&t->headers);
+  moltflow_buffer_clear(&t->body);
+  moltflow_buffer_clear(&t->headers);
   t->status = 0;
   t->too_large = 0;
+  t->done = 0;
   t->errbuf[0] = '\0';
-  if (prepare_headers(c, t, client_credential(c, r->auth), r->has_body)) return -1;
+  if (prepare_headers(h, t, r, cred)) return -1;
   int rc = 0;
   rc |= set_url(t, r);
   rc |= (int)curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
@@ -188,160 +224,166 @@ static int setup(client *c, transfer *t, request *r) {
   return rc ? -1 : 0;
 }
 
-/* Requests that certainly never reached the server may be retried even when
- * they are not idempotent. */
-static int never_sent(CURLcode rc) {
-  return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-         rc == CURLE_COULDNT_RESOLVE_PROXY;
+static void fail(http_result *out, const char *kind, const char *message, int connect_failed) {
+  memset(out, 0, sizeof *out);
+  out->kind = kind;
+  out->message = message;
+  out->connect_failed = connect_failed;
 }
 
-static int push_result(lua_State *L, client *c, request *r, transfer *t, CURLcode rc) {
-  if (rc == CURLE_OK) {
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-    int n = response_push(L, c, r, t->status, t->headers.data, t->headers.len, t->body.data,
-                          t->body.len);
-    buffer_clear(&t->body); /* may hold tokens or a raw key */
-    return n;
+static void result(transfer *t, CURLcode rc, http_result *out) {
+  if (rc != CURLE_OK) {
+    moltflow_buffer_clear(&t->body);
+    const char *kind = t->too_large ? "too_large" : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
+    const char *msg = t->too_large ? "response body exceeds max_response_bytes"
+                                   : (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+    /* requests that certainly never reached the server may be retried even
+     * when they are not idempotent */
+    fail(out, kind, msg, rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                             rc == CURLE_COULDNT_RESOLVE_PROXY);
+    return;
   }
-  buffer_clear(&t->body);
-  const char *kind = "network";
-  if (t->too_large) kind = "too_large";
-  else if (rc == CURLE_OPERATION_TIMEDOUT) kind = "timeout";
-  const char *msg = t->too_large ? "response body exceeds max_response_bytes"
-                                 : (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-  return response_push_error(L, r, kind, msg, never_sent(rc));
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  memset(out, 0, sizeof *out);
+  out->status = t->status;
+  out->headers = t->headers.data ? t->headers.data : "";
+  out->headers_len = t->headers.len;
+  out->body = t->body.data ? t->body.data : "";
+  out->body_len = t->body.len;
+  out->body_buffer = &t->body;
 }
 
-static int no_credentials(lua_State *L, client *c, request *r) {
-  if (r->auth != AUTH_NONE && client_credential(c, r->auth) == CRED_NONE) {
-    response_push_error(L, r, "auth",
-                        r->auth == AUTH_TOKEN ? "this call needs a bearer token: log in first"
-                                              : "no credentials: log in or set an API key",
-                        0);
-    return 1;
-  }
-  return 0;
+void moltflow_http_result_clear(http_result *res) {
+  if (res->body_buffer) moltflow_buffer_clear(res->body_buffer);
+  res->body_buffer = NULL;
 }
 
-int http_perform(lua_State *L, client *c, request *r) {
-  if (r->xfer) return luaL_error(L, "moltflow: the request is already running");
-  if (no_credentials(L, c, r)) return 2;
-  transfer *t = c->main;
-  if (setup(c, t, r)) return response_push_error(L, r, "network", "could not set up the request", 0);
-  CURLcode rc = curl_easy_perform(t->easy);
-  return push_result(L, c, r, t, rc);
+void moltflow_http_perform(http *h, const request *r, credential cred, http_result *out) {
+  transfer *t = h->main;
+  if (setup(h, t, r, cred))
+    fail(out, "network", "could not set up the request", 0);
+  else
+    result(t, curl_easy_perform(t->easy), out);
 }
 
 /* ------------------------------------------------------------ multi */
 
-static transfer *acquire(client *c) {
-  for (int i = 0; i < c->npool; i++)
-    if (!c->pool[i]->req) return c->pool[i];
-  transfer **p = realloc(c->pool, (size_t)(c->npool + 1) * sizeof *p);
+static transfer *find(const http *h, const request *r) {
+  for (int i = 0; i < h->npool; i++)
+    if (h->pool[i]->req == r) return h->pool[i];
+  return NULL;
+}
+
+/* Frees t for another request; r no longer names a transport. */
+static void detach(transfer *t) {
+  t->req->runner = NULL;
+  t->req->stop = NULL;
+  t->req = NULL;
+  t->done = 0;
+}
+
+static void stop_request(void *h, void *r) { moltflow_http_cancel(h, r); }
+
+static transfer *acquire(http *h) {
+  for (int i = 0; i < h->npool; i++)
+    if (!h->pool[i]->req) return h->pool[i];
+  transfer **p = realloc(h->pool, (size_t)(h->npool + 1) * sizeof *p);
   if (!p) return NULL;
-  c->pool = p;
-  transfer *t = http_transfer_new();
-  if (!t || http_configure(c, t)) {
-    http_transfer_free(t);
-    return NULL;
-  }
-  c->pool[c->npool++] = t;
+  h->pool = p;
+  transfer *t = transfer_new(&h->opts);
+  if (!t) return NULL;
+  h->pool[h->npool++] = t;
   return t;
 }
 
-int http_start(lua_State *L, client *c, request *r) {
-  if (r->xfer) return luaL_error(L, "moltflow: the request is already running");
-  if (no_credentials(L, c, r)) return 2;
-  if (!c->multi && !(c->multi = curl_multi_init()))
-    return response_push_error(L, r, "network", "could not create a curl multi handle", 0);
-  transfer *t = acquire(c);
-  if (!t || setup(c, t, r))
-    return response_push_error(L, r, "network", "could not set up the request", 0);
-  if (curl_multi_add_handle(c->multi, t->easy) != CURLM_OK)
-    return response_push_error(L, r, "network", "could not start the request", 0);
+int moltflow_http_start(http *h, request *r, credential cred, http_result *out) {
+  if (find(h, r)) {
+    fail(out, "network", "the request is already running", 0);
+    return -1;
+  }
+  if (!h->multi && !(h->multi = curl_multi_init())) {
+    fail(out, "network", "could not create a curl multi handle", 0);
+    return -1;
+  }
+  transfer *t = acquire(h);
+  if (!t || setup(h, t, r, cred)) {
+    fail(out, "network", "could not set up the request", 0);
+    return -1;
+  }
+  if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK) {
+    fail(out, "network", "could not start the request", 0);
+    return -1;
+  }
   t->req = r;
-  t->status = -1; /* running */
-  r->xfer = t;
-  c->nrunning++;
-  lua_pushlightuserdata(L, r); /* its key, as poll reports it: no req:key() call */
-  return 1;
+  r->runner = h;
+  r->stop = stop_request;
+  h->nrunning++;
+  return 0;
 }
 
-/* Drives every running transfer for at most timeout seconds and pushes an
- * array of the keys of the requests that finished, and their count. The
- * array is the table at index out when there is one (a poll loop reuses it;
- * entries past the count are left as they were), else a new table. It waits
- * only while nothing has finished yet, and curl_multi_poll returns at the
- * first socket activity, so the caller's loop (not this function) waits for
- * completion. */
-int http_poll(lua_State *L, client *c, double timeout, int out) {
-  if (out) lua_pushvalue(L, out);
-  else lua_newtable(L);
-  int done = 0;
-  if (!c->multi || c->nrunning == 0) {
-    lua_pushinteger(L, done);
-    return 2;
-  }
-  int still;
-  curl_multi_perform(c->multi, &still);
-  if (still == c->nrunning && timeout > 0) {
+int moltflow_http_poll(http *h, double timeout, void (*done)(void *ud, const request *r), void *ud) {
+  if (!h->multi || h->nrunning == 0) return 0;
+  int still, count = 0;
+  curl_multi_perform(h->multi, &still);
+  if (still == h->nrunning && timeout > 0) {
     /* round down: waiting a little less is fine, a little longer is not */
     int wait_ms = timeout >= 86400 ? 86400 * 1000 : (int)(timeout * 1000);
-    if (wait_ms > 0) curl_multi_poll(c->multi, NULL, 0, wait_ms, NULL);
-    curl_multi_perform(c->multi, &still);
+    if (wait_ms > 0) curl_multi_poll(h->multi, NULL, 0, wait_ms, NULL);
+    curl_multi_perform(h->multi, &still);
   }
   CURLMsg *m;
   int left;
-  while ((m = curl_multi_info_read(c->multi, &left))) {
+  while ((m = curl_multi_info_read(h->multi, &left))) {
     if (m->msg != CURLMSG_DONE) continue;
     char *priv = NULL;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
     transfer *t = (transfer *)(void *)priv;
-    if (!t || !t->req) continue;
-    t->status = (long)m->data.result; /* the CURLcode until finish() reads it */
-    curl_multi_remove_handle(c->multi, t->easy);
-    c->nrunning--;
-    /* Lua maps the key back to its request (req:key()) */
-    lua_pushlightuserdata(L, t->req);
-    lua_rawseti(L, -2, ++done);
+    if (!t || !t->req || t->done) continue;
+    t->result = m->data.result;
+    t->done = 1;
+    curl_multi_remove_handle(h->multi, t->easy);
+    h->nrunning--;
+    count++;
+    done(ud, t->req); /* last: it may call into Lua */
   }
-  lua_pushinteger(L, done);
-  return 2;
+  return count;
 }
 
-int http_finish(lua_State *L, client *c, request *r) {
-  transfer *t = r->xfer;
-  if (!t || t->status < 0) return luaL_error(L, "moltflow: the request has not finished");
-  CURLcode rc = (CURLcode)t->status;
-  int n = push_result(L, c, r, t, rc);
-  t->req = NULL;
-  r->xfer = NULL;
-  return n;
+int moltflow_http_finish(http *h, request *r, http_result *out) {
+  transfer *t = find(h, r);
+  if (!t) return -1;
+  if (!t->done) return 1;
+  result(t, t->result, out);
+  detach(t); /* its buffers stay until its next request */
+  return 0;
 }
 
-void http_cancel(client *c, request *r) {
-  transfer *t = r->xfer;
-  if (!t) return;
-  if (t->status < 0 && c->multi) {
-    curl_multi_remove_handle(c->multi, t->easy);
-    c->nrunning--;
+int moltflow_http_cancel(http *h, request *r) {
+  transfer *t = find(h, r);
+  if (!t) return -1;
+  if (!t->done) {
+    curl_multi_remove_handle(h->multi, t->easy);
+    h->nrunning--;
   }
-  buffer_clear(&t->body);
-  t->req = NULL;
-  r->xfer = NULL;
+  moltflow_buffer_clear(&t->body);
+  detach(t);
+  return 0;
 }
 
-void http_close(client *c) {
-  for (int i = 0; i < c->npool; i++) {
-    transfer *t = c->pool[i];
-    if (t->req) http_cancel(c, t->req);
-    http_transfer_free(t);
+int moltflow_http_running(const http *h) { return h->nrunning; }
+
+void moltflow_http_free(http *h) {
+  if (!h) return;
+  for (int i = 0; i < h->npool; i++) {
+    transfer *t = h->pool[i];
+    if (t->req) {
+      if (!t->done) curl_multi_remove_handle(h->multi, t->easy);
+      detach(t);
+    }
+    transfer_free(t);
   }
-  free(c->pool);
-  c->pool = NULL;
-  c->npool = c->nrunning = 0;
-  if (c->multi) curl_multi_cleanup(c->multi);
-  c->multi = NULL;
-  http_transfer_free(c->main);
-  c->main = NULL;
+  free(h->pool);
+  if (h->multi) curl_multi_cleanup(h->multi);
+  transfer_free(h->main);
+  free(h);
 }

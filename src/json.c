@@ -1,3 +1,4 @@
+/* Layer 1: the JSON codec (see json.h). */
 #include "json.h"
 
 #include <errno.h>
@@ -9,7 +10,7 @@
 
 #include "compat.h"
 
-void json_push_array_mt(lua_State *L) {
+void moltflow_json_push_array_mt(lua_State *L) {
   if (luaL_newmetatable(L, JSON_ARRAY_MT)) {
     lua_pushliteral(L, "array");
     lua_setfield(L, -2, "__name");
@@ -45,7 +46,7 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end);
 static int enc_string(encoder *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   buffer *o = e->out;
-  if (buffer_reserve(o, n + 2)) return enc_oom(e);
+  if (moltflow_buffer_reserve(o, n + 2)) return enc_oom(e);
   o->data[o->len++] = '"';
   size_t run = 0; /* bytes copied verbatim in one go */
   for (size_t i = 0; i < n; i++) {
@@ -57,7 +58,7 @@ static int enc_string(encoder *e, const char *s, size_t n) {
       continue;
     }
     if (c >= 0x20 && c != '"' && c != '\\') continue;
-    if (buffer_append(o, s + run, i - run)) return enc_oom(e);
+    if (moltflow_buffer_append(o, s + run, i - run)) return enc_oom(e);
     run = i + 1;
     char esc[7] = {'\\', 0};
     size_t k = 2;
@@ -75,29 +76,43 @@ static int enc_string(encoder *e, const char *s, size_t n) {
         esc[5] = hex[c & 15];
         k = 6;
     }
-    if (buffer_append(o, esc, k)) return enc_oom(e);
+    if (moltflow_buffer_append(o, esc, k)) return enc_oom(e);
   }
-  if (buffer_append(o, s + run, n - run) || buffer_putc(o, '"')) return enc_oom(e);
+  if (moltflow_buffer_append(o, s + run, n - run) || moltflow_buffer_putc(o, '"')) return enc_oom(e);
   return 0;
 }
 
-static int enc_number(encoder *e, int idx) {
-  char tmp[64];
+size_t moltflow_json_format_double(double d, char *buf) {
+  if (!isfinite(d)) return 0;
   int n;
-  if (mf_isinteger(e->L, idx)) {
-    n = snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(e->L, idx));
+  /* whole numbers within int64 as integers (all LuaJIT numbers are floats) */
+  if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+    n = snprintf(buf, JSON_NUMBER_SIZE, "%lld", (long long)d);
   } else {
-    double d = (double)lua_tonumber(e->L, idx);
-    if (!isfinite(d)) return enc_fail(e, "cannot encode NaN or infinity");
-    if (d == floor(d) && fabs(d) < 9007199254740992.0) {
-      /* An integral float (all LuaJIT numbers) goes out as an integer. */
-      n = snprintf(tmp, sizeof tmp, "%.0f", d);
-    } else {
-      n = snprintf(tmp, sizeof tmp, "%.14g", d);
-      if (strtod(tmp, NULL) != d) n = snprintf(tmp, sizeof tmp, "%.17g", d);
+    /* the shortest of 15, 16 and 17 significant digits that reads back as d */
+    for (int digits = 15; digits <= 17; digits++) {
+      n = snprintf(buf, JSON_NUMBER_SIZE, "%.*g", digits, d);
+      if (strtod(buf, NULL) == d) break;
     }
   }
-  if (buffer_append(e->out, tmp, (size_t)n)) return enc_oom(e);
+  return n > 0 && n < JSON_NUMBER_SIZE ? (size_t)n : 0;
+}
+
+size_t moltflow_json_format_number(lua_State *L, int idx, char *buf) {
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, idx)) {
+    int n = snprintf(buf, JSON_NUMBER_SIZE, "%lld", (long long)lua_tointeger(L, idx));
+    return n > 0 && n < JSON_NUMBER_SIZE ? (size_t)n : 0;
+  }
+#endif
+  return moltflow_json_format_double((double)lua_tonumber(L, idx), buf);
+}
+
+static int enc_number(encoder *e, int idx) {
+  char tmp[JSON_NUMBER_SIZE];
+  size_t n = moltflow_json_format_number(e->L, idx, tmp);
+  if (!n) return enc_fail(e, "cannot encode NaN or infinity");
+  if (moltflow_buffer_append(e->out, tmp, n)) return enc_oom(e);
   return 0;
 }
 
@@ -115,7 +130,8 @@ static long long table_array_length(lua_State *L, int idx, int marked) {
       return marked ? -2 : -1;
     }
     double k = (double)lua_tonumber(L, -1);
-    if (k < 1 || k != floor(k)) {
+    /* no array has 2^53 entries: larger keys make an object, before any cast */
+    if (!(k >= 1 && k < 9007199254740992.0) || k != floor(k)) {
       lua_pop(L, 1);
       return marked ? -2 : -1;
     }
@@ -139,17 +155,17 @@ static int enc_table(encoder *e, int idx, int depth, int force_array) {
   long long n = table_array_length(L, idx, marked);
   if (n == -2) return enc_fail(e, "an array may only have keys 1..n");
   if (n >= 0) {
-    if (buffer_putc(e->out, '[')) return enc_oom(e);
+    if (moltflow_buffer_putc(e->out, '[')) return enc_oom(e);
     for (long long i = 1; i <= n; i++) {
-      if (i > 1 && buffer_putc(e->out, ',')) return enc_oom(e);
+      if (i > 1 && moltflow_buffer_putc(e->out, ',')) return enc_oom(e);
       lua_rawgeti(L, idx, (int)i);
       int rc = enc_value(e, lua_gettop(L), depth + 1, 0);
       lua_pop(L, 1);
       if (rc) return rc;
     }
-    return buffer_putc(e->out, ']') ? enc_oom(e) : 0;
+    return moltflow_buffer_putc(e->out, ']') ? enc_oom(e) : 0;
   }
-  if (buffer_putc(e->out, '{')) return enc_oom(e);
+  if (moltflow_buffer_putc(e->out, '{')) return enc_oom(e);
   int first = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -159,9 +175,9 @@ static int enc_table(encoder *e, int idx, int depth, int force_array) {
     }
     size_t kl;
     const char *k = lua_tolstring(L, -2, &kl);
-    if (!first && buffer_putc(e->out, ',')) return enc_oom(e);
+    if (!first && moltflow_buffer_putc(e->out, ',')) return enc_oom(e);
     first = 0;
-    if (enc_string(e, k, kl) || buffer_putc(e->out, ':')) {
+    if (enc_string(e, k, kl) || moltflow_buffer_putc(e->out, ':')) {
       lua_pop(L, 2);
       return -1;
     }
@@ -172,20 +188,20 @@ static int enc_table(encoder *e, int idx, int depth, int force_array) {
       return rc;
     }
   }
-  return buffer_putc(e->out, '}') ? enc_oom(e) : 0;
+  return moltflow_buffer_putc(e->out, '}') ? enc_oom(e) : 0;
 }
 
 static int enc_value(encoder *e, int idx, int depth, int force_array) {
   lua_State *L = e->L;
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
-      return buffer_puts(e->out, "null") ? enc_oom(e) : 0;
+      return moltflow_buffer_puts(e->out, "null") ? enc_oom(e) : 0;
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == NULL)
-        return buffer_puts(e->out, "null") ? enc_oom(e) : 0;
+        return moltflow_buffer_puts(e->out, "null") ? enc_oom(e) : 0;
       return enc_fail(e, "cannot encode a light userdata");
     case LUA_TBOOLEAN:
-      return buffer_puts(e->out, lua_toboolean(L, idx) ? "true" : "false") ? enc_oom(e) : 0;
+      return moltflow_buffer_puts(e->out, lua_toboolean(L, idx) ? "true" : "false") ? enc_oom(e) : 0;
     case LUA_TNUMBER:
       return enc_number(e, idx);
     case LUA_TSTRING: {
@@ -203,7 +219,7 @@ static int enc_value(encoder *e, int idx, int depth, int force_array) {
   }
 }
 
-int json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t err_size) {
+int moltflow_json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t err_size) {
   encoder e = {L, out, err, err_size, NULL, 0};
   idx = mf_absindex(L, idx);
   int top = lua_gettop(L);
@@ -212,7 +228,7 @@ int json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t
    * messages can name the field. */
   if (!lua_checkstack(L, 6)) return enc_fail(&e, "stack overflow");
   hints = mf_absindex(L, hints);
-  if (buffer_putc(out, '{')) return enc_oom(&e);
+  if (moltflow_buffer_putc(out, '{')) return enc_oom(&e);
   int first = 1, rc = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -227,7 +243,7 @@ int json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t
     lua_rawget(L, hints);
     int force = lua_toboolean(L, -1) && lua_type(L, -2) == LUA_TTABLE;
     lua_pop(L, 1);
-    if ((!first && buffer_putc(out, ',')) || enc_string(&e, k, kl) || buffer_putc(out, ':')) {
+    if ((!first && moltflow_buffer_putc(out, ',')) || enc_string(&e, k, kl) || moltflow_buffer_putc(out, ':')) {
       rc = e.failed ? -1 : enc_oom(&e);
       break;
     }
@@ -237,7 +253,7 @@ int json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t
   }
   lua_settop(L, top);
   if (rc) return rc;
-  return buffer_putc(out, '}') ? enc_oom(&e) : 0;
+  return moltflow_buffer_putc(out, '}') ? enc_oom(&e) : 0;
 }
 
 /* ---------------------------------------------------------------- decoder */
@@ -294,7 +310,7 @@ static int put_utf8(buffer *b, unsigned long cp) {
     u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
     u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
   }
-  return buffer_append(b, u, n);
+  return moltflow_buffer_append(b, u, n);
 }
 
 /* Length of the valid UTF-8 sequence at p, or 0 (RFC 3629: no overlongs,
@@ -341,7 +357,7 @@ static const unsigned char plain_byte[256] = {
 static int dec_string(decoder *d) {
   d->p++; /* opening quote */
   const unsigned char *run = d->p;
-  buffer_clear(d->scratch);
+  moltflow_buffer_clear(d->scratch);
   int escaped = 0;
   while (d->p < d->end) {
     while (d->p < d->end && plain_byte[*d->p]) d->p++;
@@ -351,7 +367,7 @@ static int dec_string(decoder *d) {
       if (!escaped) {
         lua_pushlstring(d->L, (const char *)run, (size_t)(d->p - run));
       } else {
-        if (buffer_append(d->scratch, run, (size_t)(d->p - run))) return dec_fail(d, "out of memory");
+        if (moltflow_buffer_append(d->scratch, run, (size_t)(d->p - run))) return dec_fail(d, "out of memory");
         lua_pushlstring(d->L, d->scratch->data, d->scratch->len);
       }
       d->p++;
@@ -369,7 +385,7 @@ static int dec_string(decoder *d) {
       continue;
     }
     escaped = 1;
-    if (buffer_append(d->scratch, run, (size_t)(d->p - run))) return dec_fail(d, "out of memory");
+    if (moltflow_buffer_append(d->scratch, run, (size_t)(d->p - run))) return dec_fail(d, "out of memory");
     d->p++;
     if (d->p >= d->end) break;
     char out = 0;
@@ -402,7 +418,7 @@ static int dec_string(decoder *d) {
       default:
         return dec_fail(d, "bad escape");
     }
-    if (buffer_putc(d->scratch, out)) return dec_fail(d, "out of memory");
+    if (moltflow_buffer_putc(d->scratch, out)) return dec_fail(d, "out of memory");
     run = d->p;
   }
   return dec_fail(d, "unterminated string");
@@ -445,8 +461,8 @@ static int dec_number(decoder *d) {
     memcpy(tmp, s, n);
     tmp[n] = '\0';
   } else { /* an absurd literal, whole, so that its exponent still counts */
-    buffer_clear(d->scratch);
-    if (buffer_append(d->scratch, s, n) || buffer_cstr(d->scratch)) return dec_fail(d, "out of memory");
+    moltflow_buffer_clear(d->scratch);
+    if (moltflow_buffer_append(d->scratch, s, n) || moltflow_buffer_cstr(d->scratch)) return dec_fail(d, "out of memory");
     text = d->scratch->data;
   }
   if (!is_float) {
@@ -563,14 +579,14 @@ static int dec_value(decoder *d, int depth) {
   }
 }
 
-int json_decode(lua_State *L, const char *s, size_t len, buffer *scratch, char *err,
+int moltflow_json_decode(lua_State *L, const char *s, size_t len, buffer *scratch, char *err,
                 size_t err_size) {
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 8)) {
     snprintf(err, err_size, "stack overflow");
     return -1;
   }
-  json_push_array_mt(L);
+  moltflow_json_push_array_mt(L);
   decoder d = {L, (const unsigned char *)s, (const unsigned char *)s + len,
                (const unsigned char *)s, scratch, err, err_size, lua_gettop(L)};
   int rc = dec_value(&d, 0);
@@ -578,11 +594,52 @@ int json_decode(lua_State *L, const char *s, size_t len, buffer *scratch, char *
     skip_ws(&d);
     if (d.p != d.end) rc = dec_fail(&d, "trailing characters");
   }
-  buffer_clear(scratch);
+  moltflow_buffer_clear(scratch);
   if (rc) {
     lua_settop(L, top);
     return -1;
   }
   lua_remove(L, top + 1); /* the metatable */
   return 0;
+}
+
+/* ------------------------------------------------------------ Lua */
+
+/* core.json_encode(v): a string, or raises. */
+static int l_json_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  buffer out = {NULL, 0, 0};
+  char err[256];
+  int rc = moltflow_json_encode(L, 1, 0, &out, err, sizeof err);
+  if (!rc) lua_pushlstring(L, out.data ? out.data : "", out.len);
+  moltflow_buffer_free(&out);
+  if (rc) return mf_raise(L, "moltflow.json_encode: %s", err);
+  return 1;
+}
+
+/* core.json_decode(s): the value, or nil and a message. */
+static int l_json_decode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  buffer scratch = {NULL, 0, 0};
+  char err[160];
+  int rc = moltflow_json_decode(L, s, n, &scratch, err, sizeof err);
+  moltflow_buffer_free(&scratch);
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+void moltflow_json_open(lua_State *L) {
+  lua_pushcfunction(L, l_json_encode);
+  lua_setfield(L, -2, "json_encode");
+  lua_pushcfunction(L, l_json_decode);
+  lua_setfield(L, -2, "json_decode");
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  moltflow_json_push_array_mt(L);
+  lua_setfield(L, -2, "array_mt");
 }

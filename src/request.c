@@ -1,17 +1,18 @@
-/* Endpoints and request building: validating arguments, templating the path,
- * encoding the query and the JSON body. No I/O happens here, so every
- * transport (curl easy and multi, OpenResty) shares it. */
+/* Layer 2: endpoints and request building (see request.h). No I/O happens
+ * here, so every transport (curl easy and multi, OpenResty) shares it. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 
+#include "request.h"
+
 #include "compat.h"
-#include "core.h"
 #include "json.h"
 
-int request_header_safe(const char *s, size_t n) {
+int moltflow_request_header_safe(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
   return 1;
@@ -19,9 +20,9 @@ int request_header_safe(const char *s, size_t n) {
 
 /* RFC 3986 unreserved characters pass; everything else is %XX, so a path
  * parameter can never add a segment, a query or a fragment. */
-int request_percent_encode(buffer *out, const char *s, size_t n) {
+int moltflow_request_percent_encode(buffer *out, const char *s, size_t n) {
   static const char hex[] = "0123456789ABCDEF";
-  if (buffer_reserve(out, n * 3)) return -1;
+  if (moltflow_buffer_reserve(out, n * 3)) return -1;
   char *d = out->data + out->len;
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
@@ -37,6 +38,8 @@ int request_percent_encode(buffer *out, const char *s, size_t n) {
   out->len = (size_t)(d - out->data);
   return 0;
 }
+
+static void oom(lua_State *L) { mf_raise(L, "moltflow: out of memory"); }
 
 /* ------------------------------------------------------------ endpoints */
 
@@ -74,11 +77,11 @@ static int endpoint_gc(lua_State *L) {
   return 0;
 }
 
-endpoint *endpoint_check(lua_State *L, int idx) { return luaL_checkudata(L, idx, ENDPOINT_MT); }
+endpoint *moltflow_endpoint_check(lua_State *L, int idx) { return luaL_checkudata(L, idx, ENDPOINT_MT); }
 
 static char *xstrndup(lua_State *L, const char *s, size_t n) {
   char *p = malloc(n + 1);
-  if (!p) core_raise(L, "moltflow: out of memory");
+  if (!p) mf_raise(L, "moltflow: out of memory");
   memcpy(p, s, n);
   p[n] = '\0';
   return p;
@@ -87,7 +90,7 @@ static char *xstrndup(lua_State *L, const char *s, size_t n) {
 static const char *spec_string(lua_State *L, const char *key) {
   lua_getfield(L, 1, key);
   const char *s = lua_tostring(L, -1);
-  if (!s) core_raise(L, "moltflow.endpoint: '%s' must be a string", key);
+  if (!s) mf_raise(L, "moltflow.endpoint: '%s' must be a string", key);
   lua_pop(L, 1);
   return s;
 }
@@ -111,7 +114,7 @@ static int endpoint_new(lua_State *L) {
   ep->raw = lua_toboolean(L, -1);
   lua_pop(L, 1);
 
-  if (strlen(method) >= sizeof ep->method) core_raise(L, "moltflow.endpoint: bad method '%s'", method);
+  if (strlen(method) >= sizeof ep->method) mf_raise(L, "moltflow.endpoint: bad method '%s'", method);
   strcpy(ep->method, method);
   lua_getfield(L, 1, "body");
   ep->fields_in_query = !lua_toboolean(L, -1) && (!strcmp(method, "GET") || !strcmp(method, "DELETE"));
@@ -121,17 +124,17 @@ static int endpoint_new(lua_State *L) {
   if (!strcmp(auth, "none")) ep->auth = AUTH_NONE;
   else if (!strcmp(auth, "any")) ep->auth = AUTH_ANY;
   else if (!strcmp(auth, "token")) ep->auth = AUTH_TOKEN;
-  else core_raise(L, "moltflow.endpoint: %s: bad auth '%s'", label, auth);
+  else mf_raise(L, "moltflow.endpoint: %s: bad auth '%s'", label, auth);
   ep->label = xstrndup(L, label, strlen(label));
   ep->path = xstrndup(L, path, strlen(path));
 
   for (const char *p = path; (p = strchr(p, '{')); p++) ep->nparams++;
   ep->params = calloc((size_t)ep->nparams + 1, sizeof *ep->params);
-  if (!ep->params) core_raise(L, "moltflow: out of memory");
+  if (!ep->params) mf_raise(L, "moltflow: out of memory");
   int i = 0;
   for (const char *p = path; (p = strchr(p, '{')); p++) {
     const char *e = strchr(p, '}');
-    if (!e) core_raise(L, "moltflow.endpoint: %s: unclosed '{' in path", label);
+    if (!e) mf_raise(L, "moltflow.endpoint: %s: unclosed '{' in path", label);
     ep->params[i++] = xstrndup(L, p + 1, (size_t)(e - p - 1));
   }
 
@@ -144,14 +147,17 @@ static int endpoint_new(lua_State *L) {
     while (*p && *p != ' ') p++;
   }
   ep->fields = calloc((size_t)nwords + 1, sizeof *ep->fields);
-  if (!ep->fields) core_raise(L, "moltflow: out of memory");
+  if (!ep->fields) mf_raise(L, "moltflow: out of memory");
   lua_newtable(L); /* names of array fields: the JSON encoder's hints */
   for (const char *p = fields; *p;) {
     while (*p == ' ') p++;
     if (!*p) break;
     size_t wl = strcspn(p, " ");
     const char *colon = memchr(p, ':', wl);
-    if (!colon) core_raise(L, "moltflow.endpoint: %s: field '%.*s' has no type", label, (int)wl, p);
+    if (!colon) {
+      lua_pushlstring(L, p, wl); /* lua_pushfstring has no %.*s */
+      mf_raise(L, "moltflow.endpoint: %s: field '%s' has no type", label, lua_tostring(L, -1));
+    }
     endpoint_field *f = &ep->fields[ep->nfields];
     f->name = xstrndup(L, p, (size_t)(colon - p));
     ep->nfields++;
@@ -164,7 +170,7 @@ static int endpoint_new(lua_State *L) {
     for (t = 0; t < sizeof field_types / sizeof *field_types; t++)
       if (strlen(field_types[t].name) == tl && !strncmp(field_types[t].name, colon + 1, tl)) break;
     if (t == sizeof field_types / sizeof *field_types)
-      core_raise(L, "moltflow.endpoint: %s: field '%s' has an unknown type", label, f->name);
+      mf_raise(L, "moltflow.endpoint: %s: field '%s' has an unknown type", label, f->name);
     f->type = field_types[t].type;
     if (f->type == FIELD_ARRAY) {
       lua_pushboolean(L, 1);
@@ -177,7 +183,7 @@ static int endpoint_new(lua_State *L) {
 }
 
 static int endpoint_tostring(lua_State *L) {
-  endpoint *ep = endpoint_check(L, 1);
+  endpoint *ep = moltflow_endpoint_check(L, 1);
   lua_pushfstring(L, "moltflow.endpoint (%s: %s %s)", ep->label ? ep->label : "?", ep->method,
                   ep->path ? ep->path : "?");
   return 1;
@@ -187,7 +193,7 @@ static int endpoint_tostring(lua_State *L) {
  * fields = {{name, type, required}}},
  * for generated docs and the CLI. */
 static int endpoint_describe(lua_State *L) {
-  endpoint *ep = endpoint_check(L, 1);
+  endpoint *ep = moltflow_endpoint_check(L, 1);
   static const char *const auths[] = {"none", "any", "token"};
   lua_createtable(L, 0, 6);
   lua_pushstring(L, ep->label);
@@ -225,18 +231,19 @@ static int endpoint_describe(lua_State *L) {
 
 /* ------------------------------------------------------------- requests */
 
-void request_release(request *r) {
-  buffer_free(&r->url);
-  buffer_free(&r->path);
-  buffer_free(&r->body);
+void moltflow_request_release(request *r) {
+  moltflow_buffer_free(&r->url);
+  moltflow_buffer_free(&r->path);
+  moltflow_buffer_free(&r->body);
+  moltflow_buffer_free(&r->secrets);
 }
 
-request *request_check(lua_State *L, int idx) { return luaL_checkudata(L, idx, REQUEST_MT); }
+request *moltflow_request_check(lua_State *L, int idx) { return luaL_checkudata(L, idx, REQUEST_MT); }
 
 static int request_gc(lua_State *L) {
   request *r = luaL_checkudata(L, 1, REQUEST_MT);
-  if (r->xfer) http_cancel(r->xfer->owner, r);
-  request_release(r);
+  if (r->stop) r->stop(r->runner, r); /* collected mid-flight: its transfer stops */
+  moltflow_request_release(r);
   return 0;
 }
 
@@ -248,27 +255,28 @@ static int request_tostring(lua_State *L) {
 
 /* req:key(): a light userdata naming the request, as c:poll() reports it. */
 static int request_key(lua_State *L) {
-  lua_pushlightuserdata(L, request_check(L, 1));
+  lua_pushlightuserdata(L, moltflow_request_check(L, 1));
   return 1;
 }
 
 /* req:info(): method, path (relative, query included) and whether the
  * endpoint is `once` (a transport must not send it twice). */
 static int request_info(lua_State *L) {
-  request *r = request_check(L, 1);
+  request *r = moltflow_request_check(L, 1);
   lua_pushstring(L, r->method);
   lua_pushlstring(L, r->path.data, r->path.len);
   lua_pushboolean(L, r->once);
   return 3;
 }
 
-static void oom(lua_State *L) { core_raise(L, "moltflow: out of memory"); }
 
-static int is_integral(lua_State *L, int idx) {
+/* An exact integer within int64: floats too (LuaJIT has no other), but not
+ * 1e300, which is whole but no integer the server could read. */
+static int is_int64(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TNUMBER) return 0;
   if (mf_isinteger(L, idx)) return 1;
   double d = (double)lua_tonumber(L, idx);
-  return isfinite(d) && d == floor(d);
+  return d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0;
 }
 
 static int is_string_array(lua_State *L, int idx) {
@@ -289,7 +297,7 @@ static int is_string_array(lua_State *L, int idx) {
 static int type_ok(lua_State *L, int idx, enum field_type t) {
   switch (t) {
     case FIELD_STRING: case FIELD_SECRET: return lua_type(L, idx) == LUA_TSTRING;
-    case FIELD_INTEGER: return is_integral(L, idx);
+    case FIELD_INTEGER: return is_int64(L, idx);
     case FIELD_NUMBER: return lua_type(L, idx) == LUA_TNUMBER;
     case FIELD_BOOLEAN: return lua_type(L, idx) == LUA_TBOOLEAN;
     case FIELD_ARRAY: return is_string_array(L, idx);
@@ -304,18 +312,40 @@ static void check_fields(lua_State *L, const endpoint *ep, int args) {
     if (args) lua_getfield(L, args, f->name); else lua_pushnil(L);
     int top = lua_gettop(L);
     if (lua_isnil(L, top)) {
-      if (f->required) core_raise(L, "moltflow: %s: field '%s' is required", ep->label, f->name);
+      if (f->required) mf_raise(L, "moltflow: %s: field '%s' is required", ep->label, f->name);
     } else if (!(lua_type(L, top) == LUA_TLIGHTUSERDATA && !lua_touserdata(L, top) && !f->required) &&
                !type_ok(L, top, f->type)) {
-      core_raise(L, "moltflow: %s: field '%s' must be %s (got %s)", ep->label, f->name,
+      mf_raise(L, "moltflow: %s: field '%s' must be %s (got %s)", ep->label, f->name,
                  type_name(f->type), luaL_typename(L, top));
     }
     lua_pop(L, 1);
   }
 }
 
-static void append_query_value(lua_State *L, const endpoint *ep, buffer *b, int idx, const char *key) {
-  char tmp[64];
+/* Query names that mark a secret: their values never reach errors or hooks. */
+static int secret_name(const char *k, size_t n) {
+  static const char *const words[] = {"token", "password", "secret", "key", "code"};
+  char lower[64];
+  if (n >= sizeof lower) n = sizeof lower - 1;
+  for (size_t i = 0; i < n; i++) lower[i] = (char)tolower((unsigned char)k[i]);
+  lower[n] = '\0';
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (strstr(lower, words[i])) return 1;
+  return 0;
+}
+
+int moltflow_request_secret_name(const request *r, const char *k, size_t n) {
+  if (secret_name(k, n)) return 1;
+  for (size_t at = 0; r->secrets.data && at < r->secrets.len; at += strlen(r->secrets.data + at) + 1)
+    if (strlen(r->secrets.data + at) == n && !memcmp(r->secrets.data + at, k, n)) return 1;
+  return 0;
+}
+
+/* Appends "name=value" to the URL, and to the shown path with the value
+ * redacted when the name marks a secret. */
+static void append_query_value(lua_State *L, const endpoint *ep, request *r, int idx, const char *key,
+                               size_t kl) {
+  char tmp[JSON_NUMBER_SIZE];
   size_t n;
   const char *s;
   switch (lua_type(L, idx)) {
@@ -327,48 +357,76 @@ static void append_query_value(lua_State *L, const endpoint *ep, buffer *b, int 
       n = strlen(s);
       break;
     case LUA_TNUMBER:
-      if (is_integral(L, idx))
-        n = (size_t)snprintf(tmp, sizeof tmp, "%.0f", (double)lua_tonumber(L, idx));
-      else
-        n = (size_t)snprintf(tmp, sizeof tmp, "%.17g", (double)lua_tonumber(L, idx));
+      n = moltflow_json_format_number(L, idx, tmp);
+      if (!n) mf_raise(L, "moltflow: %s: query field '%s' must be a finite number", ep->label, key);
       s = tmp;
       break;
     default:
-      core_raise(L, "moltflow: %s: query field '%s' must be a string, number or boolean", ep->label, key);
+      mf_raise(L, "moltflow: %s: query field '%s' must be a string, number or boolean", ep->label, key);
       return;
   }
-  if (request_percent_encode(b, s, n)) oom(L);
+  if (moltflow_request_percent_encode(&r->url, s, n)) oom(L);
+  if (moltflow_request_secret_name(r, key, kl)) {
+    if (moltflow_buffer_puts(&r->path, "REDACTED")) oom(L);
+  } else if (moltflow_request_percent_encode(&r->path, s, n)) {
+    oom(L);
+  }
 }
 
-static void append_query(lua_State *L, const endpoint *ep, buffer *b, int args) {
+static void append_query(lua_State *L, const endpoint *ep, request *r, int args) {
   int first = 1;
   lua_pushnil(L);
   while (lua_next(L, args)) {
     if (lua_type(L, -2) != LUA_TSTRING)
-      core_raise(L, "moltflow: %s: query keys must be strings", ep->label);
+      mf_raise(L, "moltflow: %s: query keys must be strings", ep->label);
     size_t kl;
     const char *k = lua_tolstring(L, -2, &kl);
     if (!(lua_type(L, -1) == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) {
-      if (buffer_putc(b, first ? '?' : '&') || request_percent_encode(b, k, kl) || buffer_putc(b, '='))
-        oom(L);
-      append_query_value(L, ep, b, lua_gettop(L), k);
+      for (int shown = 0; shown < 2; shown++) {
+        buffer *b = shown ? &r->path : &r->url;
+        if (moltflow_buffer_putc(b, first ? '?' : '&') || moltflow_request_percent_encode(b, k, kl) || moltflow_buffer_putc(b, '='))
+          oom(L);
+      }
+      append_query_value(L, ep, r, lua_gettop(L), k, kl);
       first = 0;
     }
     lua_pop(L, 1);
   }
 }
 
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Refuses what could leave the path: controls, '?', '#', backslashes and dot
+ * segments, also percent-encoded (servers decode %2E, %2F and %5C before they
+ * resolve dot segments). */
 static void check_raw_path(lua_State *L, const char *p, size_t n) {
-  if (n == 0 || p[0] != '/') core_raise(L, "moltflow: request: path must start with '/'");
-  for (size_t i = 0; i < n; i++) {
+  if (n == 0 || p[0] != '/') mf_raise(L, "moltflow: request: path must start with '/'");
+  buffer d = {NULL, 0, 0}; /* p with %2E, %2F and %5C decoded */
+  int bad = 0;
+  for (size_t i = 0; i < n && !bad; i++) {
     unsigned char ch = (unsigned char)p[i];
-    if (ch <= 0x20 || ch >= 0x7F || ch == '?' || ch == '#' || ch == '\\')
-      core_raise(L, "moltflow: request: path may not contain spaces, controls, '?', '#' or '\\' "
-                    "(pass a query table instead)");
+    if (ch <= 0x20 || ch >= 0x7F || ch == '?' || ch == '#') bad = 1;
+    if (ch == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+      int v = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
+      if (v == '.' || v == '/' || v == '\\') {
+        ch = (unsigned char)v;
+        i += 2;
+      }
+    }
+    if (ch == '\\') bad = 1;
+    if (moltflow_buffer_putc(&d, (char)ch)) bad = 2;
   }
-  if (strstr(p, "/../") || strstr(p, "/./") || (n >= 3 && !strcmp(p + n - 3, "/..")) ||
-      (n >= 2 && !strcmp(p + n - 2, "/.")))
-    core_raise(L, "moltflow: request: path may not contain '.' or '..' segments");
+  int dots = !bad && !moltflow_buffer_cstr(&d) &&
+             (strstr(d.data, "/../") || strstr(d.data, "/./") ||
+              (d.len >= 3 && !strcmp(d.data + d.len - 3, "/..")) || (d.len >= 2 && !strcmp(d.data + d.len - 2, "/.")));
+  moltflow_buffer_free(&d);
+  if (bad == 2) oom(L);
+  if (bad)
+    mf_raise(L, "moltflow: request: path may not contain spaces, controls, '?', '#' or '\\' "
+                  "(pass a query table instead)");
+  if (dots) mf_raise(L, "moltflow: request: path may not contain '.' or '..' segments");
 }
 
 /* Servers decode %2F and %2E before resolving dot segments (nginx, Starlette),
@@ -385,11 +443,8 @@ static int has_dot_segment(const char *s, size_t n) {
   return 0;
 }
 
-/* c:build(ep, param..., fields) for endpoints, c:build(raw_ep, path, {query=, body=})
- * for c:request(). Pushes a request userdata. */
-int request_build(lua_State *L) {
-  client *c = client_check(L, 1);
-  endpoint *ep = endpoint_check(L, 2);
+int moltflow_request_build(lua_State *L, const char *base_url, size_t base_len) {
+  endpoint *ep = moltflow_endpoint_check(L, 2);
   request *r = lua_newuserdata(L, sizeof *r);
   memset(r, 0, sizeof *r);
   luaL_setmetatable(L, REQUEST_MT);
@@ -397,16 +452,19 @@ int request_build(lua_State *L) {
   memcpy(r->method, ep->method, sizeof r->method);
   r->auth = ep->auth;
   r->once = ep->once;
+  for (int i = 0; i < ep->nfields; i++) /* NUL-separated names of the secret fields */
+    if (ep->fields[i].type == FIELD_SECRET && moltflow_buffer_append(&r->secrets, ep->fields[i].name, strlen(ep->fields[i].name) + 1))
+      oom(L);
 
   int args = 0, body_idx = 0, query_idx = 0;
   if (ep->raw) {
     size_t pl;
     /* the request userdata sits above the arguments: an omitted one is not it */
     if (req_idx == 3 || lua_type(L, 3) != LUA_TSTRING)
-      core_raise(L, "moltflow: request: 'path' must be a string");
+      mf_raise(L, "moltflow: request: 'path' must be a string");
     const char *p = lua_tolstring(L, 3, &pl);
     check_raw_path(L, p, pl);
-    if (buffer_append(&r->path, p, pl)) oom(L);
+    if (moltflow_buffer_append(&r->path, p, pl)) oom(L);
     if (req_idx > 4 && !lua_isnil(L, 4)) {
       luaL_checktype(L, 4, LUA_TTABLE);
       lua_getfield(L, 4, "query");
@@ -420,30 +478,30 @@ int request_build(lua_State *L) {
   } else {
     int nargs = req_idx - 3; /* arguments after client and endpoint */
     if (nargs < ep->nparams)
-      core_raise(L, "moltflow: %s: missing argument '%s'", ep->label, ep->params[nargs]);
+      mf_raise(L, "moltflow: %s: missing argument '%s'", ep->label, ep->params[nargs]);
     const char *t = ep->path;
     for (int i = 0; i < ep->nparams; i++) {
       const char *open = strchr(t, '{');
-      if (buffer_append(&r->path, t, (size_t)(open - t))) oom(L);
+      if (moltflow_buffer_append(&r->path, t, (size_t)(open - t))) oom(L);
       int idx = 3 + i;
       if (lua_type(L, idx) != LUA_TSTRING)
-        core_raise(L, "moltflow: %s: '%s' must be a string (got %s)", ep->label, ep->params[i],
+        mf_raise(L, "moltflow: %s: '%s' must be a string (got %s)", ep->label, ep->params[i],
                    luaL_typename(L, idx));
       size_t n;
       const char *v = lua_tolstring(L, idx, &n);
       if (n == 0 || has_dot_segment(v, n))
-        core_raise(L, "moltflow: %s: '%s' must be a non-empty id without '.' or '..' segments",
+        mf_raise(L, "moltflow: %s: '%s' must be a non-empty id without '.' or '..' segments",
                    ep->label, ep->params[i]);
-      if (request_percent_encode(&r->path, v, n)) oom(L);
+      if (moltflow_request_percent_encode(&r->path, v, n)) oom(L);
       t = strchr(open, '}') + 1;
     }
-    if (buffer_puts(&r->path, t)) oom(L);
+    if (moltflow_buffer_puts(&r->path, t)) oom(L);
     int fi = 3 + ep->nparams;
     if (nargs > ep->nparams + 1)
-      core_raise(L, "moltflow: %s: too many arguments", ep->label);
+      mf_raise(L, "moltflow: %s: too many arguments", ep->label);
     if (nargs == ep->nparams + 1 && !lua_isnil(L, fi)) {
       if (lua_type(L, fi) != LUA_TTABLE)
-        core_raise(L, "moltflow: %s: expected a table of fields (got %s)", ep->label,
+        mf_raise(L, "moltflow: %s: expected a table of fields (got %s)", ep->label,
                    luaL_typename(L, fi));
       args = fi;
     }
@@ -452,28 +510,58 @@ int request_build(lua_State *L) {
       if (ep->fields_in_query) query_idx = args; else body_idx = args;
     }
   }
-  if (query_idx) append_query(L, ep, &r->path, query_idx);
-  if (buffer_append(&r->url, c->base_url, c->base_len) ||
-      buffer_append(&r->url, r->path.data, r->path.len) || buffer_cstr(&r->url) ||
-      buffer_cstr(&r->path))
+  if (moltflow_buffer_append(&r->url, base_url, base_len) || moltflow_buffer_append(&r->url, r->path.data, r->path.len))
     oom(L);
+  if (query_idx) append_query(L, ep, r, query_idx);
+  if (moltflow_buffer_cstr(&r->url) || moltflow_buffer_cstr(&r->path)) oom(L);
   if (body_idx) {
     char err[256];
     mf_getuservalue(L, 2); /* the array hints */
     int hints = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    if (json_encode(L, body_idx, hints, &r->body, err, sizeof err))
-      core_raise(L, "moltflow: %s: %s", ep->label, err);
+    if (moltflow_json_encode(L, body_idx, hints, &r->body, err, sizeof err))
+      mf_raise(L, "moltflow: %s: %s", ep->label, err);
     r->has_body = 1;
   }
   lua_settop(L, req_idx);
   return 1;
 }
 
-void request_open(lua_State *L) {
+/* ------------------------------------------------------------- headers */
+
+credential moltflow_request_credential(const request *r, const char *access_token, const char *api_key,
+                              const char **missing) {
+  credential c = {CRED_NONE, NULL};
+  *missing = NULL;
+  if (r->auth == AUTH_NONE) return c;
+  if (access_token) {
+    c.kind = CRED_BEARER;
+    c.secret = access_token;
+  } else if (r->auth == AUTH_ANY && api_key) {
+    c.kind = CRED_KEY;
+    c.secret = api_key;
+  } else {
+    *missing = r->auth == AUTH_TOKEN ? "this call needs a bearer token: log in first"
+                                     : "no credentials: log in or set an API key";
+  }
+  return c;
+}
+
+int moltflow_request_headers(const request *r, const char *user_agent, credential cred, request_header_fn fn,
+                    void *ud) {
+  int rc = fn(ud, "Accept", "", "application/json");
+  if (!rc) rc = fn(ud, "User-Agent", "", user_agent ? user_agent : MOLTFLOW_USER_AGENT);
+  if (!rc && r->has_body) rc = fn(ud, "Content-Type", "", "application/json");
+  /* the credential last: the libcurl transport finds it there */
+  if (!rc && cred.kind == CRED_BEARER) rc = fn(ud, "Authorization", "Bearer ", cred.secret);
+  if (!rc && cred.kind == CRED_KEY) rc = fn(ud, "X-API-Key", "", cred.secret);
+  return rc;
+}
+
+void moltflow_request_open(lua_State *L) {
   static const luaL_Reg ep_methods[] = {{"describe", endpoint_describe}, {NULL, NULL}};
   static const luaL_Reg req_methods[] = {{"info", request_info}, {"key", request_key}, {NULL, NULL}};
-  core_class(L, ENDPOINT_MT, ep_methods, endpoint_gc, 0, endpoint_tostring);
-  core_class(L, REQUEST_MT, req_methods, request_gc, 0, request_tostring);
+  mf_class(L, ENDPOINT_MT, ep_methods, endpoint_gc, 0, endpoint_tostring);
+  mf_class(L, REQUEST_MT, req_methods, request_gc, 0, request_tostring);
   lua_pushcfunction(L, endpoint_new);
   lua_setfield(L, -2, "endpoint");
 }

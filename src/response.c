@@ -1,5 +1,5 @@
-/* Reading a response: header lines, the decoded body, and the error table.
- * No I/O happens here; curl and Lua transports hand in what they received. */
+/* Layer 2: reading a response (see response.h). No I/O happens here; curl
+ * and Lua transports hand in what they received. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,8 +8,9 @@
 #include <time.h>
 #include <lauxlib.h>
 
+#include "response.h"
+
 #include "compat.h"
-#include "core.h"
 #include "json.h"
 
 static int name_is(const char *name, size_t n, const char *lower) {
@@ -75,7 +76,7 @@ static void put_header(void *ud, const char *name, size_t nl, const char *v, siz
   lua_rawset(L, ht->table);
 }
 
-void response_push_headers(lua_State *L, const char *h, size_t n) {
+void moltflow_response_push_headers(lua_State *L, const char *h, size_t n) {
   lua_createtable(L, 0, 8);
   header_table ht = {L, lua_gettop(L)};
   each_header(h, n, put_header, &ht);
@@ -95,7 +96,7 @@ static int parse_number(const char *v, size_t n, double *out) {
 
 /* Retry-After is delay-seconds or an HTTP-date (RFC 9110 10.2.3). Returns the
  * seconds to wait from now, or -1 when unreadable. */
-double response_retry_after(const char *v, size_t n, double now) {
+double moltflow_response_retry_after(const char *v, size_t n, double now) {
   double d;
   if (parse_number(v, n, &d)) return d < 0 ? 0 : d;
   char tmp[64];
@@ -140,7 +141,7 @@ static void note_header(void *ud, const char *name, size_t nl, const char *v, si
       if (name_is(name, nl, "x-ratelimit-reset")) parse_number(v, vl, &k->reset);
       break;
     case 11:
-      if (name_is(name, nl, "retry-after")) k->retry_after = response_retry_after(v, vl, (double)time(NULL));
+      if (name_is(name, nl, "retry-after")) k->retry_after = moltflow_response_retry_after(v, vl, (double)time(NULL));
       break;
     case 12:
       if (name_is(name, nl, "x-request-id")) { k->request_id = v; k->request_id_len = vl; }
@@ -192,31 +193,69 @@ static void set_common(lua_State *L, int t, const request *r, long status, const
   (void)r;
 }
 
-static void set_error_fields(lua_State *L, int t, const request *r, const char *kind, const char *message) {
+/* Every error table is made here: kind, message, method, path, attempts and
+ * the moltflow.error metatable (its __tostring). Pushes it; nrec sizes it. */
+static int new_error(lua_State *L, const char *kind, const char *message, const char *method,
+                     const char *path, size_t path_len, int nrec) {
+  lua_createtable(L, 0, nrec);
+  int t = lua_gettop(L);
   lua_pushstring(L, kind);
   lua_setfield(L, t, "kind");
   lua_pushstring(L, message);
   lua_setfield(L, t, "message");
-  lua_pushstring(L, r->method);
-  lua_setfield(L, t, "method");
-  lua_pushlstring(L, r->path.data ? r->path.data : "", r->path.len);
-  lua_setfield(L, t, "path");
+  if (method) {
+    lua_pushstring(L, method);
+    lua_setfield(L, t, "method");
+  }
+  if (path) {
+    lua_pushlstring(L, path, path_len);
+    lua_setfield(L, t, "path");
+  }
   lua_pushinteger(L, 1);
   lua_setfield(L, t, "attempts");
   luaL_setmetatable(L, ERROR_MT);
+  return t;
 }
 
-int response_push_error(lua_State *L, const request *r, const char *kind, const char *message,
-                        int connect_failed) {
+static int request_error(lua_State *L, const request *r, const char *kind, const char *message, int nrec) {
+  return new_error(L, kind, message, r->method, r->path.data ? r->path.data : "", r->path.len, nrec);
+}
+
+int moltflow_response_push_error(lua_State *L, const request *r, const char *kind, const char *message,
+                                 int connect_failed) {
   lua_pushnil(L);
-  lua_createtable(L, 0, 8);
-  int t = lua_gettop(L);
-  set_error_fields(L, t, r, kind, message);
+  int t = request_error(L, r, kind, message, 8);
   if (connect_failed) {
     lua_pushboolean(L, 1);
     lua_setfield(L, t, "connect_failed");
   }
   return 2;
+}
+
+/* core.new_error{kind=, message=, status=, method=, path=, ...}: an error
+ * of the SDK's shape for code outside the core (Lua transports, the token
+ * refresh), made as the core makes its own. kind and message are required
+ * strings; every other field is copied; attempts defaults to 1. */
+static int l_new_error(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const strings[] = {"kind", "message", "method", "path"};
+  const char *v[4];
+  size_t path_len = 0;
+  for (int i = 0; i < 4; i++) {
+    lua_getfield(L, 1, strings[i]);
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+      mf_raise(L, "moltflow.new_error: field '%s' must be a string", strings[i]);
+    if (i < 2 && lua_isnil(L, -1)) mf_raise(L, "moltflow.new_error: field '%s' is required", strings[i]);
+    v[i] = i == 3 ? lua_tolstring(L, -1, &path_len) : lua_tostring(L, -1);
+  }
+  int t = new_error(L, v[0], v[1], v[2], v[3], path_len, 8);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+  }
+  return 1;
 }
 
 /* The field a FastAPI "loc" names: ["body", "scopes", 0] -> "scopes.0". */
@@ -242,8 +281,60 @@ static void push_loc(lua_State *L, int item) {
   lua_remove(L, loc);
 }
 
+static const char REDACTED[] = "REDACTED";
+
+/* Replaces the values of secret-named keys in the table at idx, at any depth
+ * (an echoed request body). With all set, every string or table value (a
+ * secret field's ctx: numbers such as min_length are its limits, not it). */
+static void redact_tree(lua_State *L, const request *r, int idx, int all, int depth) {
+  if (depth > JSON_MAX_DEPTH || !lua_checkstack(L, 4)) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t n = 0;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+    int t = lua_type(L, -1);
+    if ((all && (t == LUA_TSTRING || t == LUA_TTABLE)) || (!all && k && moltflow_request_secret_name(r, k, n))) {
+      lua_pushvalue(L, -2);
+      lua_pushstring(L, REDACTED);
+      lua_rawset(L, idx); /* assigning an existing key keeps lua_next valid */
+    } else if (!all && t == LUA_TTABLE) {
+      redact_tree(L, r, lua_gettop(L), 0, depth + 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* A validation error item may echo the input (pydantic 2: "input" and
+ * "ctx"): for a secret field its value, else a body holding secret fields. */
+static void redact_item(lua_State *L, const request *r, int item) {
+  int secret = 0;
+  lua_getfield(L, item, "loc");
+  if (lua_istable(L, -1)) {
+    size_t n = mf_rawlen(L, -1);
+    for (size_t i = 1; i <= n && !secret; i++) {
+      lua_rawgeti(L, -1, (int)i);
+      size_t kl;
+      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+      secret = k && moltflow_request_secret_name(r, k, kl);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  static const char *const echoes[] = {"input", "ctx"};
+  for (int e = 0; e < 2; e++) {
+    lua_getfield(L, item, echoes[e]);
+    if (lua_istable(L, -1)) {
+      redact_tree(L, r, lua_gettop(L), secret, 0);
+    } else if (secret && !lua_isnil(L, -1)) {
+      lua_pushstring(L, REDACTED);
+      lua_setfield(L, item, echoes[e]);
+    }
+    lua_pop(L, 1);
+  }
+}
+
 /* From {"detail": ...}: sets message, detail and validation_errors on t. */
-static void interpret_detail(lua_State *L, int t, int body, long status) {
+static void interpret_detail(lua_State *L, const request *r, int t, int body, long status) {
   lua_getfield(L, body, "detail");
   int d = lua_gettop(L);
   lua_pushvalue(L, d);
@@ -265,6 +356,7 @@ static void interpret_detail(lua_State *L, int t, int body, long status) {
     lua_rawgeti(L, d, (int)i);
     int item = lua_gettop(L);
     if (lua_istable(L, item)) {
+      redact_item(L, r, item);
       lua_createtable(L, 0, 3);
       int v = lua_gettop(L);
       push_loc(L, item);
@@ -298,7 +390,7 @@ static void interpret_detail(lua_State *L, int t, int body, long status) {
   lua_pop(L, 1); /* detail */
 }
 
-int response_push(lua_State *L, client *c, const request *r, long status, const char *headers,
+int moltflow_response_push(lua_State *L, buffer *scratch, const request *r, long status, const char *headers,
                   size_t hlen, const char *body, size_t blen) {
   known_headers k = {-1, -1, -1, -1, NULL, NULL, 0, 0};
   each_header(headers, hlen, note_header, &k);
@@ -311,13 +403,13 @@ int response_push(lua_State *L, client *c, const request *r, long status, const 
       char msg[200];
       snprintf(msg, sizeof msg, "expected a JSON response, got Content-Type %.*s",
                (int)(k.content_type_len > 80 ? 80 : k.content_type_len), k.content_type);
-      response_push_error(L, r, "decode", msg, 0);
+      moltflow_response_push_error(L, r, "decode", msg, 0);
       set_common(L, lua_gettop(L), r, status, &k);
       return 2;
-    } else if (json_decode(L, body, blen, &c->scratch, err, sizeof err)) {
+    } else if (moltflow_json_decode(L, body, blen, scratch, err, sizeof err)) {
       char msg[220];
       snprintf(msg, sizeof msg, "malformed JSON in the response: %s", err);
-      response_push_error(L, r, "decode", msg, 0);
+      moltflow_response_push_error(L, r, "decode", msg, 0);
       set_common(L, lua_gettop(L), r, status, &k);
       return 2;
     }
@@ -336,20 +428,18 @@ int response_push(lua_State *L, client *c, const request *r, long status, const 
   }
 
   lua_pushnil(L);
-  lua_createtable(L, 0, 14);
-  int t = lua_gettop(L);
+  int t = request_error(L, r, status == 401 ? "auth" : "http", "", 14);
   set_common(L, t, r, status, &k);
-  set_error_fields(L, t, r, status == 401 ? "auth" : "http", "");
-  response_push_headers(L, headers, hlen);
+  moltflow_response_push_headers(L, headers, hlen);
   lua_setfield(L, t, "headers");
   if (k.retry_after >= 0) {
     lua_pushnumber(L, k.retry_after);
     lua_setfield(L, t, "retry_after");
   }
-  if (blen && is_json_type(&k) && !json_decode(L, body, blen, &c->scratch, err, sizeof err)) {
+  if (blen && is_json_type(&k) && !moltflow_json_decode(L, body, blen, scratch, err, sizeof err)) {
     int b = lua_gettop(L);
     if (lua_istable(L, b))
-      interpret_detail(L, t, b, status);
+      interpret_detail(L, r, t, b, status);
     else {
       lua_pushfstring(L, "HTTP %d", (int)status);
       lua_setfield(L, t, "message");
@@ -391,7 +481,7 @@ static int response_index(lua_State *L) {
   size_t n;
   const char *raw = lua_tolstring(L, -1, &n);
   if (!raw) return 0;
-  response_push_headers(L, raw, n);
+  moltflow_response_push_headers(L, raw, n);
   lua_pushliteral(L, "headers");
   lua_pushvalue(L, -2);
   lua_rawset(L, 1);
@@ -401,7 +491,7 @@ static int response_index(lua_State *L) {
   return 1;
 }
 
-void response_open(lua_State *L) {
+void moltflow_response_open(lua_State *L) {
   lua_newtable(L); /* res -> raw header block, weak keys */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
@@ -421,4 +511,6 @@ void response_open(lua_State *L) {
   lua_pushliteral(L, "moltflow.error");
   lua_setfield(L, -2, "__name");
   lua_setfield(L, -2, "error_mt");
+  lua_pushcfunction(L, l_new_error);
+  lua_setfield(L, -2, "new_error");
 }

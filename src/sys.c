@@ -81,9 +81,9 @@ static void random_suffix(char out[17]) {
 /* The directory part of path ("." when there is none), in dir. */
 static int dir_of(const char *path, buffer *dir) {
   const char *slash = strrchr(path, '/');
-  if (!slash) return buffer_puts(dir, ".");
-  if (slash == path) return buffer_puts(dir, "/");
-  return buffer_append(dir, path, (size_t)(slash - path)) || buffer_cstr(dir);
+  if (!slash) return moltflow_buffer_puts(dir, ".");
+  if (slash == path) return moltflow_buffer_puts(dir, "/");
+  return moltflow_buffer_append(dir, path, (size_t)(slash - path)) || moltflow_buffer_cstr(dir);
 }
 
 /* sys.write_private(path, data): true, or nil, err, errno. Writes data to a
@@ -99,17 +99,17 @@ static int l_write_private(lua_State *L) {
   const char *base = slash ? slash + 1 : path;
   int fd = -1, err = 0;
   const char *what = "cannot create a temporary file beside";
-  if (dir_of(path, &dir) || buffer_cstr(&dir)) {
+  if (dir_of(path, &dir) || moltflow_buffer_cstr(&dir)) {
     err = ENOMEM;
     goto done;
   }
   for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
     char suffix[17];
     random_suffix(suffix);
-    buffer_clear(&tmp);
-    if ((slash && buffer_append(&tmp, path, (size_t)(base - path))) || buffer_puts(&tmp, ".") ||
-        buffer_puts(&tmp, base) || buffer_puts(&tmp, ".") || buffer_puts(&tmp, suffix) ||
-        buffer_puts(&tmp, ".tmp") || buffer_cstr(&tmp)) {
+    moltflow_buffer_clear(&tmp);
+    if ((slash && moltflow_buffer_append(&tmp, path, (size_t)(base - path))) || moltflow_buffer_puts(&tmp, ".") ||
+        moltflow_buffer_puts(&tmp, base) || moltflow_buffer_puts(&tmp, ".") || moltflow_buffer_puts(&tmp, suffix) ||
+        moltflow_buffer_puts(&tmp, ".tmp") || moltflow_buffer_cstr(&tmp)) {
       err = ENOMEM;
       goto done;
     }
@@ -150,8 +150,8 @@ static int l_write_private(lua_State *L) {
     close(dfd);
   }
 done:
-  buffer_free(&dir);
-  buffer_free(&tmp);
+  moltflow_buffer_free(&dir);
+  moltflow_buffer_free(&tmp);
   if (err) return push_failure(L, what, path, err);
   lua_pushboolean(L, 1);
   return 1;
@@ -173,7 +173,7 @@ static int l_mkdir_private(lua_State *L) {
   const char *path = check_path(L, 1, "mkdir_private");
   buffer copy = {NULL, 0, 0};
   int err = 0;
-  if (buffer_puts(&copy, path) || buffer_cstr(&copy)) return push_failure(L, "cannot create", path, ENOMEM);
+  if (moltflow_buffer_puts(&copy, path) || moltflow_buffer_cstr(&copy)) return push_failure(L, "cannot create", path, ENOMEM);
   char *p = copy.data;
   /* the parents, one component at a time */
   for (char *s = p + 1; *s; s++) {
@@ -183,7 +183,7 @@ static int l_mkdir_private(lua_State *L) {
     *s = '/';
     if (err) break;
   }
-  buffer_free(&copy);
+  moltflow_buffer_free(&copy);
   if (err) return push_failure(L, "cannot create", path, err);
   if (mkdir(path, 0700) == 0) {
     if (chmod(path, 0700)) return push_failure(L, "cannot set the mode of", path, errno);
@@ -346,7 +346,7 @@ restore_terminal:
   } else {
     nret = push_failure(L, "cannot read from", "/dev/tty", err);
   }
-  buffer_wipe(line, sizeof line);
+  moltflow_buffer_wipe(line, sizeof line);
   return nret;
 }
 

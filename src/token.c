@@ -1,10 +1,12 @@
-/* base64url and JWT claims. The SDK never verifies signatures (it has no
- * key); it reads `exp` to refresh before the server would refuse the token. */
+/* Layer 1: base64url and JWT claims. The SDK never verifies signatures (it
+ * has no key); it reads `exp` to refresh before the server would refuse the
+ * token. */
 #include <string.h>
 #include <lauxlib.h>
 
+#include "token.h"
+
 #include "compat.h"
-#include "core.h"
 #include "json.h"
 
 static int b64_value(unsigned char c) {
@@ -17,10 +19,10 @@ static int b64_value(unsigned char c) {
 }
 
 /* Accepts base64url (and standard base64), with or without padding. */
-int token_base64url_decode(const char *in, size_t n, buffer *out) {
+int moltflow_token_base64url_decode(const char *in, size_t n, buffer *out) {
   while (n > 0 && in[n - 1] == '=') n--;
   if (n % 4 == 1) return -1;
-  if (buffer_reserve(out, n * 3 / 4 + 3)) return -1;
+  if (moltflow_buffer_reserve(out, n * 3 / 4 + 3)) return -1;
   unsigned long acc = 0;
   int bits = 0;
   for (size_t i = 0; i < n; i++) {
@@ -48,16 +50,16 @@ static int push_claims(lua_State *L, const char *jwt, size_t n, buffer *scratch)
   }
   buffer payload = {NULL, 0, 0};
   char err[160];
-  int rc = token_base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload);
+  int rc = moltflow_token_base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload);
   if (rc) {
-    buffer_free(&payload);
+    moltflow_buffer_free(&payload);
     lua_pushnil(L);
     lua_pushliteral(L, "not a JWT: the payload is not base64url");
     return 2;
   }
   int top = lua_gettop(L);
-  rc = json_decode(L, payload.data ? payload.data : "", payload.len, scratch, err, sizeof err);
-  buffer_free(&payload);
+  rc = moltflow_json_decode(L, payload.data ? payload.data : "", payload.len, scratch, err, sizeof err);
+  moltflow_buffer_free(&payload);
   if (rc) {
     lua_pushnil(L);
     lua_pushfstring(L, "not a JWT: the payload is not JSON (%s)", err);
@@ -73,7 +75,7 @@ static int push_claims(lua_State *L, const char *jwt, size_t n, buffer *scratch)
   return 1;
 }
 
-double token_expiry(lua_State *L, const char *jwt, size_t n, buffer *scratch) {
+double moltflow_token_expiry(lua_State *L, const char *jwt, size_t n, buffer *scratch) {
   int top = lua_gettop(L);
   double exp = 0;
   if (push_claims(L, jwt, n, scratch) == 1) {
@@ -92,7 +94,7 @@ static int l_jwt_claims(lua_State *L) {
   /* a Lua error in between would leak scratch; json_decode raises none but
    * memory errors, which the scratch buffer survives by being tiny and rare */
   int r = push_claims(L, t, n, &scratch);
-  buffer_free(&scratch);
+  moltflow_buffer_free(&scratch);
   return r;
 }
 
@@ -100,18 +102,18 @@ static int l_base64url_decode(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   buffer out = {NULL, 0, 0};
-  if (token_base64url_decode(s, n, &out)) {
-    buffer_free(&out);
+  if (moltflow_token_base64url_decode(s, n, &out)) {
+    moltflow_buffer_free(&out);
     lua_pushnil(L);
     lua_pushliteral(L, "invalid base64url");
     return 2;
   }
   lua_pushlstring(L, out.data ? out.data : "", out.len);
-  buffer_free(&out);
+  moltflow_buffer_free(&out);
   return 1;
 }
 
-void token_open(lua_State *L) {
+void moltflow_token_open(lua_State *L) {
   lua_pushcfunction(L, l_jwt_claims);
   lua_setfield(L, -2, "jwt_claims");
   lua_pushcfunction(L, l_base64url_decode);

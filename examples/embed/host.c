@@ -4,14 +4,37 @@
  * shared object. Lua runs on a counting allocator; the program reports the
  * peak heap and fails if anything is still allocated after lua_close.
  *
+ * It also has a json_encode and a buffer_append of its own, as a game engine
+ * might: the core's names carry a moltflow_ prefix, so both link.
+ *
  *   moltflow-embed SCRIPT [ARGS...]    (LUA_PATH must reach lua/?.lua)
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <lauxlib.h>
 #include <lualib.h>
 
 int luaopen_moltflow_core(lua_State *L);
+
+/* The host's own helpers, named as an engine might name them. They link
+ * because the core's internal functions carry a moltflow_ prefix. */
+int buffer_append(char *buf, size_t size, size_t *len, const char *s) {
+  size_t n = strlen(s);
+  if (*len + n >= size) return -1;
+  memcpy(buf + *len, s, n + 1);
+  *len += n;
+  return 0;
+}
+
+int json_encode(char *out, size_t size, const char *key, int value) {
+  size_t len = 0;
+  char num[24];
+  snprintf(num, sizeof num, "%d", value);
+  return buffer_append(out, size, &len, "{\"") || buffer_append(out, size, &len, key) ||
+         buffer_append(out, size, &len, "\":") || buffer_append(out, size, &len, num) ||
+         buffer_append(out, size, &len, "}");
+}
 
 typedef struct {
   size_t in_use, peak, allocations;
@@ -43,6 +66,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s SCRIPT [ARGS...]\n", argv[0]);
     return 2;
   }
+  char hello[32];
+  if (json_encode(hello, sizeof hello, "frames", 60) || strcmp(hello, "{\"frames\":60}")) return 1;
   heap_stats heap = {0, 0, 0};
   lua_State *L = lua_newstate(counting_alloc, &heap);
   if (!L) return 1;

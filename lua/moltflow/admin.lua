@@ -98,14 +98,15 @@ admin.write_private = core.sys.write_private
 
 local error_mt = core.error_mt
 
---- Makes an error table of the SDK's shape (for transports written in Lua).
--- @tparam table fields `kind` and `message`, and any of `status`, `method`,
---   `path`, `attempts` (default 1), `retry_after`, `rate_limit`, `connect_failed`
--- @return `fields`, with the `moltflow.error` metatable (`__tostring`)
-function admin.error(fields)
-  fields.attempts = fields.attempts or 1
-  return setmetatable(fields, error_mt)
-end
+--- Makes an error table of the SDK's shape (for transports written in Lua),
+-- with the core's own constructor: every error, C or Lua, is made there.
+-- @function admin.error
+-- @tparam table fields `kind` and `message` (strings), and any of `status`,
+--   `method`, `path`, `attempts` (default 1), `retry_after`, `rate_limit`,
+--   `connect_failed`
+-- @return a new error table with the `moltflow.error` metatable (`__tostring`)
+-- @raise when `kind` or `message` is missing or not a string
+admin.error = core.new_error
 
 --- Whether a value is an error returned by this SDK.
 -- @param v any value
@@ -364,19 +365,6 @@ function Client:_hook(name, fn, arg)
   if not ok then self:_hook_failed(name, err) end
 end
 
-local SECRET_PARAM = {"token", "password", "secret", "key", "code"}
-
--- The path for hooks: query values whose name suggests a secret are redacted.
-local function hook_path(path)
-  return (path:gsub("([?&])([^=&]*)=([^&]*)", function(sep, name, value)
-    local lname = name:lower()
-    for _, word in ipairs(SECRET_PARAM) do
-      if lname:find(word, 1, true) then return sep .. name .. "=REDACTED" end
-    end
-    return sep .. name .. "=" .. value
-  end))
-end
-
 -- Runs a built request to its end: proactive and reactive token refresh,
 -- retries with backoff, pacing and hooks. All transports share it.
 -- Hooks get {method, path, attempt} before each attempt and, after it,
@@ -411,8 +399,7 @@ function Client:_run(req, method, auth, io, once)
     local path, t0
     if self._on_request or self._on_response then
       local _
-      _, path = req:info()
-      path = hook_path(path)
+      _, path = req:info() -- secret query values come REDACTED
       if self._on_request then
         self:_hook("on_request", self._on_request, {method = method, path = path, attempt = attempt})
       end

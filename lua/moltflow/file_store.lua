@@ -25,7 +25,7 @@ local function scalars(t)
 end
 
 local function store_error(message, path)
-  return setmetatable({kind = "store", message = message, path = path, attempts = 1}, core.error_mt)
+  return core.new_error{kind = "store", message = message, path = path}
 end
 
 local function read_all(path)

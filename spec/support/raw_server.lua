@@ -21,6 +21,8 @@
 --   /_log             the requests received so far (JSON: method, path, headers
 --                     and `sent`, the bytes a streaming answer got out before
 --                     the client hung up)
+--   /auth/reset-password  a FastAPI (pydantic 2) 422 that echoes the input: the
+--                     fields' values in `input` and `ctx`, the whole body in `input`
 --   /_clear           forgets them
 -- Every request but /_log and /_clear is recorded.
 --
@@ -175,8 +177,8 @@ local function read_request(conn)
       if name:lower() == "content-length" then length = tonumber(value) or 0 end
     end
   end
-  if length > 0 then conn:receive(length) end
-  return method, path, "{" .. table.concat(headers, ",") .. "}"
+  local body = length > 0 and conn:receive(length) or ""
+  return method, path, "{" .. table.concat(headers, ",") .. "}", body
 end
 
 local function head(conn, status, ctype, extra)
@@ -282,8 +284,20 @@ handlers["/json"] = function(conn)
   conn:send('{"ok":true}')
 end
 
+handlers["/auth/reset-password"] = function(conn, _, body)
+  local function field(name) return quote(body:match('"' .. name .. '":"([^"]*)"') or "") end
+  local detail = '{"detail":[' ..
+    '{"type":"string_too_short","loc":["body","new_password"],"msg":"String should have at least 64 characters",' ..
+    '"input":' .. field("new_password") .. ',"ctx":{"min_length":64}},' ..
+    '{"type":"value_error","loc":["body","token"],"msg":"Value error, unknown token",' ..
+    '"input":' .. field("token") .. ',"ctx":{"error":' .. field("token") .. '}},' ..
+    '{"type":"missing","loc":["body","email"],"msg":"Field required","input":' .. body .. '}]}'
+  head(conn, "422 Unprocessable Entity", "application/json", "Content-Length: " .. #detail .. "\r\n")
+  conn:send(detail)
+end
+
 local function serve(conn)
-  local method, path, headers = read_request(conn)
+  local method, path, headers, body = read_request(conn)
   if not method then return end
   local bare = path:match("^[^?]*"):gsub("^/api/v2", "")
   if bare == "/_log" then
@@ -309,7 +323,7 @@ local function serve(conn)
     conn:send(case.raw)
     if case.hold then hold(conn) end
   elseif h then
-    h(conn, entry)
+    h(conn, entry, body)
   else
     head(conn, "404 Not Found", "application/json", "Content-Length: 23\r\n")
     conn:send('{"detail":"Not Found"}\n')

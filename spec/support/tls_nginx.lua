@@ -9,7 +9,8 @@
 --   s.url ("https://127.0.0.1:PORT/api/v2"), s.origin, s.port, s.ca (cert.pem),
 --   s.prefix, s.log (the access log), s.pid
 --   local mark = s:mark()             -- position in the access log
---   s:summary(mark)                   -- what nginx logged since (see parse_log)
+--   s:summary(mark[, expect])         -- what nginx logged since (see parse_log),
+--                                     -- waiting for `expect` requests
 --   s:stop()                          -- by pid; also when the Lua state closes,
 --                                     -- and when `owner_pid` (default: this
 --                                     -- process) dies
@@ -129,13 +130,20 @@ function Server:mark()
   return n
 end
 
-function Server:summary(mark)
-  local f = io.open(self.log, "rb")
-  if not f then return M.parse_log("") end
-  f:seek("set", mark or 0)
-  local text = f:read("a") or ""
-  f:close()
-  return M.parse_log(text)
+-- nginx writes a request's log line after it has sent the answer, so a
+-- client can read the log before its last request is in it: with `expect`,
+-- this waits (up to 5 s) until that many requests are logged since `mark`.
+function Server:summary(mark, expect)
+  local deadline = os.time() + 5
+  while true do
+    local f = io.open(self.log, "rb")
+    if not f then return M.parse_log("") end
+    f:seek("set", mark or 0)
+    local s = M.parse_log(f:read("a") or "")
+    f:close()
+    if not expect or s.requests >= expect or os.time() > deadline then return s end
+    os.execute("sleep 0.01")
+  end
 end
 
 function Server:stop()

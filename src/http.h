@@ -1,0 +1,58 @@
+/* Layer 3. The libcurl transport, blocking (one easy handle, connections
+ * kept alive) and non-blocking (a pool of easy handles under one multi
+ * handle). It knows requests (layer 2), never the client: options and the
+ * credential come in as parameters. No Lua: results come back as http_result
+ * for the client to push. */
+#ifndef MOLTFLOW_HTTP_H
+#define MOLTFLOW_HTTP_H
+
+#include <stddef.h>
+
+#include "buffer.h"
+#include "request.h"
+
+typedef struct http http;
+
+typedef struct {
+  long timeout_ms, connect_timeout_ms;
+  size_t max_response_bytes;
+  /* owned by the caller, who frees the http handle before them */
+  const char *user_agent, *ca_file, *proxy;
+} http_options;
+
+/* What a transfer ended with. The pointers are the transfer's and stay valid
+ * until the next call on the same http handle; http_result_clear wipes the
+ * body (it may hold tokens or a raw key). */
+typedef struct {
+  long status;              /* the HTTP status when kind is NULL */
+  const char *headers, *body;
+  size_t headers_len, body_len;
+  const char *kind;         /* NULL for an HTTP answer, else "network", "timeout", "too_large" */
+  const char *message;      /* with kind */
+  int connect_failed;       /* certainly never reached the server: safe to retry */
+  buffer *body_buffer;
+} http_result;
+
+void moltflow_http_global_init(void);
+const char *moltflow_http_version(void); /* libcurl's */
+http *moltflow_http_new(const http_options *o); /* NULL when libcurl fails */
+void moltflow_http_free(http *h); /* stops what is running, detaching the requests */
+
+/* Blocking: performs r with the credential's header. */
+void moltflow_http_perform(http *h, const request *r, credential cred, http_result *out);
+/* Non-blocking: 0 once r runs on h, else -1 with the failure in out. While
+ * it runs, r->runner is h and r->stop cancels it (r's finaliser calls it). */
+int moltflow_http_start(http *h, request *r, credential cred, http_result *out);
+/* Drives the running transfers for at most timeout seconds (waiting only
+ * while none has finished) and calls done(ud, r) for each request that
+ * finished; returns their count. */
+int moltflow_http_poll(http *h, double timeout, void (*done)(void *ud, const request *r), void *ud);
+/* 0 with r's result once it finished on h (its transfer is then free), 1
+ * while it still runs, -1 when r does not run on h. */
+int moltflow_http_finish(http *h, request *r, http_result *out);
+/* Stops r and frees its transfer: 0, or -1 when r does not run on h. */
+int moltflow_http_cancel(http *h, request *r);
+int moltflow_http_running(const http *h);
+void moltflow_http_result_clear(http_result *res);
+
+#endif
