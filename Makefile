@@ -1,14 +1,18 @@
 # moltflow-admin: a Lua SDK for the MoltFlow admin API.
-#   make                 build the C core for Lua 5.4
-#   make LUA=luajit      build it for LuaJIT 2.1 (OpenResty)
-#   make test            specs under Lua 5.4 and LuaJIT against the emulator, fuzz-short,
+#   make                 build the C core for Lua 5.4 into build/5.4
+#   make LUA=X           build it for X = lua5.1 | lua5.2 | lua5.3 | lua5.4 | luajit
+#                        into build/5.1 ... build/5.4 | build/luajit (LUA_INC overrides
+#                        the header directory)
+#   make test            specs under Lua 5.1-5.4 and LuaJIT against the emulator, fuzz-short,
 #                        check-sanitize, check-valgrind (see the hardening section below)
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make docs            LDoc reference in build/docs; README's generated endpoint reference
-#   make install PREFIX=/usr/local
+#                        and the LuaLS annotations (lua/moltflow/types/admin.lua)
+#   make install PREFIX=/usr/local LUA=X   modules under share/lua/<abi>, lib/lua/<abi>
+#   make deb             build/lua-moltflow-admin_<version>_<arch>.deb (Lua 5.1-5.4)
 #   make deps            Debian packages (as root)
 
 LUA ?= lua5.4
@@ -16,14 +20,19 @@ PREFIX ?= /usr/local
 PORT ?= 8787
 CC ?= cc
 
+# One build directory per interpreter; LUA_ABI is the share/lua/<abi> and
+# lib/lua/<abi> component (LuaJIT loads 5.1 modules).
+LUA_VERSIONS := lua5.1 lua5.2 lua5.3 lua5.4 luajit
 ifeq ($(LUA),luajit)
-  LUA_INC := /usr/include/luajit-2.1
+  LUA_INC ?= /usr/include/luajit-2.1
   LUA_ABI := 5.1
   BUILD := build/luajit
+else ifneq ($(filter $(LUA),lua5.1 lua5.2 lua5.3 lua5.4),)
+  LUA_ABI := $(patsubst lua%,%,$(LUA))
+  LUA_INC ?= /usr/include/lua$(LUA_ABI)
+  BUILD := build/$(LUA_ABI)
 else
-  LUA_INC := /usr/include/lua5.4
-  LUA_ABI := 5.4
-  BUILD := build/5.4
+  $(error LUA=$(LUA) is not one of: $(LUA_VERSIONS))
 endif
 
 WARN := -Wall -Wextra -Wpedantic
@@ -35,15 +44,24 @@ HDR := $(wildcard src/*.h)
 OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
 CORE := $(BUILD)/moltflow/core.so
 
-DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+# Build and test tools, the Lua versions of the matrix, the emulator's nginx,
+# the hardening and packaging tools, and what the other parts of the suite run
+# (redis, neovim, LÖVE under Xvfb). Installed without recommended packages.
+DEBIAN_PACKAGES := build-essential git lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
+  lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
   libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-markdown lua-check luarocks valgrind \
-  clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests
+  clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests \
+  redis-server libhiredis-dev neovim love lua-luv xvfb xauth dh-lua debhelper dpkg-dev
 
-BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
-BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
+SPEC_LUA_PATH := lua/?.lua;lua/?/init.lua;./?.lua;;
+BUSTED_54 := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_TEST_LUA=lua5.4 lua5.4 /usr/bin/busted
+BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFLOW_TEST_LUA=luajit luajit /usr/bin/busted
+# Dots on a terminal; one line per file and test otherwise (CI, logs), flushed as it goes.
+BUSTED_OUTPUT = --output=$$([ -t 1 ] && echo utfTerminal || echo gtest)
 
-.PHONY: all core core-all embed test test-54 test-luajit demo bench emulator install uninstall deps clean docs \
+.PHONY: all core core-all embed test test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
+  emulator install uninstall deps clean docs annotations deb rock rock-install rock-install-emulator \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -56,14 +74,16 @@ $(CORE): $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(OBJ) $(LDFLAGS) $(LIBS)
 
-# Both hosts, warnings as errors.
+# Every interpreter, warnings as errors.
 core-all:
-	$(MAKE) --no-print-directory LUA=lua5.4 CFLAGS="$(CFLAGS) -Werror"
-	$(MAKE) --no-print-directory LUA=luajit CFLAGS="$(CFLAGS) -Werror"
+	@for v in $(LUA_VERSIONS); do \
+	  $(MAKE) --no-print-directory LUA=$$v CFLAGS="$(CFLAGS) -Werror" || exit 1; \
+	done
 
-# Then the hardening checks: short fuzzing, ASan+UBSan and valgrind runs of
-# the whole suite (each a few minutes at most; spec/soak_spec.lua is short here).
-test: core-all embed test-54 test-luajit fuzz-short check-sanitize check-valgrind
+# The suite under each interpreter, then the hardening checks (Lua 5.4 only):
+# short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
+# minutes at most; spec/soak_spec.lua is short here).
+test: core-all embed test-51 test-52 test-53 test-54 test-luajit fuzz-short check-sanitize check-valgrind
 
 # A C host (examples/embed/host.c) with the core's sources compiled in.
 EMBED := build/embed/moltflow-embed
@@ -74,11 +94,17 @@ $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc -o $@ \
 	  examples/embed/host.c $(SRC) $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
-test-54:
-	$(BUSTED_54) --output=utfTerminal spec
+# The specs under $(LUA), on its build; MOLTFLOW_TEST_LUA names the interpreter
+# for the child processes the specs start.
+test-spec: all
+	LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
+	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) $(SPEC_EXCLUDE) spec
+
+test-51 test-52 test-53 test-54:
+	@$(MAKE) --no-print-directory test-spec LUA=lua$(subst test-5,5.,$@)
 
 test-luajit:
-	$(BUSTED_JIT) --output=utfTerminal --exclude-pattern=emulator_spec spec
+	@$(MAKE) --no-print-directory test-spec LUA=luajit SPEC_EXCLUDE=--exclude-pattern=emulator_spec
 
 demo: all
 	@prefix=$$(mktemp -d); \
