@@ -9,7 +9,7 @@ local sh = require("spec.support.process").quote
 
 local function run(cmd)
   local p = assert(io.popen(cmd))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   return out, ok
 end
@@ -173,7 +173,7 @@ describe_ngx("OpenResty (examples/openresty)", function()
   end)
 
   it("logs no Lua error", function()
-    local log = io.open(prefix .. "/error.log"):read("a")
+    local log = io.open(prefix .. "/error.log"):read("*a")
     assert.is_nil(log:match("%[error%]"), log)
   end)
 end)

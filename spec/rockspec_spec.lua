@@ -18,7 +18,7 @@ local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local function load_rockspec()
   local env = {}
   local f = assert(io.open(root .. "/" .. ROCKSPEC))
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local chunk
   if setfenv then

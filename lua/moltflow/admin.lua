@@ -4,6 +4,7 @@
 -- reads responses; this module adds tokens, retries, hooks and pacing.
 -- @module moltflow.admin
 
+local compat = require "moltflow.compat"
 local core = require "moltflow.core"
 local endpoints = require "moltflow.endpoints"
 local retry = require "moltflow.retry"
@@ -128,7 +129,7 @@ function admin.file_store(path)
     load = function()
       local f = io.open(path, "rb")
       if not f then return nil end
-      local text = f:read("a")
+      local text = f:read("*a")
       f:close()
       local t = core.json_decode(text or "")
       return type(t) == "table" and t or nil
@@ -388,8 +389,8 @@ function Client:_refresh(io)
   local rt = tokens and tokens.refresh_token
   if not rt then return false, refresh_error("no refresh token: log in first") end
   self._refreshing = me
-  local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
-                           "POST", "none", io)
+  local ok, v, err = compat.pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
+                                  "POST", "none", io)
   self._refreshing = nil
   if not ok then error(v, 0) end
   if v ~= nil and (type(v) ~= "table" or type(v.access_token) ~= "string") then

@@ -132,7 +132,7 @@ end
 local function read_saved_settings()
   local f = io.open(settings_path(), "rb")
   if not f then return {} end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local ok, t = pcall(admin.json_decode, text or "")
   return ok and type(t) == "table" and t or {}
@@ -214,7 +214,7 @@ end
 local function read_line(prompt)
   io.stderr:write(prompt)
   io.stderr:flush()
-  local line = io.stdin:read("l")
+  local line = io.stdin:read("*l")
   return line and (line:gsub("\r$", ""))
 end
 
@@ -225,7 +225,7 @@ local function read_secret(prompt)
   io.stderr:flush()
   local p = io.popen([[sh -c 'trap "stty echo 2>/dev/null" EXIT INT TERM; stty -echo 2>/dev/null; ]]
                      .. [[IFS= read -r secret && printf "%s" "$secret"']], "r")
-  local secret = p:read("a")
+  local secret = p:read("*a")
   p:close()
   io.stderr:write("\n")
   return secret
@@ -247,7 +247,7 @@ commands.login = function(args)
     if not email then
       return failure(EXIT.usage, "login --password-stdin needs --email or MOLTFLOW_EMAIL")
     end
-    password = io.stdin:read("l")
+    password = io.stdin:read("*l")
     password = password and password:gsub("\r$", "")
   else
     password = nonempty(os.getenv("MOLTFLOW_PASSWORD"))
