@@ -7,13 +7,9 @@ local M = {}
 
 local co_create, co_resume, co_status, co_yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
 
-local function pcall_yields()
-  local co = co_create(function() return pcall(co_yield) end)
-  co_resume(co)
-  return co_status(co) == "suspended"
-end
-
-if pcall_yields() then
+-- Known from the version rather than probed: a probe (a coroutine yielding
+-- at load time) trips ngx_lua's coroutine wrappers under OpenResty.
+if _VERSION ~= "Lua 5.1" or jit then
   M.pcall = pcall
 else
   -- f runs in a coroutine of its own; its yields are passed on to the caller's
