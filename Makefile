@@ -159,6 +159,36 @@ rock-install-emulator:
 	install -d '$(INST_LUADIR)/moltflow'
 	tar -C lua -cf - moltflow/emulator | tar -C '$(INST_LUADIR)' -xf -
 
+# The Debian package, from a staged tree with Debian's own tools: one core per
+# Lua version under /usr/lib/<multiarch>/lua/<v> (LuaJIT loads the 5.1 one),
+# the Lua modules under /usr/share/lua/<v> (not the emulator: it needs nginx),
+# the command run by lua5.4. Depends: dpkg-shlibdeps' libraries + debian/control.
+DEB_NAME := lua-moltflow-admin
+DEB_LUAS := 5.1 5.2 5.3 5.4
+DEB_STAGE := build/deb/root
+DEB_DOC := $(DEB_STAGE)/usr/share/doc/$(DEB_NAME)
+deb:
+	@for v in $(DEB_LUAS); do $(MAKE) --no-print-directory LUA=lua$$v CFLAGS="$(CFLAGS) -Werror" || exit 1; done
+	@set -e; version=$$(dpkg-parsechangelog -S Version); arch=$$(dpkg-architecture -qDEB_HOST_ARCH); \
+	multiarch=$$(dpkg-architecture -qDEB_HOST_MULTIARCH); \
+	rm -rf build/deb; \
+	for v in $(DEB_LUAS); do \
+	  install -d $(DEB_STAGE)/usr/share/lua/$$v $(DEB_STAGE)/usr/lib/$$multiarch/lua/$$v/moltflow; \
+	  tar -C lua --exclude=moltflow/emulator -cf - moltflow | tar -C $(DEB_STAGE)/usr/share/lua/$$v -xf -; \
+	  install -m 0644 build/$$v/moltflow/core.so $(DEB_STAGE)/usr/lib/$$multiarch/lua/$$v/moltflow/core.so; \
+	  strip --strip-unneeded --remove-section=.comment $(DEB_STAGE)/usr/lib/$$multiarch/lua/$$v/moltflow/core.so; \
+	done; \
+	install -d $(DEB_STAGE)/usr/bin $(DEB_DOC); \
+	sed '1s|^#!.*|#!/usr/bin/lua5.4|' bin/moltflow-admin >$(DEB_STAGE)/usr/bin/moltflow-admin; \
+	chmod 0755 $(DEB_STAGE)/usr/bin/moltflow-admin; \
+	install -m 0644 debian/copyright $(DEB_DOC)/copyright; \
+	gzip -9n <debian/changelog >$(DEB_DOC)/changelog.Debian.gz; chmod 0644 $(DEB_DOC)/changelog.Debian.gz; \
+	find $(DEB_STAGE) -type d -exec chmod 0755 {} +; \
+	dpkg-shlibdeps -Tbuild/deb/substvars $(DEB_STAGE)/usr/lib/$$multiarch/lua/*/moltflow/core.so; \
+	install -d $(DEB_STAGE)/DEBIAN; \
+	dpkg-gencontrol -p$(DEB_NAME) -P$(DEB_STAGE) -Tbuild/deb/substvars -fbuild/deb/files; \
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_STAGE) build/$(DEB_NAME)_$${version}_$${arch}.deb
+
 # The LDoc HTML reference (build/docs, not committed) from the source comments,
 # and README's endpoint reference from the endpoint table (spec/readme_spec.lua
 # fails when it is stale).
