@@ -196,14 +196,24 @@ docs: all
 	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua README.md
 	ldoc -c config.ld .
 
+# Installs what is missing (as root), waiting up to 2 minutes for a dpkg lock
+# held elsewhere; fails with apt's status. Debian starts the nginx it installs
+# on port 80: that one is stopped and disabled (the specs run private nginx
+# instances); an nginx that was already installed is left alone.
+APT_GET := apt-get -o DPkg::Lock::Timeout=120
 deps:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  if command -v systemctl >/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi; \
-	  service nginx stop >/dev/null 2>&1 || true; \
-	else echo "all Debian packages present"; fi
+	@set -e; \
+	missing=$$(for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "all Debian packages present"; exit 0; fi; \
+	echo "installing:" $$missing; \
+	had_nginx=no; dpkg-query -W -f='$${Status}\n' nginx 2>/dev/null | grep -q 'ok installed' && had_nginx=yes; \
+	$(APT_GET) update -qq; \
+	DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $$missing; \
+	if [ $$had_nginx = no ]; then \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; \
+	  else service nginx stop >/dev/null 2>&1 || true; fi; \
+	fi
 
 # ---------------------------------------------------------------- hardening
 # make fuzz           every libFuzzer target for FUZZ_SECONDS (60) each
