@@ -190,10 +190,11 @@ deb:
 	dpkg-deb --root-owner-group -Zxz --build $(DEB_STAGE) build/$(DEB_NAME)_$${version}_$${arch}.deb
 
 # The LDoc HTML reference (build/docs, not committed) from the source comments,
-# and README's endpoint reference from the endpoint table (spec/readme_spec.lua
-# fails when it is stale).
+# and README's endpoint reference and the LuaLS annotations from the endpoint
+# table (spec/readme_spec.lua and spec/annotations_spec.lua fail when stale).
 docs: all
 	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua README.md
+	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-annotations.lua
 	ldoc -c config.ld .
 
 # Installs what is missing (as root), waiting up to 2 minutes for a dpkg lock

@@ -46,11 +46,12 @@ describe_deb("make deb", function()
                  output("dpkg-deb -f " .. quote(deb) .. " Provides"))
   end)
 
-  it("holds the module for Lua 5.1-5.4 and the command, not the emulator", function()
+  it("holds the module for Lua 5.1-5.4 with its annotations and the command, not the emulator", function()
     for _, v in ipairs{"5.1", "5.2", "5.3", "5.4"} do
       assert.truthy(io.open(("%s/usr/share/lua/%s/moltflow/admin.lua"):format(tree, v)), v)
       assert.truthy(io.open(("%s/usr/lib/%s/lua/%s/moltflow/core.so"):format(tree, multiarch, v)), v)
       assert.falsy(io.open(("%s/usr/share/lua/%s/moltflow/emulator/init.lua"):format(tree, v)), v)
+      assert.truthy(io.open(("%s/usr/share/lua/%s/moltflow/types/admin.lua"):format(tree, v)), v) -- LuaLS
     end
     assert.equal("755", proc.mode(tree .. "/usr/bin/moltflow-admin"))
     assert.equal("#!/usr/bin/lua5.4", proc.slurp(tree .. "/usr/bin/moltflow-admin"):match("^[^\n]*"))
