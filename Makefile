@@ -259,8 +259,8 @@ VALGRIND := valgrind -q --tool=memcheck --leak-check=full --show-leak-kinds=defi
   --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --keep-debuginfo=yes \
   --suppressions=spec/support/valgrind.supp --num-callers=30
 check-valgrind: all
-	SOAK_REQUESTS=$${SOAK_REQUESTS:-300} SOAK_CHECK_RSS=0 LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	  $(VALGRIND) lua5.4 /usr/bin/busted --output=utfTerminal spec
+	SOAK_REQUESTS=$${SOAK_REQUESTS:-300} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
+	  $(VALGRIND) lua5.4 /usr/bin/busted $(BUSTED_OUTPUT) spec
 
 # ASan + UBSan: the core built into build/asan and loaded by a small Lua 5.4
 # host linked with the sanitizer runtimes (no LD_PRELOAD for child processes).
@@ -280,15 +280,15 @@ build/asan/lua: spec/support/asan_lua.c
 	$(FUZZ_CC) -std=c11 -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 $< -l:liblua5.4.a -lm -ldl -Wl,-E -o $@
 
 check-sanitize: all build/asan/lua build/asan/moltflow/core.so
-	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000} SOAK_CHECK_RSS=0 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MOLTFLOW_ASAN_CPATH='build/asan/?.so' \
 	  LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	  build/asan/lua /usr/bin/busted --output=utfTerminal spec
+	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) spec
 
 # 100000 requests with random faults; RSS must stay flat (spec/soak_spec.lua).
 SOAK_REQUESTS ?= 100000
 soak: all
-	SOAK_REQUESTS=$(SOAK_REQUESTS) $(BUSTED_54) --output=utfTerminal spec/soak_spec.lua
+	SOAK_REQUESTS=$(SOAK_REQUESTS) $(BUSTED_54) $(BUSTED_OUTPUT) spec/soak_spec.lua
 
 clean:
 	rm -rf build

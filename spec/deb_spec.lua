@@ -8,7 +8,7 @@ local root = emu.root
 local quote = proc.quote
 
 -- Building it takes a while: once per `make test`, in the Lua 5.4 pass.
-local describe_deb = proc.reference_run and describe or pending
+local describe_deb = proc.packaging_run and describe or pending
 
 local function output(cmd)
   local p = assert(io.popen(cmd))

@@ -11,8 +11,11 @@ M.lua = os.getenv("MOLTFLOW_TEST_LUA") or (jit and "luajit") or ("lua" .. _VERSI
 M.build = "build/" .. (M.lua == "luajit" and "luajit" or M.lua:match("%d+%.%d+$"))
 M.cpath = M.build .. "/?.so"
 -- The slow once-per-matrix checks (valgrind children, luarocks and .deb
--- builds) run in the Lua 5.4 pass only.
+-- builds) run in the Lua 5.4 passes only.
 M.reference_run = M.lua == "lua5.4"
+-- The luarocks and .deb builds: not again under valgrind or ASan (the Makefile
+-- sets MOLTFLOW_SKIP_PACKAGING there; they check no C of their own).
+M.packaging_run = M.reference_run and os.getenv("MOLTFLOW_SKIP_PACKAGING") == nil
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
