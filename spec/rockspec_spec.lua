@@ -109,7 +109,8 @@ describe("the moltflow-admin rockspec", function()
       :format(quote(tmp), quote(tmp), ROCKSPEC), tmp .. "/log")
     local loaded = run_in_tree("lua5.4", "5.4", tmp .. "/tree", LOAD_CHECK)
     local cli = proc.run({tmp .. "/tree/bin/moltflow-admin", "--json", "--base-url", emu.url, "plans"},
-      {cwd = "/", env = {LUA_PATH = tmp .. "/tree/share/lua/5.4/?.lua;;", LUA_CPATH = tmp .. "/tree/lib/lua/5.4/?.so;;"}})
+      {cwd = "/", env = {LUA_PATH = tmp .. "/tree/share/lua/5.4/?.lua;;",
+                         LUA_CPATH = tmp .. "/tree/lib/lua/5.4/?.so;;"}})
     os.execute("rm -rf " .. quote(tmp))
     assert.is_true(ok, log)
     assert.equal(LOADED, loaded.stdout, loaded.stderr)
