@@ -4,6 +4,7 @@
 -- reads responses; this module adds tokens, retries, hooks and pacing.
 -- @module moltflow.admin
 
+local compat = require "moltflow.compat"
 local core = require "moltflow.core"
 local endpoints = require "moltflow.endpoints"
 local retry = require "moltflow.retry"

@@ -26,6 +26,7 @@
 -- @module moltflow.tokens
 
 local core = require "moltflow.core"
+local compat = require "moltflow.compat"
 local async = require "moltflow.async"
 
 local monotime = core.monotime
@@ -222,7 +223,7 @@ local function post_refresh(self, io, flight, deadline)
     if handle then pcall(store.unlock, store, handle) end
     return false, refresh_error("auth", "no refresh token: log in first")
   end
-  local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
+  local ok, v, err = compat.pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
                            "POST", "none", io)
   if not ok then
     if handle then pcall(store.unlock, store, handle) end
@@ -276,7 +277,7 @@ function tokens.refresh(self, io, deadline)
   local budget = refresh_budget(self)
   flight = {owner = me, budget = budget, expires = monotime() + budget, cond = async.condition()}
   self._flight = flight
-  local ok, a, b, c = pcall(post_refresh, self, io, flight, deadline)
+  local ok, a, b, c = compat.pcall(post_refresh, self, io, flight, deadline)
   if self._flight == flight then self._flight = nil end
   flight.done, flight.aborted = true, not ok
   if ok and not a then flight.err = b end
