@@ -32,7 +32,7 @@ build = {
     ["moltflow.core"] = {
       sources = {
         "src/buffer.c", "src/client.c", "src/core.c", "src/hash.c", "src/http.c",
-        "src/json.c", "src/request.c", "src/response.c", "src/token.c",
+        "src/json.c", "src/request.c", "src/response.c", "src/sys.c", "src/token.c",
       },
       defines = {"_DEFAULT_SOURCE"},
       libraries = {"curl", "crypto", "pthread"},
@@ -42,6 +42,7 @@ build = {
     ["moltflow.async"] = "lua/moltflow/async.lua",
     ["moltflow.cli"] = "lua/moltflow/cli.lua",
     ["moltflow.endpoints"] = "lua/moltflow/endpoints.lua",
+    ["moltflow.file_store"] = "lua/moltflow/file_store.lua",
     ["moltflow.helpers"] = "lua/moltflow/helpers.lua",
     ["moltflow.retry"] = "lua/moltflow/retry.lua",
     ["moltflow.emulator"] = "lua/moltflow/emulator/init.lua",

@@ -517,6 +517,150 @@ describe("moltflow-admin", function()
     end)
   end)
 
+  describe("terminal, servers and files", function()
+    local pty = require "spec.support.pty"
+
+    -- On a pseudo-terminal, with only these variables; PATH empty unless
+    -- given: then no helper program can be found, so none may be needed.
+    local function tty_admin(argv, steps, path)
+      local words = {"/usr/bin/lua5.4", LAUNCHER}
+      for _, a in ipairs(argv) do words[#words + 1] = a end
+      return pty.run(words, steps, {env = {MOLTFLOW_CONFIG_DIR = config_dir, HOME = config_dir, PATH = path or "",
+                                           LC_ALL = "C"}})
+    end
+
+    it("logs in at the prompts with the password unechoed, under an empty PATH", function()
+      local r = tty_admin(with_url{"login"}, {{expect = "Email: "}, {send = seed.owner.email .. "\n"},
+                                              {expect = "Password: "}, {send = seed.owner.password .. "\n"},
+                                              {expect = "Logged in"}})
+      assert.equal(0, r.code, r.output)
+      assert.is_nil(r.output:find(seed.owner.password, 1, true))
+      assert.matches(seed.owner.email, r.output, 1, true) -- the email is echoed
+      assert.is_true(r.echo, r.stty)
+      assert.equal("600", proc.mode(config_dir .. "/credentials"))
+      assert.equal("700", proc.mode(config_dir))
+      assert.equal(0, admin{"whoami"}.code)
+    end)
+
+    for _, case in ipairs({{"Ctrl-C", "\3", 130}, {"Ctrl-\\", "\28", 131}}) do
+      it(case[1] .. " at the password prompt exits " .. case[3] .. " and leaves the terminal sane", function()
+        local r = tty_admin(with_url{"login", "--email", seed.owner.email},
+                            {{expect = "Password: "}, {send = "half-typed"}, {send = case[2]}}, os.getenv("PATH"))
+        assert.equal(case[3], r.code, r.output)
+        assert.matches("moltflow-admin: interrupted", r.output, 1, true)
+        assert.is_true(r.echo, r.stty)
+        assert.is_true(r.icanon, r.stty)
+        assert.is_nil(r.output:find("half-typed", 1, true))
+        assert.same({}, emu.requests())
+      end)
+    end
+
+    it("Ctrl-C during a request exits 130", function()
+      login()
+      emu.fault{path = "/auth/me", delay = 1}
+      local dir = proc.tmpdir()
+      local env = ("MOLTFLOW_CONFIG_DIR=%s HOME=%s"):format(proc.quote(config_dir), proc.quote(config_dir))
+      assert(os.execute(("sh -c '%s %s whoami >/dev/null 2>&1 & echo $! >%s/pid; wait $!; echo $? >%s/rc' &"):format(
+        env, proc.quote(LAUNCHER), dir, dir)))
+      local core = require "moltflow.core"
+      local deadline = core.monotime() + 20
+      -- awaits the request in flight: the emulator has taken the fault and holds the answer
+      while (#emu.control("GET", "faults") > 0 or proc.slurp(dir .. "/pid") == "") and core.monotime() < deadline do
+        core.sleep(0.02)
+      end
+      assert(os.execute("kill -INT " .. proc.slurp(dir .. "/pid"):match("%d+")))
+      while proc.slurp(dir .. "/rc") == "" and core.monotime() < deadline do core.sleep(0.05) end
+      local rc = tonumber(proc.slurp(dir .. "/rc"))
+      os.execute("rm -rf " .. proc.quote(dir))
+      assert.equal(130, rc)
+    end)
+
+    it("logs in and works in a process that cannot start another one, with an empty PATH", function()
+      assert(os.execute("chown 1 " .. proc.quote(config_dir)))
+      local function run(argv, stdin)
+        local words = {"setpriv", "--reuid=1", "--regid=1", "--clear-groups", "prlimit", "--nproc=1", "env", "-i",
+                       "PATH=", "MOLTFLOW_CONFIG_DIR=" .. config_dir .. "/moltflow", "/usr/bin/lua5.4", LAUNCHER}
+        for _, a in ipairs(with_url(argv)) do words[#words + 1] = a end
+        return proc.run(words, {stdin = stdin})
+      end
+      local r = run({"login", "--email", seed.owner.email, "--password-stdin"}, seed.owner.password .. "\n")
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("700", proc.mode(config_dir .. "/moltflow"))
+      assert.equal("600", proc.mode(config_dir .. "/moltflow/credentials"))
+      local me = run{"--json", "whoami"}
+      assert.equal(0, me.code, me.stderr)
+      assert.equal("usr_acme_owner", json(me).id)
+    end)
+
+    it("keeps a login for its server: another base URL gets no token, and its 401 deletes nothing", function()
+      login()
+      local before = proc.slurp(config_dir .. "/credentials")
+      local other = emu.url:gsub("127%.0%.0%.1", "localhost") -- the same emulator, another server's URL
+      emu.fault{path = "/auth/me", status = 401, body = '{"detail":"Not authenticated"}', times = 3}
+      emu.fault{path = "/auth/refresh", status = 401, body = '{"detail":"Invalid refresh token"}', times = 3}
+      local seen = #emu.requests()
+      for _, r in ipairs({admin{"--base-url", other, "whoami"},
+                          admin({"whoami"}, {env = {MOLTFLOW_API_URL = other:gsub("/api/v2$", "")}})}) do
+        assert.equal(4, r.code, r.stderr)
+        assert.is_true(one_line(r.stderr), r.stderr)
+        assert.matches("not logged in to " .. other .. ": the saved login is for " .. emu.url, r.stderr, 1, true)
+      end
+      assert.equal(seen, #emu.requests()) -- nothing was sent
+      assert.equal(before, proc.slurp(config_dir .. "/credentials"))
+      emu.control("DELETE", "faults")
+      assert.equal(0, admin{"whoami"}.code)
+      -- logging out there leaves this login alone; logging in there replaces it
+      assert.matches("Not logged in to " .. other, admin{"--base-url", other, "logout"}.stdout, 1, true)
+      assert.equal(before, proc.slurp(config_dir .. "/credentials"))
+      local there = admin({"--base-url", other, "login", "--email", seed.owner.email, "--password-stdin"},
+                          {stdin = seed.owner.password .. "\n"})
+      assert.equal(0, there.code, there.stderr)
+      assert.equal(other, saved_tokens().base_url)
+      assert.equal(4, admin{"--base-url", emu.url, "whoami"}.code)
+    end)
+
+    it("escapes control characters from the server in tables and errors; --json stays exact", function()
+      login()
+      local name = "\27]0;pwned\7\27[2J\127\194\155x"
+      local body = dkjson.encode({{id = "key_evil", name = name, key_prefix = "mf_ev", scopes = {"usage:read"},
+                                   is_active = true}})
+      emu.fault{path = "/api-keys", body = body, status = 200, times = 2}
+      local r = admin{"keys", "list"}
+      assert.equal(0, r.code, r.stderr)
+      assert.is_nil((r.stdout:gsub("\n", "")):find("[%z\1-\31\127]"))
+      assert.is_nil(r.stdout:find("\194\155", 1, true))
+      assert.matches("\\x1b]0;pwned\\x07\\x1b[2J\\x7f\\u009bx", r.stdout, 1, true)
+      local j = admin{"--json", "keys", "list"}
+      assert.equal(name, json(j)[1].name)
+      assert.is_nil(j.stdout:find("[\27\127]") or j.stdout:find("\194\155", 1, true))
+
+      emu.fault{path = "/usage/current", status = 400, body = '{"detail":"\\u001b[2Jbad \\u009b[31mthing"}'}
+      local e = admin{"usage", "current"}
+      assert.equal(1, e.code)
+      assert.is_true(one_line(e.stderr), e.stderr)
+      assert.matches("\\x1b[2Jbad \\u009b[31mthing", e.stderr, 1, true)
+      assert.is_nil(e.stderr:find("\27", 1, true))
+    end)
+
+    it("warns about a credentials file that others may read, or a corrupt one, naming it and the fix", function()
+      login()
+      local path = config_dir .. "/credentials"
+      assert(os.execute("chmod 644 " .. proc.quote(path)))
+      local r = admin{"whoami"}
+      assert.equal(4, r.code)
+      assert.matches("warning: ignoring the token file " .. path .. ": group or others may read or write it "
+                     .. "(mode 644); remove it and log in again", r.stderr, 1, true)
+      local f = assert(io.open(path, "wb"))
+      f:write('{"access_token": "ey')
+      f:close()
+      assert(os.execute("chmod 600 " .. proc.quote(path)))
+      r = admin{"whoami"}
+      assert.equal(4, r.code)
+      assert.matches("warning: ignoring the token file " .. path .. ": it is corrupt", r.stderr, 1, true)
+      assert.matches("not logged in", r.stderr, 1, true)
+    end)
+  end)
+
   describe("make install", function()
     it("installs a launcher that finds its modules under PREFIX", function()
       local prefix = proc.tmpdir()

@@ -69,7 +69,9 @@ end)
 describe("the C core", function()
   it("writes nothing to stdout or stderr (no printing calls in src/)", function()
     local out = run("grep -nE '\\b(printf|fprintf|vfprintf|puts|fputs|putchar|perror|fwrite|write)\\s*\\(' src/*.c src/*.h"
-      .. " | grep -vE '\\b(snprintf|vsnprintf)\\s*\\(' | grep -vE '^[^:]+:[0-9]+:\\s*(/\\*|\\*)'")
+      .. " | grep -vE '\\b(snprintf|vsnprintf)\\s*\\(' | grep -vE '^[^:]+:[0-9]+:\\s*(/\\*|\\*)'"
+      -- sys.c's one write(), in write_all, goes to descriptors it opened itself (a new file, /dev/tty)
+      .. " | grep -vE '^src/sys\\.c:[0-9]+:\\s*ssize_t k = write\\(fd, p, n\\);$'")
     assert.equal("", out)
     local verbose = run("grep -n 'CURLOPT_VERBOSE' src/*.c")
     assert.equal("", verbose)

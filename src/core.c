@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "core.h"
 #include "json.h"
+#include "sys.h"
 
 int core_raise(lua_State *L, const char *fmt, ...) {
   va_list ap;
@@ -98,6 +99,7 @@ int luaopen_moltflow_core(lua_State *L) {
   response_open(L);
   token_open(L);
   hash_open(L);
+  moltflow_sys_open(L);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   json_push_array_mt(L);

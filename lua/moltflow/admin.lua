@@ -113,39 +113,10 @@ end
 -- @return a store for the `token_store` option
 admin.memory_store = tokens.memory_store
 
---- A token store in a file written with mode 0600.
--- @tparam string path the file (its directory must exist)
--- @return a store for the `token_store` option; its `save` raises when the
---   file cannot be written, `save(nil)` deletes it
--- @raise when `path` is not a string
-function admin.file_store(path)
-  if type(path) ~= "string" then error("moltflow.file_store: 'path' must be a string", 2) end
-  return {
-    load = function()
-      local f = io.open(path, "rb")
-      if not f then return nil end
-      local text = f:read("a")
-      f:close()
-      local t = core.json_decode(text or "")
-      return type(t) == "table" and t or nil
-    end,
-    save = function(_, tokens)
-      if tokens == nil then os.remove(path) return true end
-      -- create it private before anything secret is written
-      local tmp = path .. ".tmp"
-      os.remove(tmp)
-      local ok = os.execute("umask 077 && : > '" .. tmp:gsub("'", "'\\''") .. "'")
-      if ok ~= true and ok ~= 0 then error("moltflow.file_store: cannot create " .. tmp) end -- 5.4: true, LuaJIT: 0
-      local f = assert(io.open(tmp, "wb"))
-      f:write(core.json_encode({access_token = tokens.access_token,
-                                refresh_token = tokens.refresh_token,
-                                expires_at = tokens.expires_at}))
-      f:close()
-      assert(os.rename(tmp, path))
-      return true
-    end,
-  }
-end
+--- A token store in a private file (mode 0600, atomic saves, an fcntl lock):
+-- `moltflow.file_store.new`.
+-- @function admin.file_store
+admin.file_store = require("moltflow.file_store").new
 
 ------------------------------------------------------------------ client
 

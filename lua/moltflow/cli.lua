@@ -10,15 +10,17 @@
 
 local argparse = require "argparse"
 local admin = require "moltflow.admin"
-local core = require "moltflow.core"
+local sys = require("moltflow.core").sys
 
 local cli = {}
 
 --- Exit statuses: `ok` 0, `http` 1 (the server refused: 4xx other than 401,
 -- 5xx, or an unreadable answer), `usage` 2 (bad command line), `quota` 3
 -- (`quota --fail-above` passed), `auth` 4 (not logged in, or the credentials
--- were refused: 401), `network` 5 (no connection, timeout).
-cli.EXIT = {ok = 0, http = 1, usage = 2, quota = 3, auth = 4, network = 5}
+-- were refused: 401), `network` 5 (no connection, timeout), `interrupted` 130
+-- (Ctrl-C; a signal at the password prompt exits 128 + its number, as shells
+-- report it).
+cli.EXIT = {ok = 0, http = 1, usage = 2, quota = 3, auth = 4, network = 5, interrupted = 130}
 
 local EXIT = cli.EXIT
 local NAME = "moltflow-admin"
@@ -30,13 +32,35 @@ in $MOLTFLOW_CONFIG_DIR/credentials (default ~/.config/moltflow/credentials, mod
 /api/v2 is appended), else the one used at login, else https://apiv2.waiflow.app/api/v2.
 
 Exit status: 0 ok, 1 HTTP error, 2 usage error, 3 quota above --fail-above,
-4 authentication (not logged in, or credentials refused), 5 network or timeout.
+4 authentication (not logged in, or credentials refused), 5 network or timeout,
+130 interrupted (Ctrl-C).
 Run 'moltflow-admin COMMAND --help' for the options of a command.]]
 
 ---------------------------------------------------------------- output
 
-local function out(s) io.stdout:write(s, "\n") end
-local function warn(s) io.stderr:write(NAME, ": ", s, "\n") end
+-- Server text may hold terminal control sequences (a key named
+-- "\27]0;title\7" would retitle the window): C0 controls, DEL and C1
+-- controls (U+0080-U+009F, also as stray bytes) are shown as \xNN or \uNNNN.
+-- Idempotent, so text escaped once can pass through again.
+local function escape_controls(s)
+  s = s:gsub("[%z\1-\31\127]", function(c) return ("\\x%02x"):format(c:byte()) end)
+  -- each run of a byte >= 0x80 and the continuation bytes after it
+  return (s:gsub("[\128-\255][\128-\191]*", function(run)
+    local lead = run:byte(1)
+    local want = lead >= 0xF0 and lead <= 0xF4 and 4 or lead >= 0xE0 and lead <= 0xEF and 3
+                 or lead >= 0xC2 and lead <= 0xDF and 2 or 0
+    if #run >= want and want > 0 then
+      local char, rest = run:sub(1, want), run:sub(want + 1)
+      if lead == 0xC2 and char:byte(2) <= 0x9F then char = ("\\u%04x"):format(char:byte(2)) end
+      return char .. rest:gsub("[\128-\159]", function(c) return ("\\x%02x"):format(c:byte()) end)
+    end
+    return (run:gsub("[\128-\159]", function(c) return ("\\x%02x"):format(c:byte()) end))
+  end))
+end
+cli.escape_controls = escape_controls
+
+local function out(s) io.stdout:write(escape_controls(s), "\n") end
+local function warn(s) io.stderr:write(NAME, ": ", escape_controls(s), "\n") end
 
 -- A failure that ends the command: an exit status and one line for stderr.
 local Failure = {}
@@ -44,16 +68,6 @@ Failure.__index = Failure
 
 local function failure(code, message)
   return setmetatable({code = code, message = message}, Failure)
-end
-
-local function shell_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- os.execute differs: Lua 5.4 returns true/nil, LuaJIT (5.1) a status number.
-local function shell_ok(cmd)
-  local r = os.execute(cmd)
-  return r == true or r == 0
 end
 
 local function show(v)
@@ -66,7 +80,7 @@ local function show(v)
   if type(v) == "number" and v == math.floor(v) and v > -2 ^ 53 and v < 2 ^ 53 then
     return ("%d"):format(v)
   end
-  return tostring(v)
+  return escape_controls(tostring(v))
 end
 
 -- Prints rows under a header, columns padded to their widest cell.
@@ -99,8 +113,11 @@ local function print_fields(t, fields)
   end
 end
 
+-- Exact JSON: JSON strings may hold DEL and C1 controls raw; written as
+-- \u escapes they decode to the same values but cannot reach the terminal.
 local function print_json(v)
-  out(admin.json_encode(v))
+  local text = admin.json_encode(v):gsub("\127", "\\u007f")
+  io.stdout:write((text:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end)), "\n")
 end
 
 ------------------------------------------------------------ credentials
@@ -141,40 +158,21 @@ local function read_saved_settings()
 end
 
 local function ensure_config_dir()
-  local dir = cli.config_dir()
-  if not shell_ok("umask 077 && mkdir -p " .. shell_quote(dir)) then
-    error(failure(EXIT.usage, "cannot create the config directory " .. dir), 0)
-  end
+  local ok, err = sys.mkdir_private(cli.config_dir())
+  if not ok then error(failure(EXIT.usage, "cannot use the config directory: " .. err), 0) end
 end
 
 local function write_saved_settings(t)
   ensure_config_dir()
-  local path = settings_path()
-  local tmp = path .. ".tmp"
-  local f = shell_ok("umask 077 && : > " .. shell_quote(tmp)) and io.open(tmp, "wb")
-  if not f then error(failure(EXIT.usage, "cannot write " .. path), 0) end
-  f:write(admin.json_encode(t))
-  f:close()
-  os.rename(tmp, path)
+  local ok, err = sys.write_private(settings_path(), admin.json_encode(t))
+  if not ok then error(failure(EXIT.usage, err), 0) end
 end
 
--- Writes `text` to `path` as a file only its owner can read (mode 0600):
--- created under a random name with O_EXCL semantics (noclobber), so it never
--- writes through a file or link someone else placed, then renamed over `path`.
--- Raises a Failure when it cannot.
--- TODO(merge): switch to the C `sys` module's private-file creation.
+-- Writes `text` to `path` as a file only its owner can read (mode 0600,
+-- core.sys: a new O_EXCL file renamed over `path`). Raises a Failure when it cannot.
 local function write_private_file(path, text)
-  local tmp = ("%s.%s.tmp"):format(path, (core.random_bytes(8):gsub(".", function(ch)
-    return ("%02x"):format(ch:byte())
-  end)))
-  local f = shell_ok("exec 2>/dev/null; umask 077 && set -C && : > " .. shell_quote(tmp)) and io.open(tmp, "wb")
-  if not f then error(failure(EXIT.usage, "cannot create " .. path), 0) end
-  local ok = f:write(text)
-  ok = f:close() and ok
-  if not ok or not os.rename(tmp, path) then
-    os.remove(tmp)
-    error(failure(EXIT.usage, "cannot write " .. path), 0)
-  end
+  local ok, err = sys.write_private(path, text)
+  if not ok then error(failure(EXIT.usage, "cannot write " .. path .. ": " .. tostring(err)), 0) end
 end
 
 local function base_url(args)
@@ -189,21 +187,92 @@ local function base_url(args)
   return read_saved_settings().base_url -- nil: the SDK's default
 end
 
+-- The base URL a command talks to, as the SDK spells it (its default too).
+local function effective_url(args)
+  local probe = admin.new{base_url = base_url(args), api_key = "unused"}
+  local url = probe:info().base_url
+  probe:close()
+  return url
+end
+
+-- The saved login as a token store, bound to the server that issued it: the
+-- file records that base URL, and a command for any other server finds no
+-- tokens (so it sends none, and its 401 cannot delete them) until a login
+-- there replaces them. A file from before the binding belongs to the server
+-- saved at login in config.json (none recorded: to no server).
+-- `store.notice` holds the warning from loading it (a corrupt or unsafe
+-- file), `store.other_server` the server of a login that does not apply,
+-- `store.save_error` the last failed save.
+local function login_store(url)
+  local file = admin.file_store(cli.credentials_path())
+  local store = {}
+  local function method(f)
+    return function(first, ...)
+      if first == store then return f(...) end
+      return f(first, ...)
+    end
+  end
+  local function bound(t)
+    return t.base_url or read_saved_settings().base_url or "an unrecorded server"
+  end
+  store.load = method(function()
+    local t, warning = file.load()
+    store.notice = warning
+    if not t then return nil end
+    if bound(t) ~= url then
+      store.other_server = bound(t)
+      return nil
+    end
+    t.base_url = nil
+    return t
+  end)
+  store.save = method(function(tokens)
+    local ok, err
+    if tokens == nil then
+      local t = file.load()
+      if t and bound(t) ~= url then return true end -- another server's login
+      ok, err = file.save(nil)
+    else
+      local t = {}
+      for k, v in pairs(tokens) do t[k] = v end
+      t.base_url = url
+      ok, err = file.save(t)
+    end
+    if not ok then store.save_error = err end
+    return ok, err
+  end)
+  store.try_lock = method(file.try_lock)
+  store.unlock = method(file.unlock)
+  return store
+end
+
+local function not_logged_in(store, url)
+  if store.notice then warn("warning: " .. store.notice) end
+  if store.other_server then
+    return failure(EXIT.auth, ("not logged in to %s: the saved login is for %s; run 'moltflow-admin --base-url %s "
+                               .. "login' to log in there"):format(url, store.other_server, url))
+  end
+  return failure(EXIT.auth, "not logged in: run 'moltflow-admin login', or pass --api-key or set MOLTFLOW_API_KEY")
+end
+
 -- The client for a command. `auth` false: a public endpoint, no credentials
 -- needed. With no API key the saved login is the token store, so refreshed
 -- tokens are written back to it.
 local function client(args, auth)
   local opts = {base_url = base_url(args)}
   local key = nonempty(args.api_key) or nonempty(os.getenv("MOLTFLOW_API_KEY"))
+  local store
   if key then
     opts.api_key = key
   elseif auth ~= false then
-    opts.token_store = admin.file_store(cli.credentials_path())
+    store = login_store(effective_url(args))
+    opts.token_store = store
   end
   local c = admin.new(opts)
-  if auth ~= false and not key and not c:tokens() then
+  if store and not c:tokens() then
+    local url = c:info().base_url
     c:close()
-    error(failure(EXIT.auth, "not logged in: run 'moltflow-admin login', or pass --api-key or set MOLTFLOW_API_KEY"), 0)
+    error(not_logged_in(store, url), 0)
   end
   return c
 end
@@ -228,28 +297,14 @@ end
 
 ------------------------------------------------------------ prompts
 
-local function stdin_is_tty()
-  return shell_ok("test -t 0")
-end
-
-local function read_line(prompt)
-  io.stderr:write(prompt)
-  io.stderr:flush()
-  local line = io.stdin:read("l")
-  return line and (line:gsub("\r$", ""))
-end
-
--- Reads a secret from the terminal with echo off. The shell restores echo
--- even when interrupted; the secret passes through a pipe, never argv.
-local function read_secret(prompt)
-  io.stderr:write(prompt)
-  io.stderr:flush()
-  local p = io.popen([[sh -c 'trap "stty echo 2>/dev/null" EXIT INT TERM; stty -echo 2>/dev/null; ]]
-                     .. [[IFS= read -r secret && printf "%s" "$secret"']], "r")
-  local secret = p:read("a")
-  p:close()
-  io.stderr:write("\n")
-  return secret
+-- Asks on the terminal (echo off for a secret). Ctrl-C, Ctrl-\ or another
+-- terminating signal there restores the terminal first, then ends the
+-- command with 128 + the signal's number.
+local function ask(prompt, echo)
+  local line, err, signal = sys.read_tty(prompt, echo)
+  if signal then error(failure(128 + signal, "interrupted"), 0) end
+  if not line and err ~= "end of input" then error(failure(EXIT.usage, err), 0) end
+  return line
 end
 
 ------------------------------------------------------------ commands
@@ -273,25 +328,28 @@ commands.login = function(args)
   else
     password = nonempty(os.getenv("MOLTFLOW_PASSWORD"))
     if not password or not email then
-      if not stdin_is_tty() then
+      if not sys.isatty(0) then
         return failure(EXIT.usage, "no terminal to ask for the " .. (email and "password" or "email") ..
                                    ": use --email with --password-stdin, or MOLTFLOW_EMAIL and MOLTFLOW_PASSWORD")
       end
-      email = email or read_line("Email: ")
-      password = password or read_secret("Password: ")
+      email = email or ask("Email: ", true)
+      password = password or ask("Password: ", false)
     end
   end
   if not nonempty(email) or not nonempty(password) then
     return failure(EXIT.usage, "login needs an email and a password")
   end
   ensure_config_dir()
-  local url = base_url(args)
-  local store = admin.file_store(cli.credentials_path())
+  local url = effective_url(args)
+  local store = login_store(url)
   local c = admin.new{base_url = url, token_store = store}
   c:set_api_key(nil) -- this session is the login's, not $MOLTFLOW_API_KEY's
   local v = check(c.auth:login{email = email, password = password})
-  write_saved_settings{base_url = c:info().base_url}
   c:close()
+  if store.save_error then
+    return failure(EXIT.usage, "logged in, but the tokens could not be saved: " .. tostring(store.save_error))
+  end
+  write_saved_settings{base_url = url}
   if args.json then
     print_json{user = v.user, credentials = cli.credentials_path()}
   else
@@ -301,12 +359,15 @@ commands.login = function(args)
 end
 
 commands.logout = function(args)
-  local store = admin.file_store(cli.credentials_path())
+  local url = effective_url(args)
+  local store = login_store(url)
   if not store.load() then
-    if args.json then print_json{logged_out = false} else out("Not logged in.") end
+    if store.notice then warn("warning: " .. store.notice) end
+    if args.json then print_json{logged_out = false} else out("Not logged in" .. (store.other_server and (" to "
+      .. url .. " (the saved login is for " .. store.other_server .. ", left as it is)") or "") .. ".") end
     return
   end
-  local c = admin.new{base_url = base_url(args), token_store = store}
+  local c = admin.new{base_url = url, token_store = store}
   c:set_api_key(nil)
   local v, res = c.auth:logout() -- forgets the saved tokens whatever the server says
   c:close()
@@ -537,7 +598,7 @@ local function deletion_failure(err)
 end
 
 commands["account.delete"] = function(args)
-  if not args.password_stdin and not stdin_is_tty() then
+  if not args.password_stdin and not sys.isatty(0) then
     return failure(EXIT.usage, "account delete: no terminal to ask for the password: use --password-stdin")
   end
   local c = client(args)
@@ -547,13 +608,20 @@ commands["account.delete"] = function(args)
     password = io.stdin:read("l")
     password = password and password:gsub("\r$", "")
   else
-    password = read_secret(("Password of %s: "):format(show(me.email)))
+    password = ask(("Password of %s: "):format(show(me.email)), false)
   end
   if not nonempty(password) then return failure(EXIT.usage, "account delete needs the account's password") end
   if not args.yes then
     io.stderr:write(("This deletes the account %s and every record of tenant %s for good; every token and "
                      .. "API key stops working.\n"):format(show(me.email), show(me.tenant_id)))
-    local typed = read_line("Type the account's email to confirm: ")
+    local prompt, typed = "Type the account's email to confirm: "
+    if args.password_stdin then -- the confirmation follows the password on stdin
+      io.stderr:write(prompt)
+      typed = io.stdin:read("l")
+      typed = typed and typed:gsub("\r$", "")
+    else
+      typed = ask(prompt, true)
+    end
     if not typed or typed:lower():match("^%s*(.-)%s*$") ~= tostring(me.email):lower() then
       return failure(EXIT.usage, "account delete: the email typed does not match; nothing was deleted")
     end
@@ -682,6 +750,11 @@ function cli.main(argv)
     if getmetatable(result) == Failure then
       warn(result.message)
       return result.code
+    end
+    -- the interpreter's SIGINT handler raises this in the running Lua code
+    if tostring(result):match("interrupted!$") then
+      warn("interrupted")
+      return EXIT.interrupted
     end
     -- a raised argument error from the SDK: the command line gave a bad value
     local msg = tostring(result):gsub("^[^:]*%.lua:%d+: ", "")

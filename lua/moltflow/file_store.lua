@@ -1,0 +1,121 @@
+--- moltflow.file_store: tokens in a private file (`admin.file_store(path)`).
+--
+--   local c = admin.new{token_store = admin.file_store(os.getenv("HOME") .. "/.moltflow-tokens.json")}
+--
+-- Every save writes a new mode-0600 file under an unpredictable name in the
+-- same directory (O_EXCL), checks every write, syncs it and renames it over
+-- the old one: a reader sees the old file or the new one, never a mix, and a
+-- failed save leaves the old file as it was. No shell is involved.
+-- @module moltflow.file_store
+
+local core = require "moltflow.core"
+
+local sys = core.sys
+local M = {}
+
+-- Scalar fields are kept (access_token, refresh_token, expires_at, and
+-- whatever else the caller binds to them, such as the CLI's base_url).
+local function scalars(t)
+  local out = {}
+  for k, v in pairs(t) do
+    local kind = type(v)
+    if type(k) == "string" and (kind == "string" or kind == "number" or kind == "boolean") then out[k] = v end
+  end
+  return out
+end
+
+local function store_error(message, path)
+  return setmetatable({kind = "store", message = message, path = path, attempts = 1}, core.error_mt)
+end
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("a")
+  f:close()
+  return text or ""
+end
+
+--- A token store in a private file.
+-- Its methods can be called as `store.load()` or `store:load()`.
+-- @tparam string path the file (its directory must exist)
+-- @return the store:
+--   `load()` → the saved tokens, or nil (none saved), or nil and a warning
+--   naming the file and the fix (a corrupt file, or one that another user owns
+--   or that group or others may read or write: it is not used);
+--   `save(tokens)` → true, or nil and an error (`kind = "store"`), the old file
+--   kept; `save(nil)` deletes the file;
+--   `try_lock(ttl_seconds)` → a handle, or nil while another process holds the
+--   lock (an fcntl lock on `<path>.lock`, released by the kernel if its holder
+--   dies, so the ttl is not needed); `unlock(handle)`.
+-- @raise when `path` is not a non-empty string
+function M.new(path)
+  if type(path) ~= "string" or path == "" or path:find("\0", 1, true) then
+    error("moltflow.file_store: 'path' must be a string", 2)
+  end
+  local store = {path = path}
+  local lock_path = path .. ".lock"
+
+  -- store.f(x) and store:f(x) both reach f with x
+  local function args(first, ...)
+    if first == store then return ... end
+    return first, ...
+  end
+
+  function store.load()
+    local st, err, errno = sys.stat(path)
+    if not st then
+      if errno == sys.ENOENT then return nil end
+      return nil, ("cannot read the token file: %s"):format(err)
+    end
+    if st.kind ~= "file" or not st.owned then
+      return nil, ("ignoring the token file %s: it is not a regular file of this user; remove it and log in again")
+                  :format(path)
+    end
+    if st.mode % 64 ~= 0 then -- any group or other permission bit
+      return nil, ("ignoring the token file %s: group or others may read or write it (mode %03o); "
+                   .. "remove it and log in again (then it is written with mode 600)"):format(path, st.mode)
+    end
+    local text, rerr = read_all(path)
+    if not text then return nil, ("cannot read the token file: %s"):format(rerr) end
+    local t = core.json_decode(text)
+    if type(t) ~= "table" or (type(t.access_token) ~= "string" and type(t.refresh_token) ~= "string") then
+      return nil, ("ignoring the token file %s: it is corrupt (not the JSON tokens this store writes); "
+                   .. "remove it and log in again"):format(path)
+    end
+    return scalars(t)
+  end
+
+  function store.save(...)
+    local tokens = args(...)
+    if tokens == nil then
+      local ok, err = os.remove(path)
+      if not ok and sys.stat(path, true) then return nil, store_error("cannot delete: " .. tostring(err), path) end
+      return true
+    end
+    if type(tokens) ~= "table" then error("moltflow.file_store: save: 'tokens' must be a table or nil", 2) end
+    local ok, err = sys.write_private(path, core.json_encode(scalars(tokens)))
+    if not ok then return nil, store_error(err, path) end
+    return true
+  end
+
+  function store.try_lock(...)
+    local ttl = args(...)
+    if ttl ~= nil and type(ttl) ~= "number" then
+      error("moltflow.file_store: try_lock: 'ttl_seconds' must be a number", 2)
+    end
+    local handle, err = sys.try_lock(lock_path)
+    if handle then return handle end
+    if handle == false then return nil end -- another process holds it
+    return nil, store_error(err, lock_path)
+  end
+
+  function store.unlock(...)
+    local handle = args(...)
+    if handle ~= nil then handle:unlock() end
+  end
+
+  return store
+end
+
+return M
