@@ -103,11 +103,12 @@ function M.new(opts)
   local unsaved -- tokens (or false: a logout) whose save failed; nil: none
   local store = {}
 
-  -- Runs a command unless Redis failed less than retry_after ago; a failure
-  -- starts that pause. Pending tokens go first once Redis answers.
-  local function call(command, ...)
+  -- Runs a command unless Redis failed less than retry_after ago (`urgent`:
+  -- try anyway); a failure starts that pause. Pending tokens go first once
+  -- Redis answers.
+  local function send(urgent, command, ...)
     local now = core.monotime()
-    if now < down_until then return nil, store_error(command, "Redis is unavailable (retrying shortly)") end
+    if now < down_until and not urgent then return nil, store_error(command, "Redis is unavailable (retrying shortly)") end
     if unsaved ~= nil then
       local v, err
       if unsaved then
@@ -126,8 +127,10 @@ function M.new(opts)
       down_until = core.monotime() + retry_after
       return nil, store_error(command, err)
     end
+    down_until = -math.huge
     return v
   end
+  local function call(...) return send(false, ...) end
 
   function store.load()
     local text, err = call("GET", tokens_key)
@@ -156,7 +159,8 @@ function M.new(opts)
   -- holder has it, or nil and an error when Redis cannot be reached.
   function store.try_lock(_, ttl)
     local handle = hex(core.random_bytes(16))
-    local ok, err = call("SET", lock_key, handle, "NX", "PX", math.max(1, math.floor(ttl * 1000)))
+    -- a refresh is rare and costly to get wrong: Redis is asked even during the pause
+    local ok, err = send(true, "SET", lock_key, handle, "NX", "PX", math.max(1, math.floor(ttl * 1000)))
     if ok == nil then return nil, err end
     if ok == false then return nil end
     return handle
@@ -164,7 +168,7 @@ function M.new(opts)
 
   --- Releases the lock if `handle` still holds it (compare-and-delete).
   function store.unlock(_, handle)
-    call("EVAL", UNLOCK, 1, lock_key, handle)
+    send(true, "EVAL", UNLOCK, 1, lock_key, handle)
   end
 
   local function budget_keys(budget_id)

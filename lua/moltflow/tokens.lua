@@ -240,7 +240,12 @@ local function post_refresh(self, io, flight, deadline)
   end
   local current = self._flight == flight -- else a caller took over from this (late) owner
   if v == nil then
-    if current and err.status and err.status >= 400 and err.status < 500 then tokens.clear(self) end
+    -- refused: the tokens are spent, unless the shared store is failing (then
+    -- another process may have refreshed them, and its pair will be loaded
+    -- from the store when it answers again)
+    if current and err.status and err.status >= 400 and err.status < 500 and not self._store_down then
+      tokens.clear(self)
+    end
   else
     tokens.set(self, v.access_token, v.refresh_token or rt)
     -- Clocks that disagree by more than the skew would make every call refresh
@@ -322,7 +327,7 @@ function tokens.on_unauthorized(self, io, gen, deadline)
   local ok, err = tokens.refresh(self, io, deadline)
   if ok then return true end
   if err.kind == "timeout" then return false, err end
-  tokens.clear(self) -- the call returns the original 401
+  if not self._store_down then tokens.clear(self) end -- the call returns the original 401
   return false
 end
 
