@@ -40,7 +40,7 @@ CORE := $(BUILD)/moltflow/core.so
 DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
   libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-markdown lua-check luarocks valgrind \
-  clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests lua-luv neovim love xvfb
+  clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests lua-luv neovim love xvfb redis-server
 
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted

@@ -21,6 +21,10 @@
 --   Across processes, a store with `try_lock` is locked for the refresh
 --   with that same deadline as its expiry; a process that finds it taken waits
 --   (within its call's deadline), then reloads the tokens the winner saved.
+--   A lock that fails (Redis down) means this client's own single flight
+--   only, with one warning (`Client:_store_trouble`) until the store answers;
+--   a refresh refused meanwhile keeps the tokens (another process may have
+--   won it: its pair is loaded from the store once it is back).
 -- * A refused refresh (4xx) clears the tokens (memory and store) and calls
 --   `on_tokens(nil)`.
 -- @module moltflow.tokens
