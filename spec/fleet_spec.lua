@@ -49,7 +49,8 @@ local function spawn(configs)
     parts[i] = ("%s %s %s %s 2>%s &"):format(LUA, quote(WORKER), quote(dir .. "/cfg." .. i),
                                            quote(dir .. "/out." .. i), quote(dir .. "/err." .. i))
   end
-  assert(sh("(" .. table.concat(parts, " ") .. " wait; : >" .. quote(dir .. "/done") .. ") </dev/null >/dev/null 2>&1 &"))
+  local all = "(" .. table.concat(parts, " ") .. " wait; : >" .. quote(dir .. "/done") .. ")"
+  assert(sh(all .. " </dev/null >/dev/null 2>&1 &"))
   function fleet.start() write(fleet.go, "") return core.time() end
   function fleet.stop() write(dir .. "/stop", "") end
   finally(function() -- a failed spec leaves no worker behind: stopped, or started and bounded by `calls`
@@ -265,6 +266,28 @@ describe("admin.redis_store", function()
     print(("\n  4 x 8 calls, 10 per 3 s: %.2f s; the budget allows %.2f s (%.2fx)"):format(took, allowed,
                                                                                        took / allowed))
     assert.is_true(took <= 1.2 * allowed, ("%.2f s > 1.2 x %.2f s"):format(took, allowed))
+  end)
+
+  it("pace = store: a budget another client spent ends a call whose deadline comes first (rate_limited)", function()
+    emu.control("POST", "config", {rate_limit_scale = 0.05}) -- acme: 40 x 0.05 = 2 a minute
+    await("a minute with 5 s left", function() return 60 - core.time() % 60 > 5 end, 10)
+    local store = admin.redis_store{url = server.url}
+    local a = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, pace = store}
+    assert(a.usage:current())
+    assert(a.usage:current())
+    local b = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, pace = store, retry = {max_elapsed = 1}}
+    local v, err = b.usage:current()
+    emu.control("POST", "config", {rate_limit_scale = 1000})
+    assert.is_nil(v)
+    assert.equal("rate_limited", err.kind)
+    assert.is_true(err.retry_after > 1)
+    assert.same({200, 200}, emu.statuses_for("GET", "/usage/current")) -- b sent nothing
+    -- pace = true is per client: b knows nothing of a's budget and gets the 429
+    local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, pace = true, retry = false}
+    emu.control("POST", "config", {rate_limit_scale = 0.05})
+    local _, cerr = c.usage:current()
+    emu.control("POST", "config", {rate_limit_scale = 1000})
+    assert.equal(429, cerr.status)
   end)
 
   it("Redis killed mid-run, then restarted: no crash, no lost tokens, one warning each; sharing resumes",

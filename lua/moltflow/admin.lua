@@ -386,7 +386,7 @@ function Client:_pace_shared(io, req, deadline)
     self:_store_ok()
     if go then return waited end
     wait = math.min(wait, 60)
-    if core.monotime() + wait > deadline then
+    if core.monotime() + waited + wait > deadline then -- waits count in full, as in _run
       local method, path = req:info()
       return nil, admin.error{kind = "rate_limited", method = method, path = path, retry_after = wait,
                               rate_limit = {remaining = 0, reset = reset},

@@ -108,7 +108,9 @@ function M.new(opts)
   -- Redis answers.
   local function send(urgent, command, ...)
     local now = core.monotime()
-    if now < down_until and not urgent then return nil, store_error(command, "Redis is unavailable (retrying shortly)") end
+    if now < down_until and not urgent then
+      return nil, store_error(command, "Redis is unavailable (retrying shortly)")
+    end
     if unsaved ~= nil then
       local v, err
       if unsaved then

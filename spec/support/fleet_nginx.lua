@@ -77,7 +77,9 @@ http {
     for id = 0, WORKERS - 1 do
       local path = prefix .. "/out." .. id
       while not io.open(path) do
-        if core.monotime() > deadline then error("nginx worker " .. id .. " wrote nothing:\n" .. slurp(prefix .. "/error.log")) end
+        if core.monotime() > deadline then
+          error("nginx worker " .. id .. " wrote nothing:\n" .. slurp(prefix .. "/error.log"))
+        end
         core.sleep(0.01)
       end
       local out = dkjson.decode(slurp(path))
