@@ -328,6 +328,27 @@ describe("admin.redis_store", function()
     assert.is_string(saved.refresh_token) -- the new pair is in Redis again
   end)
 
+  it("a Redis that times out: calls go on locally after one timeout, one warning; sharing resumes", function()
+    local store = admin.redis_store{url = server.url, timeout = 0.3, retry_after = 0.2}
+    local warnings = {}
+    local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, pace = store,
+                        on_hook_error = function(e) warnings[#warnings + 1] = e end}
+    assert(c.usage:current())
+    server:freeze()
+    finally(function() server:thaw() end)
+    for _ = 1, 5 do assert(c.usage:current()) end
+    assert.equal(1, #warnings)
+    assert.equal("pace", warnings[1].hook)
+    assert.matches("timeout", warnings[1].message)
+    server:thaw()
+    await("the budget shared again", function()
+      assert(c.usage:current())
+      return server:cli("KEYS", "moltflow:rate:*") ~= "" and tonumber(server:cli("HGET",
+        server:cli("KEYS", "moltflow:rate:*"), "remaining")) == c:rate_limit().remaining
+    end)
+    assert.equal(1, #warnings)
+  end)
+
   it("a refresh while Redis is down: done locally, one warning; the new pair reaches Redis when it returns",
      function()
     local store = admin.redis_store{url = server.url, retry_after = 0.05}

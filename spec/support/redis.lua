@@ -5,6 +5,7 @@
 --   local r = redis_server.start{password = "..."}  -- r.url ("redis://127.0.0.1:PORT/0"), r.port, r.pid
 --   r:cli("GET", "moltflow:tokens")                 -- a command through redis-cli; its output
 --   r:kill()                                        -- SIGKILL, as a crash would
+--   r:freeze(), r:thaw()                            -- SIGSTOP/SIGCONT: a server that times out
 --   r:restart()                                     -- the same port, empty
 --   r:stop()                                        -- by pid; also when the Lua state closes
 local proc = require "spec.support.process"
@@ -71,6 +72,9 @@ function Server:kill()
   await_exit(self.pid)
   self.pid = nil
 end
+
+function Server:freeze() assert(sh("kill -STOP " .. self.pid)) end
+function Server:thaw() assert(sh("kill -CONT " .. self.pid)) end
 
 function Server:restart()
   self:kill()
