@@ -157,7 +157,7 @@ function M.new(opts)
     return true
   end
 
-  --- Takes the refresh lock for `ttl` seconds: a handle, nil while another
+  -- Takes the refresh lock for `ttl` seconds: a handle, nil while another
   -- holder has it, or nil and an error when Redis cannot be reached.
   function store.try_lock(_, ttl)
     local handle = hex(core.random_bytes(16))
@@ -168,7 +168,7 @@ function M.new(opts)
     return handle
   end
 
-  --- Releases the lock if `handle` still holds it (compare-and-delete).
+  -- Releases the lock if `handle` still holds it (compare-and-delete).
   function store.unlock(_, handle)
     send(true, "EVAL", UNLOCK, 1, lock_key, handle)
   end
@@ -178,14 +178,14 @@ function M.new(opts)
     return key, key .. ":probe"
   end
 
-  --- Reserves one request from the budget `budget_id` (a hash naming the
+  -- Reserves one request from the budget `budget_id` (a hash naming the
   -- credential). Returns true (go); false, seconds to wait, the reset (the
   -- budget is spent, or another client is learning the new one); or nil and
   -- an error.
-  -- @param budget_id a hash of the credential, never the credential
-  -- @param now the caller's clock (Unix seconds)
-  -- @param margin seconds added to the reset
-  -- @param probe_ttl how long (s) one request may take to learn a new window
+  -- budget_id: a hash of the credential, never the credential
+  -- now: the caller's clock (Unix seconds)
+  -- margin: seconds added to the reset
+  -- probe_ttl: how long (s) one request may take to learn a new window
   function store.reserve(_, budget_id, now, margin, probe_ttl)
     local key, probe = budget_keys(budget_id)
     local v, err = call("EVAL", RESERVE, 2, key, probe, ("%.3f"):format(now), tostring(margin),
@@ -195,8 +195,8 @@ function M.new(opts)
     return false, tonumber(v[2]), tonumber(v[3])
   end
 
-  --- Records what the server announced for `budget_id`.
-  -- @return true, or nil and an error
+  -- Records what the server announced for `budget_id`.
+  -- Returns true, or nil and an error.
   function store.record(_, budget_id, remaining, reset)
     local key, probe = budget_keys(budget_id)
     local v, err = call("EVAL", RECORD, 2, key, probe, tostring(remaining), tostring(reset))
@@ -204,7 +204,7 @@ function M.new(opts)
     return true
   end
 
-  --- Ends a probe that learned nothing (its answer had no rate headers).
+  -- Ends a probe that learned nothing (its answer had no rate headers).
   function store.release_probe(_, budget_id)
     local _, probe = budget_keys(budget_id)
     local v, err = call("DEL", probe)
@@ -212,7 +212,7 @@ function M.new(opts)
     return true
   end
 
-  --- Closes the connection held outside nginx.
+  -- Closes the connection held outside nginx.
   function store.close()
     conn:close()
   end
