@@ -168,11 +168,11 @@ local function write_saved_settings(t)
   if not ok then error(failure(EXIT.usage, err), 0) end
 end
 
--- Writes `text` to `path` as a file only its owner can read (mode 0600),
--- atomically (core.sys.write_private). Raises a Failure when it cannot.
+-- Writes `text` to `path` as a file only its owner can read (mode 0600,
+-- core.sys: a new O_EXCL file renamed over `path`). Raises a Failure when it cannot.
 local function write_private_file(path, text)
   local ok, err = sys.write_private(path, text)
-  if not ok then error(failure(EXIT.usage, err), 0) end
+  if not ok then error(failure(EXIT.usage, "cannot write " .. path .. ": " .. tostring(err)), 0) end
 end
 
 local function base_url(args)
