@@ -11,7 +11,7 @@ local core = require "moltflow.core"
 
 local quote, sh, slurp = proc.quote, proc.sh, proc.slurp
 local OWNER = emu.seed.owner
-local LUA = jit and "luajit" or "lua5.4"
+local LUA = proc.lua -- the interpreter of this pass
 local WORKER = emu.root .. "/spec/support/fleet_worker.lua"
 
 local function write(path, text)
