@@ -9,7 +9,7 @@
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
 #                        puts it in BENCHMARKS.md)
 #   make emulator        the emulator in the foreground (PORT=8787)
-#   make docs            LDoc reference in build/docs; README's generated endpoint reference
+#   make docs            LDoc reference in build/docs; docs/api.md and README's CLI table
 #   make install PREFIX=/usr/local
 #   make deps            Debian packages (as root)
 
@@ -40,7 +40,7 @@ CORE := $(BUILD)/moltflow/core.so
 
 DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
-  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-markdown lua-check luarocks valgrind \
+  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-discount lua-check luarocks valgrind \
   clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests lua-luv neovim love xvfb
 
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
@@ -115,10 +115,10 @@ install: all
 	for f in bin/*; do install -m 0755 $$f $(DESTDIR)$(PREFIX)/bin/; done
 
 # The LDoc HTML reference (build/docs, not committed) from the source comments,
-# and README's endpoint reference from the endpoint table (spec/readme_spec.lua
-# fails when it is stale).
+# and docs/api.md's endpoint reference and README's CLI credentials table from
+# the endpoint table (spec/readme_spec.lua fails when they are stale).
 docs: all
-	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua README.md
+	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua docs/api.md README.md
 	ldoc -c config.ld .
 
 deps:

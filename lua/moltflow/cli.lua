@@ -38,7 +38,7 @@ Exit status: 0 ok, 1 HTTP error, 2 usage error, 3 quota above --fail-above,
 130 interrupted (Ctrl-C).
 Run 'moltflow-admin COMMAND --help' for the options of a command.]]
 
----------------------------------------------------------------- output
+-- ---------------------------------------------------------- output
 
 -- Server text may hold terminal control sequences (a key named
 -- "\27]0;title\7" would retitle the window): C0 controls, DEL and C1
@@ -122,7 +122,7 @@ local function print_json(v)
   io.stdout:write((text:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end)), "\n")
 end
 
------------------------------------------------------------- credentials
+-- ---------------------------------------------------------- credentials
 
 local function nonempty(s)
   if s == nil or s == "" then return nil end
@@ -291,7 +291,7 @@ local function check(v, res)
   return v, res
 end
 
------------------------------------------------------------- prompts
+-- ---------------------------------------------------------- prompts
 
 -- Asks on the terminal (echo off for a secret). Ctrl-C, Ctrl-\ or another
 -- terminating signal there restores the terminal first, then ends the
@@ -313,7 +313,7 @@ local function read_line(prompt, from_stdin)
   return line and (line:gsub("\r$", ""))
 end
 
------------------------------------------------------------- commands
+-- ---------------------------------------------------------- commands
 
 local commands = {}
 
@@ -648,7 +648,7 @@ commands["account.delete"] = function(args)
   end
 end
 
------------------------------------------------------------- the parser
+-- ---------------------------------------------------------- the parser
 
 --- The endpoints each command calls (`group.name` labels of
 -- `moltflow.endpoints`), from which its --help and README's command table
