@@ -68,9 +68,17 @@ core-all:
 # the whole suite (each a few minutes at most; spec/soak_spec.lua is short here).
 test: core-all embed test-54 test-luajit fuzz-short check-sanitize check-valgrind
 
-# A C host (examples/embed/host.c) with the core's sources compiled in.
+# C hosts with the core's sources compiled in: examples/embed/host.c, and
+# examples/embed/frame.c (a frame loop; its cc line is quoted in
+# examples/embed/README.md, and spec/embed_spec.lua checks that it matches).
 EMBED := build/embed/moltflow-embed
-embed: $(EMBED)
+FRAME := build/embed/moltflow-frame
+embed: $(EMBED) $(FRAME)
+
+$(FRAME): examples/embed/frame.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc \
+	  -o $@ examples/embed/frame.c src/*.c $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
