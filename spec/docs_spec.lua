@@ -10,8 +10,7 @@
 local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
 
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l")
-local interpreter = jit and "luajit" or "lua5.4"
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
 
 -- {file, line, code} for each block not marked as a fragment.
 local function blocks(path)
@@ -62,9 +61,9 @@ describe("the docs' Lua blocks", function()
         local f = assert(io.open(script, "w"))
         f:write(b.code)
         f:close()
-        local r = proc.run({"timeout", "60", interpreter, script}, {cwd = dir, env = {
+        local r = proc.run({"timeout", "60", proc.lua, script}, {cwd = dir, env = {
           LUA_PATH = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;",
-          LUA_CPATH = root .. (jit and "/build/luajit/?.so;;" or "/build/5.4/?.so;;"),
+          LUA_CPATH = root .. "/" .. proc.cpath .. ";;",
           MOLTFLOW_API_URL = emu.url, MOLTFLOW_API_KEY = emu.seed.keys.all,
           MOLTFLOW_EMAIL = emu.seed.owner.email, MOLTFLOW_PASSWORD = emu.seed.owner.password,
           HOME = dir, PATH = os.getenv("PATH")}})

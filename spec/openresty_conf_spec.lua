@@ -8,7 +8,7 @@ local emu = require "spec.support.emulator"
 local http = require "spec.support.http"
 local proc = require "spec.support.process"
 
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l")
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
 local CONF = root .. "/examples/openresty/nginx.conf"
 
 -- The file with each "# template: NAME" line's value replaced; raises when a
@@ -69,7 +69,7 @@ local function get(url)
   return res.status, dkjson.decode(res.body), res.headers
 end
 
-local describe_ngx = jit and pending or describe -- one nginx run is enough: under Lua 5.4
+local describe_ngx = proc.reference_run and describe or pending -- one nginx run is enough: under Lua 5.4
 
 describe_ngx("examples/openresty/nginx.conf", function()
   before_each(function() emu.reset() end)
