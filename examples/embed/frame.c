@@ -34,6 +34,7 @@ typedef struct {
   const char *list;   /* a list field of the value to count, or NULL */
   int handle;         /* registry reference of the handle */
   int reported;
+  int failed;         /* h:result() raised */
 } call;
 
 static double cpu_ms(void) {
@@ -107,7 +108,11 @@ static int report(lua_State *L, call *k) {
   }
   lua_getfield(L, -1, "result"); /* value, res = h:result() */
   lua_insert(L, -2);
-  if (!call_lua(L, 1, 2)) return k->reported = 1;
+  if (!call_lua(L, 1, 2)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, k->handle);
+    k->failed = 1;
+    return k->reported = 1;
+  }
   if (lua_isnil(L, -2)) {
     printf("%s: failed: %s\n", k->call, luaL_tolstring(L, -1, NULL));
     lua_pop(L, 1);
@@ -138,9 +143,9 @@ int main(int argc, char **argv) {
   set_paths(L, argv[1]);
 
   call calls[] = {
-      {"usage.current", 0, "total_messages", NULL, LUA_NOREF, 0},
-      {"usage.history", 3, NULL, "months", LUA_NOREF, 0},
-      {"billing.plans", 0, NULL, "plans", LUA_NOREF, 0},
+      {"usage.current", 0, "total_messages", NULL, LUA_NOREF, 0, 0},
+      {"usage.history", 3, NULL, "months", LUA_NOREF, 0, 0},
+      {"billing.plans", 0, NULL, "plans", LUA_NOREF, 0, 0},
   };
   const int ncalls = (int)(sizeof calls / sizeof calls[0]);
   int status = EXIT_FAILURE;
@@ -178,6 +183,8 @@ int main(int argc, char **argv) {
   printf("frames: %d\n", frames);
   printf("poll(0) CPU: %.2f ms at most in one frame, %.2f ms in all\n", poll_max, poll_total);
   status = finished == ncalls ? EXIT_SUCCESS : EXIT_FAILURE;
+  for (int i = 0; i < ncalls; i++)
+    if (calls[i].failed) status = EXIT_FAILURE;
 
 done:
   lua_close(L); /* closes the client too */
