@@ -11,7 +11,7 @@
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
 #                        puts it in BENCHMARKS.md)
 #   make emulator        the emulator in the foreground (PORT=8787)
-#   make docs            LDoc reference in build/docs; README's generated endpoint reference
+#   make docs            LDoc reference in build/docs; docs/api.md, README's CLI table
 #                        and the LuaLS annotations (lua/moltflow/types/admin.lua)
 #   make install PREFIX=/usr/local LUA=X   modules under share/lua/<abi>, lib/lua/<abi>
 #   make deb             build/lua-moltflow-admin_<version>_<arch>.deb (Lua 5.1-5.4)
@@ -58,7 +58,7 @@ CORE := $(BUILD)/moltflow/core.so
 DEBIAN_PACKAGES := build-essential git lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
   lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
-  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-markdown lua-check luarocks valgrind \
+  libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-discount lua-check luarocks valgrind \
   clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests \
   redis-server libhiredis-dev neovim love lua-luv xvfb xauth dh-lua debhelper dpkg-dev
 
@@ -93,9 +93,17 @@ core-all:
 # minutes at most; spec/soak_spec.lua is short here).
 test: core-all embed test-51 test-52 test-53 test-54 test-luajit fuzz-short check-sanitize check-valgrind
 
-# A C host (examples/embed/host.c) with the core's sources compiled in.
+# C hosts with the core's sources compiled in: examples/embed/host.c, and
+# examples/embed/frame.c (a frame loop; its cc line is quoted in
+# examples/embed/README.md, and spec/embed_spec.lua checks that it matches).
 EMBED := build/embed/moltflow-embed
-embed: $(EMBED)
+FRAME := build/embed/moltflow-frame
+embed: $(EMBED) $(FRAME)
+
+$(FRAME): examples/embed/frame.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc \
+	  -o $@ examples/embed/frame.c src/*.c $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
@@ -205,10 +213,11 @@ deb:
 	dpkg-deb --root-owner-group -Zxz --build $(DEB_STAGE) build/$(DEB_NAME)_$${version}_$${arch}.deb
 
 # The LDoc HTML reference (build/docs, not committed) from the source comments,
-# and README's endpoint reference and the LuaLS annotations from the endpoint
-# table (spec/readme_spec.lua and spec/annotations_spec.lua fail when stale).
+# and docs/api.md's endpoint reference, README's CLI credentials table and the
+# LuaLS annotations from the endpoint table (spec/readme_spec.lua and
+# spec/annotations_spec.lua fail when stale).
 docs: all
-	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua README.md
+	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua docs/api.md README.md
 	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-annotations.lua
 	ldoc -c config.ld .
 

@@ -201,7 +201,7 @@ describe("path ids", function()
     local _, err = c.api_keys:get("a..b")
     assert.equal("/api-keys/a..b", err.path)
     assert.equal("/api/v2/api-keys/a..b", last_request().path)
-    assert.equal("API key not found", err.message)
+    assert.equal("API key not found (requested " .. emu.url .. "/api-keys/a..b)", err.message)
   end)
 end)
 
@@ -229,6 +229,12 @@ describe("base_url", function()
     assert.equal("https://api.example.test:8443/api/v2",
                  child("MOLTFLOW_API_URL=https://api.example.test:8443/", code))
     assert.equal("https://apiv2.waiflow.app/api/v2", child("MOLTFLOW_API_URL=", code))
+    -- with /api/v2 already (as the emulator prints it), with or without a trailing slash
+    assert.equal("https://api.example.test/api/v2", child("MOLTFLOW_API_URL=https://api.example.test/api/v2", code))
+    assert.equal("https://api.example.test/api/v2", child("MOLTFLOW_API_URL=https://api.example.test/api/v2/", code))
+    -- base_url the same way
+    assert.equal("https://x.test/api/v2", admin.new{base_url = "https://x.test/"}:info().base_url)
+    assert.equal("https://x.test/proxy", admin.new{base_url = "https://x.test/proxy/"}:info().base_url)
     -- an explicit base_url wins
     assert.equal("https://mine.test/api/v2", child("MOLTFLOW_API_URL=https://api.example.test",
       [[io.write(require("moltflow.admin").new{base_url = "https://mine.test/api/v2"}:info().base_url)]]))
@@ -251,6 +257,12 @@ describe("base_url", function()
     assert.equal("moltflow: auth GET /usage/current: no credentials: log in or set an API key", out)
     -- MOLTFLOW_API_URL is a host: the SDK adds /api/v2
     out = child(("MOLTFLOW_API_URL=%s MOLTFLOW_API_KEY=%s"):format(origin, KEY), [[
+      local v, err = require("moltflow.admin").new{retry = false}.usage:current()
+      io.write(v and "ok" or tostring(err))]])
+    assert.equal("ok", out)
+    assert.equal("/api/v2/usage/current", emu.requests()[#emu.requests()].path)
+    -- the URL the emulator prints, /api/v2 included, exported as it is
+    out = child(("MOLTFLOW_API_URL=%s MOLTFLOW_API_KEY=%s"):format(emu.url, KEY), [[
       local v, err = require("moltflow.admin").new{retry = false}.usage:current()
       io.write(v and "ok" or tostring(err))]])
     assert.equal("ok", out)

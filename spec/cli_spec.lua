@@ -267,7 +267,8 @@ describe("moltflow-admin", function()
       assert.equal("Revoked " .. key.id .. "\n", rv.stdout)
       local gone = admin(with_url{"--api-key", seed.keys.all, "keys", "show", key.id})
       assert.equal(1, gone.code)
-      assert.equal("moltflow-admin: HTTP 404 on GET /api-keys/" .. key.id .. ": API key not found\n", gone.stderr)
+      assert.equal("moltflow-admin: HTTP 404 on GET /api-keys/" .. key.id .. ": API key not found (requested "
+                   .. emu.url .. "/api-keys/" .. key.id .. ")\n", gone.stderr)
       assert.equal("", gone.stdout)
     end)
 
@@ -282,6 +283,177 @@ describe("moltflow-admin", function()
       assert.equal(1, denied.code)
       assert.matches("HTTP 403 on GET /api%-keys: Missing required scope: account:manage", denied.stderr)
       assert_no_secrets(denied)
+    end)
+  end)
+
+  describe("servers, scopes and limits", function()
+    it("takes MOLTFLOW_API_URL and --base-url with or without /api/v2 and a trailing slash", function()
+      local host = emu.url:gsub("/api/v2$", "")
+      for _, url in ipairs{emu.url, emu.url .. "/", host, host .. "/"} do
+        local env = {MOLTFLOW_API_KEY = seed.keys.all, MOLTFLOW_API_URL = url}
+        local r = admin({"--json", "usage", "current"}, {env = env})
+        assert.equal(0, r.code, url .. ": " .. r.stderr)
+        assert.equal(1247, json(r).total_messages)
+        r = admin({"--base-url", url, "--api-key", seed.keys.all, "--json", "usage", "current"})
+        assert.equal(0, r.code, url .. ": " .. r.stderr)
+      end
+      for _, r in ipairs(emu.requests()) do assert.equal("/api/v2/usage/current", r.path) end
+    end)
+
+    it("names the full URL requested in a 404, so a doubled /api/v2 shows", function()
+      local r = admin({"--base-url", emu.url .. "/api/v2", "--api-key", seed.keys.all, "plans"})
+      assert.equal(1, r.code)
+      assert.matches("HTTP 404 on GET /billing/plans: .*%(requested " .. (emu.url .. "/api/v2/billing/plans)")
+                     :gsub("%p", "%%%0"), r.stderr)
+    end)
+
+    it("--help of each command names the scope it needs, from the endpoint table", function()
+      local endpoints = require "moltflow.endpoints"
+      local scope_of = {}
+      for _, e in ipairs(endpoints) do scope_of[e[1] .. "." .. e[2]] = e[6] or false end
+      local cli = require "moltflow.cli"
+      for _, entry in ipairs(cli.COMMAND_ENDPOINTS) do
+        local argv = {}
+        for w in entry[1]:gmatch("%S+") do argv[#argv + 1] = w end
+        argv[#argv + 1] = "--help"
+        local h = admin(argv)
+        assert.equal(0, h.code, entry[1])
+        for _, label in ipairs(entry[2]) do
+          if scope_of[label] then
+            assert.truthy(h.stdout:find("Credentials: a login, or an API key with the scope " .. scope_of[label],
+                                        1, true) or h.stdout:find(" and " .. scope_of[label], 1, true),
+                          entry[1] .. "\n" .. h.stdout)
+          end
+        end
+      end
+      assert.matches("Credentials: none needed", admin{"plans", "--help"}.stdout)
+      assert.matches("Credentials: a login %(API keys cannot do this%)", admin{"logout", "--help"}.stdout)
+      assert.matches("scope usage:read", admin{"usage", "daily", "--help"}.stdout)
+      assert.matches("scope billing:manage", admin{"quota", "--help"}.stdout)
+    end)
+
+    it("keys create --help lists every scope, and the emulator accepts exactly those", function()
+      local scopes = require("moltflow.endpoints").scopes
+      local h = admin{"keys", "create", "--help"}
+      local text = h.stdout:gsub("%s+", " ")
+      for _, s in ipairs(scopes) do assert.truthy(text:find(" " .. s:gsub("%p", "%%%0") .. "[,%s]"), s) end
+      -- every endpoint's scope is a listed one
+      local listed = {}
+      for _, s in ipairs(scopes) do listed[s] = true end
+      for _, e in ipairs(require "moltflow.endpoints") do
+        if e[6] then assert.is_true(listed[e[6]], e[6]) end
+      end
+      local all = admin(with_url{"--api-key", seed.keys.all, "--json", "keys", "create", "--name", "every-scope",
+                                 "--scope", table.concat(scopes, ",")})
+      assert.equal(0, all.code, all.stderr)
+      assert.same(scopes, json(all).scopes)
+      local unknown = admin(with_url{"--api-key", seed.keys.all, "keys", "create", "--name", "x", "--scope",
+                                     "usage:write"})
+      assert.equal(1, unknown.code)
+      assert.matches("HTTP 422", unknown.stderr)
+    end)
+
+    it("quota --limit checks the limits named only; an unknown name is a usage error", function()
+      local key = {"--base-url", emu.url, "--api-key", seed.keys.all}
+      local function run(argv)
+        local words = {}
+        for _, w in ipairs(key) do words[#words + 1] = w end
+        for _, w in ipairs(argv) do words[#words + 1] = w end
+        return admin(words)
+      end
+      -- sessions are at 66.67 %, messages at 24.94 %
+      assert.equal(3, run{"quota", "--fail-above", "50"}.code)
+      local messages = run{"quota", "--limit", "messages", "--fail-above", "50"}
+      assert.equal(0, messages.code, messages.stderr)
+      assert.matches("\nmessages%s+1247", messages.stdout)
+      assert.is_nil(messages.stdout:find("sessions", 1, true))
+      local over = run{"quota", "--limit", "messages", "--fail-above", "20"}
+      assert.equal(3, over.code)
+      assert.equal("moltflow-admin: quota above 20%: messages 24.94%\n", over.stderr)
+      local two = json(run{"--json", "quota", "--limit", "sessions", "--limit", "messages"})
+      assert.same({"sessions", "messages"}, {two.limits[1].name, two.limits[2].name})
+      assert.equal(2, #two.limits)
+      emu.control("DELETE", "requests")
+      local bad = run{"quota", "--limit", "minutes", "--fail-above", "80"}
+      assert.equal(2, bad.code)
+      assert.is_true(one_line(bad.stderr), bad.stderr)
+      assert.matches("'%-%-limit' must be one of 'sessions', 'messages', 'groups', 'labels', 'ai_replies'",
+                     bad.stderr)
+      assert.same({}, emu.requests())
+      assert.matches("one of sessions, messages, groups, labels, ai_replies", admin{"quota", "--help"}.stdout)
+    end)
+
+    it("usage daily --csv --output writes the file atomically, mode 0600; --output without --csv is refused",
+       function()
+      local path = config_dir .. "/daily.csv"
+      local f = assert(io.open(path, "w"))
+      f:write("yesterday\n")
+      f:close()
+      local r = admin(with_url{"--api-key", seed.keys.all, "usage", "daily", "--days", "3", "--csv",
+                               "--output", path})
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("", r.stdout)
+      local text = proc.slurp(path)
+      assert.matches("^date,messages_sent,messages_received,total_messages,api_calls\n", text)
+      assert.equal(4, select(2, text:gsub("\n", "")))
+      assert.equal("600", proc.mode(path))
+      local no_csv = admin(with_url{"--api-key", seed.keys.all, "usage", "daily", "--output", path})
+      assert.equal(2, no_csv.code)
+      assert.equal(text, proc.slurp(path))
+    end)
+  end)
+
+  describe("examples/cron_quota.sh", function()
+    local SCRIPT = emu.root .. "/examples/cron_quota.sh"
+    local function cron(env)
+      local csv_dir = config_dir .. "/csv"
+      local e = {MOLTFLOW_ADMIN = LAUNCHER, CSV_DIR = csv_dir, MOLTFLOW_API_URL = emu.url,
+                 MOLTFLOW_API_KEY = seed.keys.all}
+      for k, v in pairs(env or {}) do e[k] = v end
+      local r = admin({"sh", SCRIPT}, {env = e})
+      local files = {}
+      local p = io.popen("ls " .. proc.quote(csv_dir) .. " 2>/dev/null")
+      for name in p:lines() do files[#files + 1] = name end
+      p:close()
+      r.files, r.csv_dir = files, csv_dir
+      return r
+    end
+    -- admin() puts the launcher first: run the script through sh instead
+    local real_admin = admin
+    before_each(function()
+      admin = function(argv, opts)
+        local env = {MOLTFLOW_CONFIG_DIR = config_dir, HOME = config_dir, LC_ALL = "C",
+                     PATH = os.getenv("PATH")}
+        for k, v in pairs(opts.env or {}) do env[k] = v end
+        return proc.run(argv, {env = env})
+      end
+    end)
+    after_each(function() admin = real_admin end)
+
+    it("passes under the threshold and writes the day's CSV", function()
+      local r = cron()
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(1, #r.files)
+      assert.matches("^usage%-%d%d%d%d%-%d%d%-%d%d%.csv$", r.files[1])
+      assert.matches("^date,messages_sent", proc.slurp(r.csv_dir .. "/" .. r.files[1]))
+    end)
+
+    it("exits 3 with an alert above it (messages only), and still writes the CSV", function()
+      local r = cron{QUOTA_PERCENT = "20"}
+      assert.equal(3, r.code)
+      assert.matches("ALERT: messages above 20%% of the plan", r.stderr)
+      assert.equal(1, #r.files)
+    end)
+
+    it("tells a failure to check apart from an alert: network 5, credentials 4, no CSV", function()
+      local net = cron{MOLTFLOW_API_URL = "http://127.0.0.1:1"}
+      assert.equal(5, net.code)
+      assert.matches("ERROR: could not check the quota %(moltflow%-admin exit 5%)", net.stderr)
+      assert.is_nil(net.stderr:find("ALERT", 1, true))
+      assert.equal(0, #net.files)
+      local auth = cron{MOLTFLOW_API_KEY = "mf_notarealkey"}
+      assert.equal(4, auth.code)
+      assert.matches("ERROR: could not check", auth.stderr)
     end)
   end)
 

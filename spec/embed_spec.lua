@@ -73,6 +73,60 @@ describe("examples/embed", function()
   end)
 end)
 
+describe("examples/embed/frame.c", function()
+  local FRAME = "build/embed/moltflow-frame"
+  setup(function()
+    local out, ok = run("make --no-print-directory -s embed 2>&1")
+    assert(ok, "make embed failed:\n" .. out)
+  end)
+  before_each(function() emu.reset() end)
+
+  -- Runs the frame host with the URL and key in the environment, LUA_PATH unset
+  -- (the host sets package.path itself).
+  local function frame(url, ca_file)
+    return run(("env -u LUA_PATH -u LUA_CPATH MOLTFLOW_API_URL=%s MOLTFLOW_API_KEY=%s %s lua %s 2>&1")
+               :format(url, emu.seed.keys.all, FRAME, ca_file or ""))
+  end
+
+  local function check(out)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    table.sort(lines, function(a, b) return a < b end)
+    assert.equal(5, #lines, out)
+    assert.equal("billing.plans: 4 plans", lines[1])
+    assert.matches("^frames: %d+$", lines[2])
+    assert.matches("^poll%(0%) CPU: [%d.]+ ms at most in one frame, [%d.]+ ms in all$", lines[3])
+    assert.equal("usage.current: total_messages 1247", lines[4])
+    assert.equal("usage.history: 3 months", lines[5])
+  end
+
+  it("polls once a frame and prints each call's result, with package.path set from C", function()
+    local out, ok = frame(emu.url)
+    assert.is_true(ok, out)
+    check(out)
+    local paths = {}
+    for _, r in ipairs(emu.requests()) do paths[#paths + 1] = r.path end
+    table.sort(paths)
+    assert.same({"/api/v2/billing/plans", "/api/v2/usage/current", "/api/v2/usage/history"}, paths)
+  end)
+
+  it("works over TLS with a ca_file", function()
+    local tls = require("spec.support.tls_nginx").start{upstream = emu.url}
+    local out, ok = frame(tls.url, tls.ca)
+    tls:stop()
+    assert.is_true(ok, out)
+    check(out)
+  end)
+
+  it("is built by the cc line examples/embed/README.md quotes", function()
+    local doc = assert(io.open("examples/embed/README.md")):read("*a")
+    local line = assert(doc:match("```sh\n(cc .-)\n```"), "no cc line in examples/embed/README.md")
+    local made = run("env -u CC -u CFLAGS -u LDFLAGS make --no-print-directory -n -B " .. FRAME)
+    local function words(s) return (s:gsub("\\\n", " "):gsub("mkdir %-p %S+\n", ""):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")) end
+    assert.equal(words(line), words(made))
+  end)
+end)
+
 describe("the C core", function()
   it("exports luaopen_moltflow_core alone from core.so", function()
     for _, so in ipairs{"build/5.4/moltflow/core.so", "build/luajit/moltflow/core.so"} do

@@ -1,6 +1,7 @@
--- README.md's generated endpoint reference must match the endpoint table:
--- the spec fails when someone changes lua/moltflow/endpoints.lua without
--- running `make docs`.
+-- The generated docs must match the endpoint table: docs/api.md's endpoint
+-- reference and README.md's CLI credentials table. The spec fails when
+-- someone changes lua/moltflow/endpoints.lua (or the CLI's command list)
+-- without running `make docs`.
 local admin = require "moltflow.admin"
 local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
@@ -16,16 +17,19 @@ local function generator(args)
   return proc.run(argv, {env = env})
 end
 
-describe("README.md", function()
+describe("README.md and docs/api.md", function()
   local readme = proc.slurp(root .. "/README.md")
+  local api = proc.slurp(root .. "/docs/api.md")
 
-  it("has the endpoint reference of the current endpoint table", function()
-    local r = generator{"--check", root .. "/README.md"}
+  it("have the endpoint reference and CLI table of the current tables", function()
+    local r = generator{"--check", root .. "/docs/api.md", root .. "/README.md"}
     assert.equal(0, r.code, r.stderr)
+    assert.truthy(readme:find("(docs/api.md)", 1, true), "README links docs/api.md")
+    assert.is_nil(readme:find("<!-- endpoints:begin -->", 1, true), "the reference lives in docs/api.md")
   end)
 
-  it("documents every endpoint method with a syntax line and an example", function()
-    local section = readme:match("<!%-%- endpoints:begin %-%->(.*)<!%-%- endpoints:end %-%->")
+  it("docs/api.md documents every endpoint method with a syntax line and an example", function()
+    local section = api:match("<!%-%- endpoints:begin %-%->(.*)<!%-%- endpoints:end %-%->")
     assert.is_string(section)
     local described = admin.describe()
     assert.equal(31, #described)
@@ -38,20 +42,36 @@ describe("README.md", function()
       assert.matches("\nsyntax: `value, res = " .. call:gsub("%p", "%%%0"), entry)
       assert.matches("```lua\nlocal value, res = " .. call:gsub("%p", "%%%0"), entry)
       if d.scope then assert.matches("scope: `" .. d.scope .. "`", entry, 1, true) end
+      -- path ids are labelled as such, never as query or body fields
+      for _, p in ipairs(d.params) do
+        assert.truthy(entry:find("\nPath: `" .. p .. "` (string, positional, required)", 1, true), call)
+        assert.is_nil(entry:find("\nQuery: `" .. p .. "`", 1, true), call)
+        assert.is_nil(entry:find("\nBody: `" .. p .. "`", 1, true), call)
+      end
+      if #d.fields == 0 then assert.is_nil(entry:find("\nBody", 1, true), call) end
     end
+  end)
+
+  it("README's CLI table names the scope of each command, as the endpoint table says", function()
+    local section = readme:match("<!%-%- cli%-credentials:begin %-%->(.*)<!%-%- cli%-credentials:end %-%->")
+    assert.is_string(section)
+    assert.truthy(section:find("| `quota` | a login or an API key | `billing:manage` |", 1, true))
+    assert.truthy(section:find("| `usage daily` | a login or an API key | `usage:read` |", 1, true))
+    assert.truthy(section:find("| `plans` | none | - |", 1, true))
+    assert.truthy(section:find("| `account delete` | a login or an API key | `gdpr:manage` |", 1, true))
   end)
 
   it("the check fails on a stale copy, and a rewrite fixes it", function()
     local dir = proc.tmpdir()
-    local copy = dir .. "/README.md"
+    local copy = dir .. "/api.md"
     local f = assert(io.open(copy, "wb"))
-    f:write((readme:gsub("`GET /usage/daily`", "`GET /usage/days`")))
+    f:write((api:gsub("`GET /usage/daily`", "`GET /usage/days`")))
     f:close()
     local stale = generator{"--check", copy}
     assert.equal(1, stale.code)
     assert.matches("out of date", stale.stderr)
     assert.equal(0, generator{copy}.code)
-    assert.equal(readme, proc.slurp(copy))
+    assert.equal(api, proc.slurp(copy))
     os.execute("rm -rf " .. proc.quote(dir))
   end)
 
@@ -60,5 +80,25 @@ describe("README.md", function()
                              "## Examples", "## The emulator", "## API reference"} do
       assert.truthy(readme:find("\n" .. heading .. "\n", 1, true), heading)
     end
+  end)
+
+  it("LDoc documents every public module and renders markdown", function()
+    local dir = proc.tmpdir()
+    -- "." as `make docs` runs it: LDoc reads config.ld's file list (a path would scan the tree)
+    local r = proc.run({"ldoc", "-c", "config.ld", "-d", dir, "."}, {cwd = root})
+    assert.equal(0, r.code, r.stderr)
+    assert.is_nil((r.stdout .. r.stderr):find("not found", 1, true), r.stdout)
+    local page = proc.slurp(dir .. "/modules/moltflow.admin.html")
+    assert.truthy(page:find("<code>", 1, true), "backticks rendered as code")
+    -- every module under lua/moltflow but the emulator's, the LuaLS annotations
+    -- (types/) and the internal VM shim (compat)
+    local p = io.popen("cd " .. proc.quote(root .. "/lua") .. " && find moltflow -name '*.lua' -not -path '*/emulator/*'"
+                       .. " -not -path '*/types/*' -not -name compat.lua")
+    for file in p:lines() do
+      local name = file:gsub("%.lua$", ""):gsub("/", ".")
+      assert.truthy(io.open(dir .. "/modules/" .. name .. ".html"), name .. " has no LDoc page (config.ld)")
+    end
+    p:close()
+    os.execute("rm -rf " .. proc.quote(dir))
   end)
 end)

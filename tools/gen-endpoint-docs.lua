@@ -1,16 +1,20 @@
--- Renders the endpoint reference of README.md from the endpoint table
--- (admin.describe(), compiled from lua/moltflow/endpoints.lua): one entry per
--- method with its HTTP call, auth, scope, a `syntax:` line, its fields and an
--- example. Written between <!-- endpoints:begin --> and <!-- endpoints:end -->.
+-- Renders the generated parts of the docs from the endpoint table
+-- (admin.describe(), compiled from lua/moltflow/endpoints.lua):
+--   docs/api.md, between <!-- endpoints:begin --> and <!-- endpoints:end -->:
+--     one entry per method with its HTTP call, auth, scope, a `syntax:` line,
+--     its path ids and fields, and an example;
+--   README.md, between <!-- cli-credentials:begin --> and <!-- cli-credentials:end -->:
+--     the credentials and API-key scope each CLI command needs
+--     (moltflow.cli.COMMAND_ENDPOINTS + the endpoint table).
+-- A file gets every section whose markers it has (and must have one).
 --
---   lua5.4 tools/gen-endpoint-docs.lua [README.md]          rewrite the section
---   lua5.4 tools/gen-endpoint-docs.lua --check [README.md]  exit 1 when it is stale
---   lua5.4 tools/gen-endpoint-docs.lua --stdout             print the section
+--   lua5.4 tools/gen-endpoint-docs.lua [FILE...]          rewrite (default docs/api.md README.md)
+--   lua5.4 tools/gen-endpoint-docs.lua --check [FILE...]  exit 1 when one is stale
+--   lua5.4 tools/gen-endpoint-docs.lua --stdout           print the endpoint section
 --
 -- Needs the built core on LUA_CPATH (`make docs` sets it).
 local admin = require "moltflow.admin"
-
-local BEGIN, END = "<!-- endpoints:begin -->", "<!-- endpoints:end -->"
+local cli = require "moltflow.cli"
 
 local GROUP_TITLES = {
   auth = "Authentication (`c.auth`)", users = "Users (`c.users`)", api_keys = "API keys (`c.api_keys`)",
@@ -87,9 +91,14 @@ local function render_endpoint(d)
   end)
   add(("syntax: `value, res = %s`"):format(syntax))
   add("")
-  if not special.call and (#d.params > 0 or #d.fields > 0) then
+  if not special.call and #d.params > 0 then
     local parts = {}
     for _, p in ipairs(d.params) do parts[#parts + 1] = ("`%s` (string, positional, required)"):format(p) end
+    add("Path: " .. table.concat(parts, ", ") .. ".")
+    add("")
+  end
+  if not special.call and #d.fields > 0 then
+    local parts = {}
     for _, f in ipairs(d.fields) do
       parts[#parts + 1] = ("`%s` (%s%s)"):format(f.name, TYPE_TEXT[f.type] or f.type, f.required and ", required" or "")
     end
@@ -109,6 +118,7 @@ local function render_endpoint(d)
     if kind == "param" then return PARAM_SAMPLES[x] or '"value"' end
     return ("%s = %s"):format(x.name, SAMPLES[x.name] or TYPE_SAMPLES[x.type] or "value")
   end)
+  add("<!-- fragment: needs a client c -->")
   add("```lua")
   add(("local value, res = %s"):format(example))
   add("```")
@@ -116,12 +126,12 @@ local function render_endpoint(d)
   return table.concat(lines, "\n")
 end
 
---- The generated markdown (without the markers).
-local function render()
+--- The endpoint reference (without the markers).
+local function render_endpoints()
   local out = {
     "Generated from `lua/moltflow/endpoints.lua` by `tools/gen-endpoint-docs.lua` (`make docs`); "
     .. "edit the table, not this text. Every method returns `value, res` on success and `nil, err` on "
-    .. "failure (see Usage); bad arguments raise before any I/O. `field = type?` marks an optional field; "
+    .. "failure (see README.md, Usage); bad arguments raise before any I/O. `field = type?` marks an optional field; "
     .. "a `secret` is a string the SDK never puts in errors, hooks or `tostring()` and wipes from memory.",
     "",
   }
@@ -137,6 +147,31 @@ local function render()
   return table.concat(out, "\n")
 end
 
+--- The CLI's credentials table (without the markers).
+local function render_cli()
+  local out = {
+    "Generated from `lua/moltflow/endpoints.lua` and `moltflow.cli.COMMAND_ENDPOINTS` by "
+    .. "`tools/gen-endpoint-docs.lua`. A key with `*` has every scope.",
+    "",
+    "| command | credentials | API-key scope |",
+    "| --- | --- | --- |",
+  }
+  local AUTH = {none = "none", any = "a login or an API key", token = "a login (API keys cannot)"}
+  for _, entry in ipairs(cli.COMMAND_ENDPOINTS) do
+    local auth, scopes = cli.needs(entry[1])
+    local names = {}
+    for i, s in ipairs(scopes) do names[i] = "`" .. s .. "`" end
+    out[#out + 1] = ("| `%s` | %s | %s |"):format(entry[1], AUTH[auth],
+                                                 #names > 0 and table.concat(names, ", ") or "-")
+  end
+  return table.concat(out, "\n")
+end
+
+local SECTIONS = {
+  {"<!-- endpoints:begin -->", "<!-- endpoints:end -->", render_endpoints},
+  {"<!-- cli-credentials:begin -->", "<!-- cli-credentials:end -->", render_cli},
+}
+
 local function read(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("*a")
@@ -144,39 +179,49 @@ local function read(path)
   return s
 end
 
--- README text with the section replaced; errors when a marker is missing.
-local function splice(text, section)
-  local b = text:find(BEGIN, 1, true)
-  local e = text:find(END, 1, true)
-  if not b or not e or e < b then error("README: missing " .. BEGIN .. " ... " .. END .. " markers") end
-  return text:sub(1, b + #BEGIN - 1) .. "\n" .. section .. "\n" .. text:sub(e)
+-- The text with every section it has markers for replaced; errors when it has none.
+local function splice(path, text)
+  local found = false
+  for _, sec in ipairs(SECTIONS) do
+    local begin, finish = sec[1], sec[2]
+    local b = text:find(begin, 1, true)
+    local e = text:find(finish, 1, true)
+    if b or e then
+      if not b or not e or e < b then error(path .. ": unbalanced " .. begin .. " ... " .. finish .. " markers") end
+      text = text:sub(1, b + #begin - 1) .. "\n" .. sec[3]() .. "\n" .. text:sub(e)
+      found = true
+    end
+  end
+  if not found then error(path .. ": no generated section (markers such as <!-- endpoints:begin -->)") end
+  return text
 end
 
-local check, stdout, path = false, false, nil
+local check, stdout, paths = false, false, {}
 for _, a in ipairs(arg) do
   if a == "--check" then check = true
   elseif a == "--stdout" then stdout = true
-  else path = a end
+  else paths[#paths + 1] = a end
 end
-path = path or "README.md"
+if #paths == 0 then paths = {"docs/api.md", "README.md"} end
 
-local section = render()
 if stdout then
-  io.write(section, "\n")
+  io.write(render_endpoints(), "\n")
   os.exit(0)
 end
-local text = read(path)
-local updated = splice(text, section)
-if check then
+local stale = false
+for _, path in ipairs(paths) do
+  local text = read(path)
+  local updated = splice(path, text)
   if updated ~= text then
-    io.stderr:write(path .. ": the endpoint reference is out of date; run 'make docs'\n")
-    os.exit(1)
+    if check then
+      io.stderr:write(path .. ": the generated reference is out of date; run 'make docs'\n")
+      stale = true
+    else
+      local f = assert(io.open(path, "wb"))
+      f:write(updated)
+      f:close()
+      print("updated " .. path)
+    end
   end
-  os.exit(0)
 end
-if updated ~= text then
-  local f = assert(io.open(path, "wb"))
-  f:write(updated)
-  f:close()
-  print("updated " .. path)
-end
+os.exit(stale and 1 or 0)

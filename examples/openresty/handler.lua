@@ -5,8 +5,11 @@
 --   GET /sdk/login       logs in; the tokens go to the lua_shared_dict store
 --   GET /sdk/me?n=N      N clients at once, each made from the shared tokens as
 --                        N workers would: expired tokens are refreshed once for all
+-- The keys come from server.conf's set lines because this example serves two
+-- seed tenants of the emulator at once; a deployment reads its key from the
+-- environment (`env MOLTFLOW_API_KEY;`): see nginx.conf beside this file, the
+-- complete configuration, for that and for the one-client-per-worker rule.
 local admin = require "moltflow.admin"
-local ngx_transport = require "moltflow.transport.ngx"
 
 -- one client per API key and worker, reused by every request
 local clients = package.loaded["moltflow.examples.openresty.clients"] or {}
@@ -45,7 +48,7 @@ if route == "usage" then
   if not usage then return fail(err2) end
   return reply(200, {i = i, tenant = tenant, months = #history.months,
                      messages_sent = usage.messages_sent,
-                     transport = c._io == ngx_transport and "ngx" or "other"})
+                     transport = c:transport_name()})
 elseif route == "login" then
   local c = shared_client()
   local v, err = c.auth:login{email = ngx.var.moltflow_email, password = ngx.var.moltflow_password}

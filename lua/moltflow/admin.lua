@@ -160,9 +160,25 @@ local function check_options(opts)
   end
 end
 
+--- The base URL as the client uses it: trailing slashes removed, and
+-- `/api/v2` added to a bare host. So `https://api.example.com`,
+-- `https://api.example.com/` and `https://api.example.com/api/v2/` all give
+-- `https://api.example.com/api/v2`; a URL with another path (a proxy's
+-- prefix, say) is kept as it is. `base_url`, `$MOLTFLOW_API_URL` and the
+-- CLI's `--base-url` all go through it.
+-- @tparam string url the URL
+-- @treturn string the normalised URL
+-- @raise when `url` is not a string
+function admin.normalize_base_url(url)
+  if type(url) ~= "string" then error("moltflow.normalize_base_url: 'url' must be a string", 2) end
+  url = url:gsub("/+$", "")
+  if url:match("^%a[%w+.-]*://[^/]*$") then url = url .. "/api/v2" end
+  return url
+end
+
 local function default_base_url()
-  local host = os.getenv("MOLTFLOW_API_URL")
-  if host and host ~= "" then return (host:gsub("/+$", "")) .. "/api/v2" end
+  local url = os.getenv("MOLTFLOW_API_URL")
+  if url and url ~= "" then return admin.normalize_base_url(url) end
   return DEFAULT_BASE_URL
 end
 
@@ -179,12 +195,14 @@ local blocking_io = {
 }
 
 local transports = {curl = blocking_io}
+local transport_names = {[blocking_io] = "curl"}
 
 --- Registers a transport by name (used by moltflow.transport.* modules).
 -- @tparam string name the name for the `transport` option
 -- @tparam table io `{send = function(client, req) -> value, res | nil, err, sleep = function(seconds)}`
 function admin.register_transport(name, io)
   transports[name] = io
+  transport_names[io] = name
 end
 
 local function pick_transport(opts)
@@ -227,7 +245,7 @@ function admin.new(opts)
   local api_key = opts.api_key
   if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
   local cc = core.new{
-    base_url = opts.base_url or default_base_url(),
+    base_url = opts.base_url and admin.normalize_base_url(opts.base_url) or default_base_url(),
     api_key = api_key,
     access_token = access,
     refresh_token = refresh,
@@ -283,6 +301,16 @@ Client.__close = Client.close
 -- @treturn table the settings
 function Client:info()
   return self._core:info()
+end
+
+--- The name of the client's transport: `"curl"` (libcurl, blocking), `"ngx"`
+-- (cosockets, picked by itself inside nginx), another name given to
+-- `admin.register_transport`, or `"custom"` for a table passed as the
+-- `transport` option. Calls inside `c:batch`/`c:spawn` run on the async
+-- scheduler whatever this says.
+-- @treturn string the name
+function Client:transport_name()
+  return transport_names[self._io] or "custom"
 end
 
 --- Whether `close()` has run.
@@ -435,6 +463,20 @@ function Client:_hook_failed(name, err, line)
   if ngx and ngx.log then ngx.log(ngx.WARN, line) else io.stderr:write(line, "\n") end
 end
 
+-- Adds what a reader needs to the message of an error: a 404 names the full
+-- URL requested (secret query values come REDACTED), so a doubled or
+-- missing /api/v2 shows; inside nginx, "no credentials" names the `env`
+-- directive, without which nginx hides $MOLTFLOW_API_KEY from the workers.
+function Client:_explain(err, req)
+  if err.status == 404 then
+    local _, path = req:info()
+    err.message = ("%s (requested %s%s)"):format(tostring(err.message), self._core:info().base_url, path)
+  elseif ngx and err.kind == "auth" and not err.status and tostring(err.message):find("^no credentials") then
+    err.message = err.message .. " (nginx passes a variable such as MOLTFLOW_API_KEY to its workers only when "
+                  .. "nginx.conf declares it: env MOLTFLOW_API_KEY;)"
+  end
+end
+
 -- A shared store (token_store, or pace) failed: the client goes on locally
 -- (its own lock, its own pacing). One warning per outage, through the same
 -- channel as hook errors (hook "token_store" or "pace"); the next success
@@ -515,6 +557,7 @@ function Client:_run(req, method, auth, io, once)
     if v ~= nil then return v, r end
     local err = r
     err.attempts = attempt
+    self:_explain(err, req)
     local replay = false
     if err.status == 401 and auth ~= "none" and not replayed and not once and self._core:credentials() then
       -- the access token was refused (expired, revoked): renew once, replay once

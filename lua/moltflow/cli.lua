@@ -28,15 +28,17 @@ local NAME = "moltflow-admin"
 local EPILOG = [[
 Credentials: --api-key, else $MOLTFLOW_API_KEY, else the tokens saved by 'login'
 in $MOLTFLOW_CONFIG_DIR/credentials (default ~/.config/moltflow/credentials, mode
-0600; refreshed automatically). Server: --base-url, else $MOLTFLOW_API_URL (host;
-/api/v2 is appended), else the one used at login, else https://apiv2.waiflow.app/api/v2.
+0600; refreshed automatically). Server: --base-url, else $MOLTFLOW_API_URL (either
+with or without /api/v2: a bare host gets it), else the one used at login, else
+https://apiv2.waiflow.app/api/v2. An API key needs the scope a command names in its
+--help ('keys create --help' lists them all).
 
 Exit status: 0 ok, 1 HTTP error, 2 usage error, 3 quota above --fail-above,
 4 authentication (not logged in, or credentials refused), 5 network or timeout,
 130 interrupted (Ctrl-C).
 Run 'moltflow-admin COMMAND --help' for the options of a command.]]
 
----------------------------------------------------------------- output
+-- ---------------------------------------------------------- output
 
 -- Server text may hold terminal control sequences (a key named
 -- "\27]0;title\7" would retitle the window): C0 controls, DEL and C1
@@ -120,7 +122,7 @@ local function print_json(v)
   io.stdout:write((text:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end)), "\n")
 end
 
------------------------------------------------------------- credentials
+-- ---------------------------------------------------------- credentials
 
 local function nonempty(s)
   if s == nil or s == "" then return nil end
@@ -176,14 +178,8 @@ local function write_private_file(path, text)
 end
 
 local function base_url(args)
-  local url = args.base_url
-  if url then
-    url = url:gsub("/+$", "")
-    if not url:match("^https?://[^/]+/.") then url = url .. "/api/v2" end
-    return url
-  end
-  local host = nonempty(os.getenv("MOLTFLOW_API_URL"))
-  if host then return (host:gsub("/+$", "")) .. "/api/v2" end
+  local url = nonempty(args.base_url) or nonempty(os.getenv("MOLTFLOW_API_URL"))
+  if url then return admin.normalize_base_url(url) end
   return read_saved_settings().base_url -- nil: the SDK's default
 end
 
@@ -295,7 +291,7 @@ local function check(v, res)
   return v, res
 end
 
------------------------------------------------------------- prompts
+-- ---------------------------------------------------------- prompts
 
 -- Asks on the terminal (echo off for a secret). Ctrl-C, Ctrl-\ or another
 -- terminating signal there restores the terminal first, then ends the
@@ -317,7 +313,7 @@ local function read_line(prompt, from_stdin)
   return line and (line:gsub("\r$", ""))
 end
 
------------------------------------------------------------- commands
+-- ---------------------------------------------------------- commands
 
 local commands = {}
 
@@ -479,9 +475,17 @@ end
 
 commands.quota = function(args)
   local q = check(client(args):quota())
+  if #args.limit > 0 then -- only the limits named, in display order
+    local wanted, items = {}, {}
+    for _, name in ipairs(args.limit) do wanted[name] = true end
+    for _, item in ipairs(q.items) do
+      if wanted[item.name] then items[#items + 1] = item end
+    end
+    q.items = items
+  end
   if args.json then
     print_json{plan_id = q.plan_id, status = q.status, current_period_end = q.current_period_end,
-               limits = q.items}
+               limits = admin.array(q.items)}
   else
     out(("plan %s (%s), period ends %s"):format(show(q.plan_id), show(q.status), show(q.current_period_end)))
     local rows = {}
@@ -529,7 +533,11 @@ end
 commands["usage.daily"] = function(args)
   local rows = check(client(args).usage:daily_rows{days = args.days})
   if args.json then return print_json(rows) end
+  if args.output and not args.csv then
+    return failure(EXIT.usage, "usage daily: --output writes CSV: add --csv")
+  end
   if args.csv then
+    if args.output and args.output ~= "-" then return write_private_file(args.output, admin.to_csv(rows)) end
     io.stdout:write(admin.to_csv(rows))
     return
   end
@@ -640,7 +648,55 @@ commands["account.delete"] = function(args)
   end
 end
 
------------------------------------------------------------- the parser
+-- ---------------------------------------------------------- the parser
+
+--- The endpoints each command calls (`group.name` labels of
+-- `moltflow.endpoints`), from which its --help and README's command table
+-- take the API-key scope it needs.
+cli.COMMAND_ENDPOINTS = {
+  {"login", {"auth.login"}}, {"logout", {"auth.logout"}}, {"whoami", {"auth.me"}},
+  {"keys list", {"api_keys.list"}}, {"keys create", {"api_keys.create"}}, {"keys show", {"api_keys.get"}},
+  {"keys rotate", {"api_keys.rotate"}}, {"keys revoke", {"api_keys.revoke"}},
+  {"subscription", {"billing.subscription"}}, {"plans", {"billing.plans"}}, {"quota", {"billing.subscription"}},
+  {"usage current", {"usage.current"}}, {"usage history", {"usage.history"}}, {"usage daily", {"usage.daily"}},
+  {"settings get", {"tenant.settings"}}, {"settings set", {"tenant.update_settings"}},
+  {"export", {"gdpr.export"}}, {"account delete", {"auth.me", "gdpr.delete_account"}},
+}
+
+local by_label = {}
+for _, e in ipairs(admin.endpoints) do by_label[e[1] .. "." .. e[2]] = e end
+
+--- What a command needs, from the endpoint table.
+-- @tparam string command as in `cli.COMMAND_ENDPOINTS`, e.g. `"keys create"`
+-- @treturn string "none" (public), "token" (a login; API keys are refused),
+--   or "any" (a login or an API key)
+-- @treturn {string,...} the API-key scopes needed (empty for none)
+function cli.needs(command)
+  for _, entry in ipairs(cli.COMMAND_ENDPOINTS) do
+    if entry[1] == command then
+      local auth, scopes, seen = "none", {}, {}
+      for _, label in ipairs(entry[2]) do
+        local e = assert(by_label[label], label)
+        if e[5] == "token" then auth = "token" elseif e[5] == "any" and auth == "none" then auth = "any" end
+        if e[6] and not seen[e[6]] then
+          seen[e[6]] = true
+          scopes[#scopes + 1] = e[6]
+        end
+      end
+      return auth, scopes
+    end
+  end
+  error("moltflow.cli.needs: unknown command", 2)
+end
+
+-- The --help line saying what a command needs.
+local function needs_text(command)
+  local auth, scopes = cli.needs(command)
+  if auth == "none" then return "Credentials: none needed." end
+  if auth == "token" then return "Credentials: a login (API keys cannot do this)." end
+  if #scopes == 0 then return "Credentials: a login, or an API key with any scope." end
+  return ("Credentials: a login, or an API key with the scope %s (or *)."):format(table.concat(scopes, " and "))
+end
 
 local function int_in(min, max)
   return function(s)
@@ -665,6 +721,7 @@ function cli.parser()
   local p = argparse(NAME, "Administer a MoltFlow account: log in, API keys, billing, quota, usage, tenant "
                            .. "settings and GDPR export and deletion, from a shell, cron or CI.")
   p:epilog(EPILOG)
+  p:help_max_width(100) -- inherited by every command: long option texts wrap
   p:flag("--json", "Print machine-readable JSON on stdout.")
   p:option("--base-url", "API base URL, e.g. http://127.0.0.1:8787/api/v2 (/api/v2 is added to a bare host).")
    :argname("<url>")
@@ -676,58 +733,71 @@ function cli.parser()
     os.exit(0)
   end)
   p:command_target("command")
+  local function cmd(parent, name, summary, path)
+    return parent:command(name, summary):epilog(needs_text(path or name))
+  end
 
-  local login = p:command("login", "Log in with email and password and save the tokens (mode 0600).")
+  local login = cmd(p, "login", "Log in with email and password and save the tokens (mode 0600).")
   login:option("--email", "Account email (default $MOLTFLOW_EMAIL, else asked).")
   login:flag("--password-stdin", "Read the password from the first line of stdin (default $MOLTFLOW_PASSWORD, "
                                  .. "else asked with echo off).")
-  p:command("logout", "Revoke the saved tokens on the server and delete them.")
-  p:command("whoami", "Show the user behind the current credentials.")
+  cmd(p, "logout", "Revoke the saved tokens on the server and delete them.")
+  cmd(p, "whoami", "Show the user behind the current credentials.")
 
   local keys = p:command("keys", "Manage API keys: list, create, show, rotate, revoke.")
   keys:command_target("subcommand")
-  keys:command("list", "List the tenant's API keys (never their secrets).")
-  local create = keys:command("create", "Create a key; its raw secret is printed once.")
+  cmd(keys, "list", "List the tenant's API keys (never their secrets).", "keys list")
+  local create = cmd(keys, "create", "Create a key; its raw secret is printed once.", "keys create")
   create:option("--name", "Key name (unique among active keys)."):args(1):count(1)
-  create:option("--scope", "A scope such as usage:read (repeat, or separate with commas)."):count("+")
+  create:option("--scope", "A scope such as usage:read (repeat, or separate with commas). Valid scopes: "
+                           .. table.concat(admin.endpoints.scopes, ", ")
+                           .. " (* is every scope; a key can only grant scopes it holds)."):count("+")
   create:option("--expires-in-days", "Expire after this many days (default: never)."):convert(int_in(1))
-  keys:command("show", "Show one key."):argument("id", "Key id (key_...).")
-  keys:command("rotate", "Give a key a new secret, printed once; the old one stops working.")
+  cmd(keys, "show", "Show one key.", "keys show"):argument("id", "Key id (key_...).")
+  cmd(keys, "rotate", "Give a key a new secret, printed once; the old one stops working.", "keys rotate")
       :argument("id", "Key id.")
-  keys:command("revoke", "Delete a key; it stops working at once."):argument("id", "Key id.")
+  cmd(keys, "revoke", "Delete a key; it stops working at once.", "keys revoke"):argument("id", "Key id.")
 
-  p:command("subscription", "Show the plan, its status, limits and usage.")
-  p:command("plans", "List the plans and their limits (no login needed).")
-  local quota = p:command("quota", "Show used and remaining amounts per plan limit.")
-  quota:option("--fail-above", "Exit with status 3 when any limit is more than PERCENT used.")
+  cmd(p, "subscription", "Show the plan, its status, limits and usage.")
+  cmd(p, "plans", "List the plans and their limits (no login needed).")
+  local quota = cmd(p, "quota", "Show used and remaining amounts per plan limit.")
+  local limit_names = {}
+  for i, l in ipairs(admin.helpers.LIMITS) do limit_names[i] = l[1] end
+  quota:option("--limit", "Only this limit, one of " .. table.concat(limit_names, ", ")
+                          .. " (repeat for several; default: all).")
+       :argname("<name>"):choices(limit_names):count("*")
+  quota:option("--fail-above", "Exit with status 3 when a limit shown (see --limit) is more than PERCENT used.")
        :argname("<percent>"):convert(percent)
 
   local usage = p:command("usage", "Usage: this month, monthly history, daily chart or CSV.")
   usage:command_target("subcommand")
-  usage:command("current", "This month's usage.")
-  usage:command("history", "Usage per month, oldest first."):option("--months", "Months back, 1-24 (default 6).")
-       :convert(int_in(1, 24))
-  local daily = usage:command("daily", "Usage per day as a bar chart, or CSV with --csv.")
+  cmd(usage, "current", "This month's usage.", "usage current")
+  cmd(usage, "history", "Usage per month, oldest first.", "usage history")
+       :option("--months", "Months back, 1-24 (default 6)."):convert(int_in(1, 24))
+  local daily = cmd(usage, "daily", "Usage per day as a bar chart, or CSV with --csv.", "usage daily")
   daily:option("--days", "Days back, 1-31 (default 30)."):convert(int_in(1, 31))
   daily:flag("--csv", "Write CSV (date, messages_sent, messages_received, total_messages, api_calls).")
+  daily:option("-o --output", "With --csv: write it to this file atomically (a new file renamed over it, mode "
+                              .. "0600), so a reader never sees half of it (default: stdout)."):argname("<file>")
 
   local settings = p:command("settings", "Tenant settings: allowed numbers, approval, AI consent.")
   settings:command_target("subcommand")
-  settings:command("get", "Show the tenant settings.")
-  local set = settings:command("set", "Change some tenant settings (owner or admin).")
+  cmd(settings, "get", "Show the tenant settings.", "settings get")
+  local set = cmd(settings, "set", "Change some tenant settings (owner or admin).", "settings set")
   set:option("--allowed-number", "An allowed E.164 number (repeat; replaces the list)."):count("*")
   set:flag("--no-allowed-numbers", "Empty the allowed numbers list.")
   set:option("--require-approval", "Require approval: on or off."):choices({"on", "off"})
   set:option("--ai-consent", "AI processing consent: on or off (on records a GDPR consent entry).")
      :choices({"on", "off"})
 
-  local export = p:command("export", "Export all of the account's data as JSON (GDPR Art. 20).")
+  local export = cmd(p, "export", "Export all of the account's data as JSON (GDPR Art. 20).")
   export:option("-o --output", "Write it to this file, created with mode 0600 (default: stdout)."):argname("<file>")
 
   local account = p:command("account", "The account itself: delete it (GDPR Art. 17).")
   account:command_target("subcommand")
-  local delete = account:command("delete", "Delete the account and its tenant for good (owner only): asks the "
-                                           .. "password with echo off, then the account's email to confirm.")
+  local delete = cmd(account, "delete", "Delete the account and its tenant for good (owner only): asks the "
+                                       .. "password with echo off, then the account's email to confirm.",
+                     "account delete")
   delete:flag("--password-stdin", "Read the password from the first line of stdin (then the confirmation from "
                                   .. "the next line, unless --yes).")
   delete:flag("--yes", "Do not ask for the email to confirm.")

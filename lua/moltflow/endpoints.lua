@@ -10,9 +10,17 @@
 -- replayed by the SDK and goes out on a connection of its own (an action
 -- that cannot be undone, such as deleting the account).
 -- Methods, argument checks and the README's endpoint list come from here.
+-- `scopes` (a field beside the list) names every API-key scope the server
+-- knows: the emulator accepts these and no other, `keys create --help`
+-- lists them.
 -- @module moltflow.endpoints
 
 return {
+  scopes = {"*", "account:manage", "billing:manage", "usage:read", "settings:manage", "gdpr:manage",
+            "sessions:read", "sessions:manage", "messages:read", "messages:send", "groups:read", "groups:manage",
+            "labels:read", "labels:manage", "webhooks:read", "webhooks:manage", "custom-groups:manage",
+            "bulk-send:manage"},
+
   -- group     name                  method  path                        auth     scope              fields [, flags]
   {"auth",     "login",              "POST",  "/auth/login",             "none",  nil,               "email:string! password:secret!"},
   {"auth",     "refresh",            "POST",  "/auth/refresh",           "none",  nil,               "refresh_token:secret!"},

@@ -158,11 +158,9 @@ local function patch_me(_, p, body)
 end
 
 ---------------------------------------------------------------- API keys
+-- The SDK's list: one source for the emulator, the endpoint table and the CLI.
 local KNOWN_SCOPES = {}
-for _, s in ipairs({ "*", "settings:manage", "usage:read", "billing:manage", "account:manage", "gdpr:manage",
-                     "sessions:read", "sessions:manage", "messages:read", "messages:send", "groups:read",
-                     "groups:manage", "labels:read", "labels:manage", "webhooks:read", "webhooks:manage",
-                     "custom-groups:manage", "bulk-send:manage" }) do
+for _, s in ipairs(require("moltflow.endpoints").scopes) do
   KNOWN_SCOPES[s] = true
 end
 

@@ -1,0 +1,34 @@
+#!/bin/sh
+# A nightly cron or CI job: alert when the month's messages pass 80 % of the
+# plan, and keep one CSV of daily usage per day. Every other limit is left
+# alone (--limit), and a quota alert (exit 3) is told apart from a failure to
+# check at all (network, credentials, server: any other non-zero status).
+#
+#   MOLTFLOW_API_KEY=mf_...   a key with billing:manage (quota) and usage:read (CSV)
+#   MOLTFLOW_API_URL=...      optional: the API host, with or without /api/v2
+#   QUOTA_LIMIT=messages QUOTA_PERCENT=80 CSV_DIR=/var/lib/moltflow   (the defaults)
+#   MOLTFLOW_ADMIN=moltflow-admin                                     (the command)
+#
+# crontab:  15 2 * * *  MOLTFLOW_API_KEY=mf_... /usr/local/bin/cron_quota.sh
+#
+# Exit status: 0 fine, 3 over the threshold, else moltflow-admin's status
+# (4 credentials, 5 network; see 'moltflow-admin --help').
+set -u
+admin=${MOLTFLOW_ADMIN:-moltflow-admin}
+limit=${QUOTA_LIMIT:-messages}
+percent=${QUOTA_PERCENT:-80}
+csv_dir=${CSV_DIR:-/var/lib/moltflow}
+
+"$admin" quota --limit "$limit" --fail-above "$percent"
+status=$?
+case $status in
+  0) ;;
+  3) echo "ALERT: $limit above $percent% of the plan" >&2 ;;
+  *) echo "ERROR: could not check the quota (moltflow-admin exit $status)" >&2; exit "$status" ;;
+esac
+
+# The CLI writes the file atomically (a new file renamed over the old), so a
+# reader never sees half a CSV and a failed run leaves yesterday's intact.
+mkdir -p "$csv_dir" || exit 1
+"$admin" usage daily --days 1 --csv --output "$csv_dir/usage-$(date -u +%Y-%m-%d).csv" || exit $?
+exit "$status"
