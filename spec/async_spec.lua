@@ -314,7 +314,7 @@ describe("moltflow.async", function()
     f:write([[
 local admin = require "moltflow.admin"
 local url, key = arg[1], arg[2]
-local c = admin.new{base_url = url, api_key = key}
+local c = admin.new{base_url = url, api_key = key, pool = false} -- its loop object is c's alone
 local h = c:spawn("usage.current")
 c:poll(0.05)
 h:cancel()

@@ -281,7 +281,10 @@ static void result(transfer *t, CURLcode rc, http_result *out) {
     moltflow_buffer_clear(&t->body);
     const char *kind = t->too_large ? "too_large" : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
     const char *msg = t->too_large ? "response body exceeds max_response_bytes"
-                                   : (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+                      : rc == CURLE_SEND_FAIL_REWIND
+                          ? "the connection closed before an answer, after the request was sent: "
+                            "not sent again (the server may have acted on it)"
+                          : (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
     /* requests that certainly never reached the server may be retried even
      * when they are not idempotent */
     fail(out, kind, msg, rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
