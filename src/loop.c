@@ -184,6 +184,14 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
   static const char *const names[] = {"remove", "in", "out", "inout", "remove"};
   if (what < CURL_POLL_NONE || what > CURL_POLL_REMOVE) return 0;
   if (what == CURL_POLL_NONE) return 0;
+  if (what == CURL_POLL_REMOVE) {
+    /* a socket opened and closed before the host heard of it: the host
+     * must not watch a closed descriptor, so only the removal is told */
+    int kept = 0;
+    for (int i = 0; i < lp->nevents; i++)
+      if (lp->events[i].fd != fd) lp->events[kept++] = lp->events[i];
+    lp->nevents = kept;
+  }
   if (grow((void **)&lp->events, &lp->capevents, lp->nevents + 1, sizeof *lp->events)) return -1;
   lp->events[lp->nevents].fd = fd;
   lp->events[lp->nevents].what = names[what];

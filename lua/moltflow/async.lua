@@ -246,12 +246,13 @@ local function enqueue(loop, r)
   loop.queue[tail] = r
 end
 
-local function add_runner(loop, r)
-  r.loop, r.ready, r.started = loop, true, false
+-- `now`: the caller starts it at once, so it is not queued.
+local function add_runner(loop, r, now)
+  r.loop, r.ready, r.started = loop, not now, false
   loop.live = loop.live + 1
   loop.runners[r] = true
   task_ios[r.co] = task_io
-  enqueue(loop, r)
+  if not now then enqueue(loop, r) end
   return r
 end
 
@@ -451,12 +452,11 @@ function Loop:_retime()
     local d = self.idle[i].deadline
     if d and (not due or d < due) then due = d end
   end
-  if self.qhead <= self.qtail then due = 0 end
+  -- (a one-shot host timer is set again each time: the same ms later is a later time)
+  if not due and self.timer_ms == -1 then return end
   local ms = due and math.max(0, math.ceil((due - monotime()) * 1000)) or -1
-  if ms ~= self.timer_ms or ms == 0 then
-    self.timer_ms = ms
-    self.watch_timer(ms)
-  end
+  self.timer_ms = ms
+  self.watch_timer(ms)
 end
 
 --- Event-driven integration: the host watches the sockets and the timer the
@@ -800,11 +800,10 @@ function async.extend(a)
     local loop = self._loop
     local task = {co = co_create(function(...) return DONE, pack(f(...)) end), args = args}
     task.handle = setmetatable({done = false, _task = task}, Handle)
-    add_runner(loop, task)
+    add_runner(loop, task, true)
     -- started at once (its request is on the wire when spawn returns), so
     -- a chain of calls costs no poll per hop; a Lua error in it is raised
     -- by the next poll, as for the later steps
-    task.ready = false
     local ok, err = pcall(start, loop, task)
     if not ok then loop.pending_error = err end
     loop:_flush()
