@@ -33,7 +33,7 @@ build = {
       sources = {
         "src/buffer.c", "src/client.c", "src/core.c", "src/hash.c", "src/http.c",
         "src/json.c", "src/request.c", "src/response.c", "src/sys.c", "src/token.c",
-        "src/clock.c",
+        "src/clock.c", "src/loop.c", "src/loop_binding.c",
       },
       defines = {"_DEFAULT_SOURCE"},
       libraries = {"curl", "crypto", "pthread"},
@@ -45,6 +45,7 @@ build = {
     ["moltflow.endpoints"] = "lua/moltflow/endpoints.lua",
     ["moltflow.file_store"] = "lua/moltflow/file_store.lua",
     ["moltflow.helpers"] = "lua/moltflow/helpers.lua",
+    ["moltflow.loop.uv"] = "lua/moltflow/loop/uv.lua",
     ["moltflow.retry"] = "lua/moltflow/retry.lua",
     ["moltflow.emulator"] = "lua/moltflow/emulator/init.lua",
     ["moltflow.emulator.api"] = "lua/moltflow/emulator/api.lua",
