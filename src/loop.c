@@ -47,7 +47,8 @@ moltflow_loop *moltflow_loop_new(long pool_size) {
      * belongs to one Lua state, used by one thread at a time. */
     rc |= (int)curl_share_setopt(lp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     rc |= (int)curl_share_setopt(lp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    rc |= (int)curl_multi_setopt(lp->multi, CURLMOPT_MAX_HOST_CONNECTIONS, pool_size);
+    /* the pool: connections kept open once idle. Not a cap on those in
+     * use: a batch's concurrency says how many calls run at once */
     rc |= (int)curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, pool_size);
     rc |= (int)curl_multi_setopt(lp->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   }

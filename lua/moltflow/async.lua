@@ -806,7 +806,8 @@ function async.extend(a)
     -- by the next poll, as for the later steps
     local ok, err = pcall(start, loop, task)
     if not ok then loop.pending_error = err end
-    loop:_flush()
+    -- and on the wire: one turn of libcurl (a watching host gets a timer of 0 instead)
+    if loop.watching then loop:_flush() elseif loop._core:running() > 0 then drive(loop, 0) end
     return task.handle
   end
 
