@@ -12,6 +12,7 @@ struct moltflow_loop {
   CURLM *multi;
   CURLSH *share;
   int running;                 /* jobs on the multi */
+  long keep;                   /* connections kept open: CURLMOPT_MAXCONNECTS */
   moltflow_job **queue;        /* finished, not yet collected */
   int nqueue, capqueue;
   int watching;
@@ -47,8 +48,11 @@ moltflow_loop *moltflow_loop_new(long pool_size) {
      * belongs to one Lua state, used by one thread at a time. */
     rc |= (int)curl_share_setopt(lp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     rc |= (int)curl_share_setopt(lp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    /* the pool: connections kept open once idle. Not a cap on those in
-     * use: a batch's concurrency says how many calls run at once */
+    /* the pool: connections kept open, pool_size or, when more calls ran
+     * at once, that many (a smaller cache would close connections a
+     * batch's next calls are about to reuse). Not a cap on calls in
+     * flight: a batch's concurrency says how many run at once. */
+    lp->keep = pool_size;
     rc |= (int)curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, pool_size);
     rc |= (int)curl_multi_setopt(lp->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   }
@@ -79,7 +83,8 @@ int moltflow_loop_add(moltflow_loop *lp, moltflow_job *job) {
   job->done = job->queued = 0;
   if (curl_multi_add_handle(lp->multi, job->easy) != CURLM_OK) return -1;
   job->added = 1;
-  lp->running++;
+  if (++lp->running > lp->keep && curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, (long)lp->running) == CURLM_OK)
+    lp->keep = lp->running;
   return 0;
 }
 
