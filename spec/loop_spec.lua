@@ -147,7 +147,10 @@ describe("loop:watch and loop:action", function()
     assert.is_true(finished)
     assert.same({5000, 5000, 5000, 5000, 5000}, results)
     assert.equal(5, #emu.requests_for("GET", "/usage/current"))
-    -- idle: no socket watched, no timer pending
+    -- idle: once libcurl's last timer (if any) has fired, no socket is
+    -- watched and no timer pending
+    deadline = core.monotime() + 5
+    while host.timer_at and core.monotime() < deadline do host.turn() end
     assert.equal(0, host.count())
     assert.is_nil(host.timer_at)
     loop:watch(nil)

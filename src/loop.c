@@ -81,6 +81,8 @@ int moltflow_loop_running(const moltflow_loop *lp) { return lp->running; }
 
 int moltflow_loop_add(moltflow_loop *lp, moltflow_job *job) {
   job->done = job->queued = 0;
+  /* room to queue it when it finishes: collect() never allocates */
+  if (grow((void **)&lp->queue, &lp->capqueue, lp->running + lp->nqueue + 1, sizeof *lp->queue)) return -1;
   if (curl_multi_add_handle(lp->multi, job->easy) != CURLM_OK) return -1;
   job->added = 1;
   if (++lp->running > lp->keep && curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, (long)lp->running) == CURLM_OK)
@@ -124,12 +126,7 @@ static void collect(moltflow_loop *lp) {
     job->done = 1;
     lp->running--;
     if (job->blocking) continue;
-    if (grow((void **)&lp->queue, &lp->capqueue, lp->nqueue + 1, sizeof *lp->queue)) {
-      /* no memory to queue it: it still counts as running until it can be */
-      job->result = CURLE_OUT_OF_MEMORY;
-      continue;
-    }
-    lp->queue[lp->nqueue++] = job;
+    lp->queue[lp->nqueue++] = job; /* room made when it was added */
     job->queued = 1;
   }
 }

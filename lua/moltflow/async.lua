@@ -128,7 +128,11 @@ end
 -- waiters of the requests that finished. Returns whether any finished.
 local function drive(lp, timeout)
   local keys, n = lp._core:poll(timeout, keys_scratch)
-  return wake_keys(lp, keys, n)
+  local any = wake_keys(lp, keys, n)
+  -- calls of a watched loop woken by another driver (a batch): the host's
+  -- next action runs them
+  if any and lp.watching and lp.qhead <= lp.qtail then lp:_after_blocking() end
+  return any
 end
 
 --- Wakes the waiters of a client's requests: the client was closed, its
