@@ -495,7 +495,15 @@ end
 
 -- libcurl's part of an action: no Lua callback of a call runs.
 function Loop:_io(fd, what)
-  if fd == nil then self._core:action() else self._core:action(fd, what) end
+  if fd == nil then
+    -- libcurl's timer is one-shot: fired, it is consumed (libcurl sets
+    -- another through the callback if it wants one; a stale one would
+    -- make the host fire at once, again and again)
+    self.curl_due = nil
+    self._core:action()
+  else
+    self._core:action(fd, what)
+  end
   self._core:flush()
 end
 
