@@ -230,6 +230,7 @@ int moltflow_loop_watch(moltflow_loop *lp, int on) {
 
 int moltflow_loop_socket_events(moltflow_loop *lp, moltflow_socket_event *out, int max) {
   int n = lp->nevents < max ? lp->nevents : max;
+  if (n <= 0) return 0; /* events may be NULL: nothing was ever recorded */
   memcpy(out, lp->events, (size_t)n * sizeof *out);
   memmove(lp->events, lp->events + n, (size_t)(lp->nevents - n) * sizeof *out);
   lp->nevents -= n;

@@ -5,6 +5,8 @@
 --   results = admin.batch(calls, opts)            -- calls on several clients
 --   h = c:spawn(fn_or_"group.name", ...)          -- start without waiting
 --   c:poll(timeout)                               -- drive; never blocks longer
+--   admin.poll(timeout), loop:poll(timeout)       -- the same for a loop's (all its clients')
+--   loop:watch{socket = fn, timer = fn}           -- event-driven: the host calls loop:action
 --   c:set_scheduler(yield)                        -- yield inside a host coroutine
 --
 -- Every call runs the same `Client:_run` loop as a blocking call (refresh,
@@ -823,7 +825,8 @@ function async.extend(a)
     return task.handle
   end
 
-  --- Drives this client's spawned calls: resumes those whose I/O finished,
+  --- Drives the calls spawned on this client's loop (its own and those of
+  -- the loop's other clients): resumes those whose I/O finished,
   -- then waits for the network at most `timeout` seconds (default 0) and
   -- returns as soon as no call is left. A Lua error in a call is raised here.
   -- @return the number of calls still running
