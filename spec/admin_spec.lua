@@ -330,8 +330,13 @@ describe("moltflow.admin against the emulator", function()
       emu.fault{path = "/auth/magic-link/request", drop = true}
       local v, err = anon_client().auth:magic_link_request{email = seed.magic.email}
       assert.is_nil(v)
+      -- on a fresh connection libcurl reports the empty reply; on a reused
+      -- one it would send the body again, which the SDK refuses
+      local sent_once = "the connection closed before an answer, after the request was sent: "
+                        .. "not sent again (the server may have acted on it)"
+      assert.is_true(err.message == "Empty reply from server" or err.message == sent_once, err.message)
       expect_err(err, {kind = "network", method = "POST", path = "/auth/magic-link/request",
-                       message = "Empty reply from server"})
+                       message = err.message})
       assert.equal(444, (last_request()).status)
     end)
 

@@ -10,6 +10,7 @@
 
 #include "compat.h"
 #include "http.h"
+#include "loop_binding.h"
 #include "request.h"
 #include "response.h"
 #include "token.h"
@@ -26,6 +27,7 @@ typedef struct {
   char *api_key, *access_token, *refresh_token;
   double access_exp; /* the access token's exp claim, 0 when unknown */
   http *net;
+  moltflow_loop *loop; /* net's: its reference keeps it */
   buffer scratch;
 } client;
 
@@ -52,6 +54,7 @@ static void client_release(client *c) {
   c->closing = 0;
   moltflow_http_free(c->net);
   c->net = NULL;
+  c->loop = NULL;
   free_secret(&c->api_key);
   free_secret(&c->access_token);
   free_secret(&c->refresh_token);
@@ -201,6 +204,14 @@ static int client_new(lua_State *L) {
       opt_number(L, 1, "connect_timeout", 10, 0.001, 1e6, "at least 0.001 and at most 1000000 (seconds)");
   double max_bytes = opt_number(L, 1, "max_response_bytes", 8.0 * 1024 * 1024, 1, 1099511627776.0,
                                 "at least 1 and at most 2^40 (bytes)");
+  const char *version = opt_string(L, 1, "http_version", NULL);
+  if (version && strcmp(version, "1.1") && strcmp(version, "2"))
+    mf_raise(L, "moltflow.new: field 'http_version' must be \"1.1\" or \"2\"");
+  int http1_only = version && !strcmp(version, "1.1");
+  lua_getfield(L, 1, "loop");
+  moltflow_loop *lp = moltflow_loop_test(L, -1);
+  if (!lp && !lua_isnil(L, -1)) mf_raise(L, "moltflow.new: field 'loop' must be a loop (admin.new_loop())");
+  lua_pop(L, 1);
 
   c->closed = 0;
   c->base_url = dup_string(base, n);
@@ -216,12 +227,17 @@ static int client_new(lua_State *L) {
   c->refresh_token = opt_dup(L, c, 1, "refresh_token", 1);
   if (c->access_token)
     c->access_exp = moltflow_token_expiry(L, c->access_token, strlen(c->access_token), &c->scratch);
-  http_options o = {c->timeout_ms, c->connect_timeout_ms, c->max_response_bytes, c->user_agent, c->ca_file,
-                    c->proxy};
-  if (!c->base_url || !(c->net = moltflow_http_new(&o))) {
+  http_options o = {c->timeout_ms, c->connect_timeout_ms, c->max_response_bytes, http1_only,
+                    c->user_agent, c->ca_file, c->proxy};
+  /* a loop of its own unless given one: the http handle holds the reference */
+  moltflow_loop *own = lp ? NULL : moltflow_loop_new(MOLTFLOW_DEFAULT_POOL_SIZE);
+  c->loop = lp ? lp : own;
+  if (!c->base_url || !c->loop || !(c->net = moltflow_http_new(&o, c->loop))) {
+    moltflow_loop_release(own);
     client_release(c);
     return mf_raise(L, "moltflow.new: could not set up libcurl");
   }
+  moltflow_loop_release(own); /* now held by c->net alone */
   return 1;
 }
 
@@ -366,30 +382,21 @@ static int client_start_body(lua_State *L) {
   return 1;
 }
 
-typedef struct {
-  lua_State *L;
-  int table, count;
-} poll_out;
-
-static void on_done(void *ud, const request *r) {
-  poll_out *o = ud;
-  lua_pushlightuserdata(o->L, (void *)r);
-  lua_rawseti(o->L, o->table, ++o->count);
-}
-
-/* c:poll(timeout, out): an array of the keys of the requests that finished
- * (the table out when given: a poll loop reuses it, entries past the count
- * are left as they were), and their count. It waits only while nothing has
- * finished yet; the caller's loop waits for completion. */
+/* c:poll(timeout, out): drives the client's loop -> an array of the keys of
+ * the requests that finished on it, this client's and those of the other
+ * clients on the same loop (the table out when given: a poll loop reuses
+ * it, entries past the count are left as they were), and their count. It
+ * waits only while nothing has finished yet. */
 static int client_poll_body(lua_State *L) {
   client *c = client_check(L, 1);
   double timeout = luaL_optnumber(L, 2, 0);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   if (lua_istable(L, 3)) lua_pushvalue(L, 3);
   else lua_newtable(L);
-  poll_out o = {L, lua_gettop(L), 0};
-  moltflow_http_poll(c->net, timeout > 0 ? timeout : 0, on_done, &o); /* NaN too */
-  lua_pushinteger(L, o.count);
+  int out = lua_gettop(L), count = 0;
+  moltflow_loop_drive(c->loop, timeout > 0 ? timeout : 0); /* NaN too */
+  moltflow_loop_collect(L, c->loop, out, &count);
+  lua_pushinteger(L, count);
   return 2;
 }
 

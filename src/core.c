@@ -4,7 +4,9 @@
  * layer's leaves), and includes only their headers (docs/architecture.md):
  *   5. core.c      luaopen only
  *   4. client.c    the client: options, secrets, the Lua methods
+ *   4. loop_binding.c  the loop userdata (core.loop_new)
  *   3. http.c      libcurl only: transfers, the map from requests to them
+ *      loop.c      libcurl only: the multi and share handles clients share
  *   2. request.c   endpoints, request building, the headers for every transport
  *      response.c  response reading and the error tables (no I/O)
  *   1. buffer.c json.c token.c hash.c clock.c sys.c, compat.h: leaves */
@@ -16,6 +18,7 @@
 #include "hash.h"
 #include "http.h"
 #include "json.h"
+#include "loop_binding.h"
 #include "request.h"
 #include "response.h"
 #include "sys.h"
@@ -26,6 +29,7 @@ __attribute__((visibility("default"))) int luaopen_moltflow_core(lua_State *L) {
   moltflow_http_global_init();
   lua_newtable(L);
   moltflow_client_open(L);
+  moltflow_loop_open(L);
   moltflow_request_open(L);
   moltflow_response_open(L);
   moltflow_json_open(L);

@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
+#include "loop.h"
 
 #ifdef _WIN32
 #error "POSIX only"
@@ -13,16 +14,17 @@
 #include <pthread.h>
 
 typedef struct {
-  CURL *easy;
+  moltflow_job job;          /* first: CURLOPT_PRIVATE points to it */
+  CURL *easy;                /* job.easy */
+  const request *upload;     /* whose body the read callback feeds */
+  size_t sent;               /* body bytes handed to libcurl */
   buffer body, headers;
   long status;
   int too_large;
-  CURLcode result;           /* of a finished multi transfer */
   size_t max_bytes;
   struct curl_slist *header_list;
   int list_kind, list_body;  /* what header_list was built for */
   request *req;              /* the request it runs, NULL when free: the map */
-  int done;                  /* finished on the multi handle, not yet finished */
   CURLU *url_handle;         /* the parsed URL of the last request (CURLOPT_CURLU) */
   buffer url_text;           /* its text; empty when CURLOPT_URL is used instead */
   char errbuf[CURL_ERROR_SIZE];
@@ -30,10 +32,10 @@ typedef struct {
 
 struct http {
   http_options opts;
-  transfer *main; /* blocking calls */
-  CURLM *multi;
-  transfer **pool; /* non-blocking calls */
-  int npool, nrunning;
+  moltflow_loop *loop; /* every transfer runs on its multi handle */
+  transfer *main;      /* blocking calls */
+  transfer **pool;     /* non-blocking calls */
+  int npool;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -68,6 +70,25 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   return moltflow_buffer_append(&t->headers, data, len) ? 0 : len;
 }
 
+/* The body goes through a read callback so that libcurl can never send it
+ * twice: once any byte of it was handed over, a rewind (libcurl's silent
+ * retry on a reused connection that died) is refused and the transfer fails
+ * (CURLE_SEND_FAIL_REWIND, kind "network"). A request none of whose bytes
+ * left may be rewound and sent on another connection. */
+static size_t on_read(char *data, size_t size, size_t n, void *ud) {
+  transfer *t = ud;
+  size_t left = t->upload->body.len - t->sent, len = size * n;
+  if (len > left) len = left;
+  memcpy(data, t->upload->body.data + t->sent, len);
+  t->sent += len;
+  return len;
+}
+
+static int on_seek(void *ud, curl_off_t offset, int origin) {
+  transfer *t = ud;
+  return origin == SEEK_SET && offset == 0 && t->sent == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+}
+
 static void free_header_list(transfer *t) {
   for (struct curl_slist *l = t->header_list; l; l = l->next) moltflow_buffer_wipe(l->data, strlen(l->data));
   curl_slist_free_all(t->header_list);
@@ -85,10 +106,10 @@ static void transfer_free(transfer *t) {
   free(t);
 }
 
-static transfer *transfer_new(const http_options *o) {
+static transfer *transfer_new(const http_options *o, moltflow_loop *lp) {
   transfer *t = calloc(1, sizeof *t);
   if (!t) return NULL;
-  if (!(t->easy = curl_easy_init())) {
+  if (!(t->easy = t->job.easy = curl_easy_init())) {
     free(t);
     return NULL;
   }
@@ -101,7 +122,12 @@ static transfer *transfer_new(const http_options *o) {
   rc |= (int)curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   rc |= (int)curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   rc |= (int)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-  rc |= (int)curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)t);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)&t->job);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_READDATA, t);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_SHARE, moltflow_loop_share(lp));
   rc |= (int)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   rc |= (int)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   rc |= (int)curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* credentials never follow */
@@ -111,7 +137,9 @@ static transfer *transfer_new(const http_options *o) {
   rc |= (int)curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
   rc |= (int)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  rc |= (int)curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  /* HTTP/2 when the server offers it over TLS (ALPN) */
+  rc |= (int)curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                              o->http1_only ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
   if (o->ca_file) rc |= (int)curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
   if (o->proxy) rc |= (int)curl_easy_setopt(e, CURLOPT_PROXY, o->proxy);
   if (rc) {
@@ -121,15 +149,17 @@ static transfer *transfer_new(const http_options *o) {
   return t;
 }
 
-http *moltflow_http_new(const http_options *o) {
+http *moltflow_http_new(const http_options *o, moltflow_loop *lp) {
   moltflow_http_global_init();
   http *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   h->opts = *o;
-  if (!(h->main = transfer_new(o))) {
+  h->loop = lp;
+  if (!(h->main = transfer_new(o, lp))) {
     free(h);
     return NULL;
   }
+  moltflow_loop_retain(lp);
   return h;
 }
 
@@ -201,8 +231,9 @@ static int setup(http *h, transfer *t, const request *r, credential cred) {
   moltflow_buffer_clear(&t->headers);
   t->status = 0;
   t->too_large = 0;
-  t->done = 0;
   t->errbuf[0] = '\0';
+  t->upload = r;
+  t->sent = 0;
   if (prepare_headers(h, t, r, cred)) return -1;
   int rc = 0;
   rc |= set_url(t, r);
@@ -210,17 +241,31 @@ static int setup(http *h, transfer *t, const request *r, credential cred) {
   if (!strcmp(r->method, "GET")) {
     rc |= (int)curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     rc |= (int)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+  } else if (r->has_body && r->body.len > 0) {
+    rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL); /* the read callback feeds it */
+    rc |= (int)curl_easy_setopt(e, CURLOPT_POST, 1L);
+    rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+    rc |= (int)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(r->method, "POST") ? r->method : NULL);
   } else {
-    rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)r->body.len);
-    rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->has_body ? r->body.data : "");
+    rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
+    rc |= (int)curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
     rc |= (int)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(r->method, "POST") ? r->method : NULL);
   }
   /* libcurl silently sends a request again when a reused connection dies
-   * before any answer; a POST or PATCH could then act twice, so it gets a
-   * connection of its own (GET, PUT and DELETE keep reusing), and so does
-   * an endpoint marked `once` (account deletion). */
-  long once = r->once || !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH");
-  rc |= (int)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, once);
+   * before any answer. A body it can only send again by rewinding, which
+   * on_seek refuses once it left; a request without body bytes it resends
+   * without asking, so a body-less POST or PATCH, or one of an endpoint
+   * marked `once`, gets a connection of its own (a fresh connection is
+   * never retried). GET, PUT and DELETE may be repeated. */
+  long fresh = !(r->has_body && r->body.len > 0) &&
+               (r->once || !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH"));
+  rc |= (int)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh);
+  /* Over TLS, calls started together wait for a connection being set up
+   * to learn whether it multiplexes (HTTP/2) rather than open their own.
+   * Not over plain http: that never multiplexes, and libcurl would hold
+   * the others until the first answer. */
+  long pipewait = !h->opts.http1_only && r->url.len > 8 && !strncmp(r->url.data, "https://", 8);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_PIPEWAIT, pipewait);
   return rc ? -1 : 0;
 }
 
@@ -236,7 +281,10 @@ static void result(transfer *t, CURLcode rc, http_result *out) {
     moltflow_buffer_clear(&t->body);
     const char *kind = t->too_large ? "too_large" : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
     const char *msg = t->too_large ? "response body exceeds max_response_bytes"
-                                   : (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+                      : rc == CURLE_SEND_FAIL_REWIND
+                          ? "the connection closed before an answer, after the request was sent: "
+                            "not sent again (the server may have acted on it)"
+                          : (t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
     /* requests that certainly never reached the server may be retried even
      * when they are not idempotent */
     fail(out, kind, msg, rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
@@ -263,7 +311,7 @@ void moltflow_http_perform(http *h, const request *r, credential cred, http_resu
   if (setup(h, t, r, cred))
     fail(out, "network", "could not set up the request", 0);
   else
-    result(t, curl_easy_perform(t->easy), out);
+    result(t, moltflow_loop_run(h->loop, &t->job), out);
 }
 
 /* ------------------------------------------------------------ multi */
@@ -279,7 +327,7 @@ static void detach(transfer *t) {
   t->req->runner = NULL;
   t->req->stop = NULL;
   t->req = NULL;
-  t->done = 0;
+  t->upload = NULL;
 }
 
 static void stop_request(void *h, void *r) { moltflow_http_cancel(h, r); }
@@ -290,7 +338,7 @@ static transfer *acquire(http *h) {
   transfer **p = realloc(h->pool, (size_t)(h->npool + 1) * sizeof *p);
   if (!p) return NULL;
   h->pool = p;
-  transfer *t = transfer_new(&h->opts);
+  transfer *t = transfer_new(&h->opts, h->loop);
   if (!t) return NULL;
   h->pool[h->npool++] = t;
   return t;
@@ -301,59 +349,32 @@ int moltflow_http_start(http *h, request *r, credential cred, http_result *out) 
     fail(out, "network", "the request is already running", 0);
     return -1;
   }
-  if (!h->multi && !(h->multi = curl_multi_init())) {
-    fail(out, "network", "could not create a curl multi handle", 0);
-    return -1;
-  }
   transfer *t = acquire(h);
   if (!t || setup(h, t, r, cred)) {
     fail(out, "network", "could not set up the request", 0);
     return -1;
   }
-  if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK) {
+  if (moltflow_loop_add(h->loop, &t->job)) {
     fail(out, "network", "could not start the request", 0);
     return -1;
   }
   t->req = r;
   r->runner = h;
   r->stop = stop_request;
-  h->nrunning++;
   return 0;
 }
 
-int moltflow_http_poll(http *h, double timeout, void (*done)(void *ud, const request *r), void *ud) {
-  if (!h->multi || h->nrunning == 0) return 0;
-  int still, count = 0;
-  curl_multi_perform(h->multi, &still);
-  if (still == h->nrunning && timeout > 0) {
-    /* round down: waiting a little less is fine, a little longer is not */
-    int wait_ms = timeout >= 86400 ? 86400 * 1000 : (int)(timeout * 1000);
-    if (wait_ms > 0) curl_multi_poll(h->multi, NULL, 0, wait_ms, NULL);
-    curl_multi_perform(h->multi, &still);
-  }
-  CURLMsg *m;
-  int left;
-  while ((m = curl_multi_info_read(h->multi, &left))) {
-    if (m->msg != CURLMSG_DONE) continue;
-    char *priv = NULL;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
-    transfer *t = (transfer *)(void *)priv;
-    if (!t || !t->req || t->done) continue;
-    t->result = m->data.result;
-    t->done = 1;
-    curl_multi_remove_handle(h->multi, t->easy);
-    h->nrunning--;
-    count++;
-    done(ud, t->req); /* last: it may call into Lua */
-  }
-  return count;
+const request *moltflow_http_job_request(const moltflow_job *job) {
+  const transfer *t = (const transfer *)(const void *)job;
+  return t->req;
 }
 
 int moltflow_http_finish(http *h, request *r, http_result *out) {
   transfer *t = find(h, r);
   if (!t) return -1;
-  if (!t->done) return 1;
-  result(t, t->result, out);
+  if (!t->job.done) return 1;
+  moltflow_loop_remove(h->loop, &t->job); /* out of the finished queue, if there */
+  result(t, t->job.result, out);
   detach(t); /* its buffers stay until its next request */
   return 0;
 }
@@ -361,29 +382,31 @@ int moltflow_http_finish(http *h, request *r, http_result *out) {
 int moltflow_http_cancel(http *h, request *r) {
   transfer *t = find(h, r);
   if (!t) return -1;
-  if (!t->done) {
-    curl_multi_remove_handle(h->multi, t->easy);
-    h->nrunning--;
-  }
+  moltflow_loop_remove(h->loop, &t->job);
   moltflow_buffer_clear(&t->body);
   detach(t);
   return 0;
 }
 
-int moltflow_http_running(const http *h) { return h->nrunning; }
+int moltflow_http_running(const http *h) {
+  int n = 0;
+  for (int i = 0; i < h->npool; i++)
+    if (h->pool[i]->req && !h->pool[i]->job.done) n++;
+  return n;
+}
 
 void moltflow_http_free(http *h) {
   if (!h) return;
   for (int i = 0; i < h->npool; i++) {
     transfer *t = h->pool[i];
     if (t->req) {
-      if (!t->done) curl_multi_remove_handle(h->multi, t->easy);
+      moltflow_loop_remove(h->loop, &t->job);
       detach(t);
     }
     transfer_free(t);
   }
   free(h->pool);
-  if (h->multi) curl_multi_cleanup(h->multi);
   transfer_free(h->main);
+  moltflow_loop_release(h->loop);
   free(h);
 }

@@ -1,6 +1,6 @@
-/* Layer 3. The libcurl transport, blocking (one easy handle, connections
- * kept alive) and non-blocking (a pool of easy handles under one multi
- * handle). It knows requests (layer 2), never the client: options and the
+/* Layer 3. The libcurl transport, blocking (one easy handle) and
+ * non-blocking (a pool of easy handles), all on one loop's multi handle
+ * (loop.h). It knows requests (layer 2), never the client: options and the
  * credential come in as parameters. No Lua: results come back as http_result
  * for the client to push. */
 #ifndef MOLTFLOW_HTTP_H
@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "buffer.h"
+#include "loop.h"
 #include "request.h"
 
 typedef struct http http;
@@ -16,6 +17,7 @@ typedef struct http http;
 typedef struct {
   long timeout_ms, connect_timeout_ms;
   size_t max_response_bytes;
+  int http1_only; /* http_version = "1.1": no HTTP/2 */
   /* owned by the caller, who frees the http handle before them */
   const char *user_agent, *ca_file, *proxy;
 } http_options;
@@ -35,18 +37,19 @@ typedef struct {
 
 void moltflow_http_global_init(void);
 const char *moltflow_http_version(void); /* libcurl's */
-http *moltflow_http_new(const http_options *o); /* NULL when libcurl fails */
+/* NULL when libcurl fails; the handle holds a reference to lp, and every
+ * transfer runs on lp's multi handle. */
+http *moltflow_http_new(const http_options *o, moltflow_loop *lp);
 void moltflow_http_free(http *h); /* stops what is running, detaching the requests */
 
-/* Blocking: performs r with the credential's header. */
+/* Blocking: performs r with the credential's header, driving the loop's
+ * other transfers meanwhile. */
 void moltflow_http_perform(http *h, const request *r, credential cred, http_result *out);
 /* Non-blocking: 0 once r runs on h, else -1 with the failure in out. While
  * it runs, r->runner is h and r->stop cancels it (r's finaliser calls it). */
 int moltflow_http_start(http *h, request *r, credential cred, http_result *out);
-/* Drives the running transfers for at most timeout seconds (waiting only
- * while none has finished) and calls done(ud, r) for each request that
- * finished; returns their count. */
-int moltflow_http_poll(http *h, double timeout, void (*done)(void *ud, const request *r), void *ud);
+/* The request a finished job of the loop ran (moltflow_loop_next_done). */
+const request *moltflow_http_job_request(const moltflow_job *job);
 /* 0 with r's result once it finished on h (its transfer is then free), 1
  * while it still runs, -1 when r does not run on h. */
 int moltflow_http_finish(http *h, request *r, http_result *out);

@@ -148,6 +148,7 @@ local OPTIONS = {
   retry = "table|boolean", on_tokens = "function", on_request = "function",
   on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean|table",
   refresh_skew = "number", token_store = "table", transport = "string|table",
+  loop = "table", pool = "boolean", http_version = "string",
 }
 
 local function check_options(opts)
@@ -190,7 +191,12 @@ end
 -- The transports: how a built request reaches the server. Each is
 -- {send = function(client, req) -> value, res | nil, err; sleep = function(s)}.
 local blocking_io = {
-  send = function(c, req) return c._core:send(req) end,
+  send = function(c, req)
+    local v, r = c._core:send(req)
+    local loop = c._loop
+    if loop.watching then loop:_after_blocking() end
+    return v, r
+  end,
   sleep = core.sleep,
 }
 
@@ -218,6 +224,50 @@ local function pick_transport(opts)
   return io
 end
 
+------------------------------------------------------------------ loops
+
+local async = require "moltflow.async"
+local default_loop
+
+--- The Lua state's default loop: one curl multi handle (connections, TLS
+-- sessions, DNS) that every client of this Lua state uses unless given
+-- `loop = other` or `pool = false`. Nothing is shared across Lua states.
+-- @return the loop: `loop:poll([timeout])`, `loop:watch{socket, timer}`,
+--   `loop:action([fd, what])`, `loop:running()`
+function admin.loop()
+  if not default_loop then default_loop = async.new_loop(core.loop_new()) end
+  return default_loop
+end
+
+--- A new loop, for clients that should not share the default one's pool.
+-- @param[opt] opts `pool_size`: connections kept per host (8)
+function admin.new_loop(opts)
+  if opts ~= nil and type(opts) ~= "table" then error("moltflow.new_loop: expected a table of options", 2) end
+  return async.new_loop(core.loop_new(opts))
+end
+
+--- Drives the default loop's calls: `admin.loop():poll(timeout)`.
+-- @return the number of calls still running
+function admin.poll(timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
+    error("moltflow.poll: 'timeout' must be a number of seconds", 2)
+  end
+  return admin.loop():poll(math.max(0, timeout or 0))
+end
+
+local function pick_loop(opts)
+  local loop = opts.loop
+  if loop ~= nil then
+    if getmetatable(loop) ~= async.Loop or not loop._core then
+      error("moltflow.new: field 'loop' must be a loop (admin.loop() or admin.new_loop())", 3)
+    end
+    if opts.pool == false then error("moltflow.new: 'loop' and 'pool = false' exclude each other", 3) end
+    return loop
+  end
+  if opts.pool == false then return admin.new_loop() end
+  return admin.loop()
+end
+
 local group_mts = {}
 
 --- Creates a client.
@@ -225,7 +275,9 @@ local group_mts = {}
 --   `timeout` (30 s), `connect_timeout` (10 s), `max_response_bytes` (8 MiB),
 --   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
 --   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
---   `refresh_skew` (60 s), `token_store`, `transport`.
+--   `refresh_skew` (60 s), `token_store`, `transport`, `loop` (default
+--   `admin.loop()`), `pool` (false: a loop of its own), `http_version`
+--   ("2": HTTP/2 when the server offers it over TLS, the default; "1.1").
 -- @return the client (README.md, "Client options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function admin.new(opts)
@@ -233,6 +285,7 @@ function admin.new(opts)
   if type(opts) ~= "table" then error("moltflow.new: expected a table of options", 2) end
   check_options(opts)
   local io = pick_transport(opts)
+  local loop = pick_loop(opts)
   local store = opts.token_store
   if store then tokens.check_store(store) end
   local pace = opts.pace
@@ -257,10 +310,13 @@ function admin.new(opts)
     ca_file = opts.ca_file,
     proxy = opts.proxy,
     insecure_http = opts.insecure_http,
+    http_version = opts.http_version,
+    loop = loop._core,
   }
   local settings = cc:info()
   local self = setmetatable({
     _core = cc,
+    _loop = loop,
     _timeout = settings.timeout,
     _connect_timeout = settings.connect_timeout,
     _retry = retry.policy(opts.retry),
@@ -293,6 +349,7 @@ end
 -- also runs from `__close` and the garbage collector.
 function Client:close()
   self._core:close()
+  async.client_closed(self) -- its calls in flight end with kind "closed"
 end
 Client.__close = Client.close
 
@@ -714,7 +771,7 @@ end
 admin.Client = Client
 admin.groups = group_mts
 tokens.install(admin)
-require("moltflow.async").extend(admin) -- c:batch, c:spawn, c:poll, c:set_scheduler, admin.batch
+async.extend(admin) -- c:batch, c:spawn, c:poll, c:set_scheduler, admin.batch
 require("moltflow.shdict_store").install(admin) -- admin.shdict_store: tokens shared by nginx workers
 require("moltflow.helpers").install(admin) -- c:quota(), c.api_keys:ensure{...}, ...
 return admin

@@ -5,6 +5,8 @@
 --   results = admin.batch(calls, opts)            -- calls on several clients
 --   h = c:spawn(fn_or_"group.name", ...)          -- start without waiting
 --   c:poll(timeout)                               -- drive; never blocks longer
+--   admin.poll(timeout), loop:poll(timeout)       -- the same for a loop's (all its clients')
+--   loop:watch{socket = fn, timer = fn}           -- event-driven: the host calls loop:action
 --   c:set_scheduler(yield)                        -- yield inside a host coroutine
 --
 -- Every call runs the same `Client:_run` loop as a blocking call (refresh,
@@ -16,9 +18,13 @@
 -- such a call itself created is not a task and blocks. Inside nginx `c:batch`
 -- runs its calls on light threads over the cosocket transport.
 --
--- Waking is by key: a request in flight is registered, by its `req:key()`,
--- in its client's table of waiters; a poll of that client wakes exactly the
--- waiters whose requests finished, whichever loop they belong to.
+-- Every client runs its transfers on a loop (`admin.loop()`, the Lua
+-- state's default, unless given another): one curl multi handle under all
+-- of them. The loop object is also the scheduler of the calls spawned on
+-- its clients. Waking is by key: a request in flight is registered, by its
+-- `req:key()`, in its loop's table of waiters; a poll of that loop (or a
+-- host's `loop:action`) wakes exactly the waiters whose requests finished,
+-- whichever scheduler (a batch's, a loop's) they belong to.
 --
 -- A call waiting for another call's token refresh waits on a condition
 -- (`async.condition()`) that the refresh signals when it ends: a loop task
@@ -34,7 +40,7 @@ local co_running, co_status, co_isyieldable = coroutine.running, coroutine.statu
 local monotime = core.monotime
 local async = {}
 
--- What a loop coroutine yields: WAIT_IO (client, key), WAIT_SLEEP (deadline),
+-- What a loop coroutine yields: WAIT_IO (loop, key), WAIT_SLEEP (deadline),
 -- WAIT_COND (condition, deadline) or DONE (results) as its last word.
 -- Anything else is a plain yield.
 local WAIT_IO, WAIT_SLEEP, WAIT_COND, DONE = {}, {}, {}, {}
@@ -86,23 +92,16 @@ function Condition:signal()
   for i = 1, #w do w[i]() end
 end
 
------------------------------------------------------------- per client
+------------------------------------------------------------ per loop
 
--- The client's requests in flight that someone waits for: key -> waiter.
--- Weak values: a waiter collected with its coroutine (and request) drops out.
-local function waiters(client)
-  local w = client._async_waits
-  if not w then
-    w = setmetatable({}, {__mode = "v"})
-    client._async_waits = w
-  end
-  return w
-end
+-- A loop's requests in flight that someone waits for (`loop.waits`): key ->
+-- waiter. Weak values: a waiter collected with its coroutine (and request)
+-- drops out.
 
 -- A waiter's wait is over: loop waiters join their loop's ready queue.
 local function wake(w, signal)
   if w.ready then return end
-  w.ready, w.signal, w.wclient = true, signal, nil
+  w.ready, w.signal, w.wloop = true, signal, nil
   local loop = w.loop
   if loop then
     local tail = loop.qtail + 1
@@ -113,23 +112,9 @@ end
 
 local keys_scratch = {} -- cc:poll fills it; read before any other Lua code runs
 
--- Drives one client's transfers for at most `timeout` seconds and wakes the
--- waiters of the requests that finished (all of them when the client was
--- closed). Returns whether any request finished.
-local function drive(client, timeout)
-  local cc = client._core
-  local waits = client._async_waits
-  if cc:is_closed() then
-    if waits then
-      for key, w in pairs(waits) do
-        waits[key] = nil
-        wake(w, CLOSED)
-      end
-    end
-    return false
-  end
-  local keys, n = cc:poll(timeout, keys_scratch)
-  if n == 0 or not waits then return n > 0 end
+-- Wakes the waiters of the keys[1..n] that finished on `lp`.
+local function wake_keys(lp, keys, n)
+  local waits = lp.waits
   for i = 1, n do
     local key = keys[i]
     local w = waits[key]
@@ -138,7 +123,31 @@ local function drive(client, timeout)
       wake(w)
     end
   end
-  return true
+  return n > 0
+end
+
+-- Drives a loop's transfers for at most `timeout` seconds and wakes the
+-- waiters of the requests that finished. Returns whether any finished.
+local function drive(lp, timeout)
+  local keys, n = lp._core:poll(timeout, keys_scratch)
+  local any = wake_keys(lp, keys, n)
+  -- calls of a watched loop woken by another driver (a batch): the host's
+  -- next action runs them
+  if any and lp.watching and lp.qhead <= lp.qtail then lp:_after_blocking() end
+  return any
+end
+
+--- Wakes the waiters of a client's requests: the client was closed, its
+-- transfers are gone.
+function async.client_closed(client)
+  local lp = client._loop
+  if not lp then return end
+  for key, w in pairs(lp.waits) do
+    if w.wclient == client then
+      lp.waits[key] = nil
+      wake(w, CLOSED)
+    end
+  end
 end
 
 -- The end of a request's wait: its result, or the error of a canceled call.
@@ -161,6 +170,7 @@ function task_io.send(client, req)
   local key, err = cc:start(req)
   if not key then return nil, err end
   local signal = co_yield(WAIT_IO, client, key)
+  -- (resume files it under the client's loop)
   if signal == nil and not cc:is_closed() then return cc:finish(req) end
   return finish_request(client, req, signal)
 end
@@ -181,12 +191,14 @@ local function host_io(yield)
     local cc = client._core
     local key, err = cc:start(req)
     if not key then return nil, err end
-    local waits = waiters(client)
-    local w = {ready = false}
+    local lp = client._loop
+    local waits = lp.waits
+    local w = {ready = false, wclient = client}
     waits[key] = w
+    lp:_flush()
     local what = {kind = "io"}
     while true do
-      drive(client, 0)
+      if not lp.watching then drive(lp, 0) end
       if w.ready or cc:is_closed() then break end
       yield(what)
     end
@@ -202,7 +214,7 @@ local function host_io(yield)
   function io.wait(client, cond, deadline)
     local what = {kind = "io"}
     while not cond.signalled and monotime() < deadline do
-      drive(client, 0)
+      if not client._loop.watching then drive(client._loop, 0) end
       yield(what)
     end
     return cond.signalled
@@ -219,15 +231,20 @@ end
 local Loop = {}
 Loop.__index = Loop
 
-local function new_loop()
+-- `lp_core`: a core loop (core.loop_new) makes a loop object that clients
+-- run on; a batch's scheduler has none and drives its waiters' loops.
+local function new_loop(lp_core)
   return setmetatable({
+    _core = lp_core,
+    waits = lp_core and setmetatable({}, {__mode = "v"}), -- key -> waiter, of this loop's transfers
     queue = {}, qhead = 1, qtail = 0, -- runners to resume, in order
     idle = {},                        -- sleeping (r.deadline) or plain-yielded (r.plain = tick)
-    clients = {}, watched = {},       -- the clients to drive (while they have waiters)
+    loops = {}, watched = {},         -- the loops to drive (while they have waiters)
     live = 0, runners = {},           -- unfinished runners
     tick = 0,
   }, Loop)
 end
+async.Loop = Loop
 
 local function enqueue(loop, r)
   local tail = loop.qtail + 1
@@ -235,12 +252,13 @@ local function enqueue(loop, r)
   loop.queue[tail] = r
 end
 
-local function add_runner(loop, r)
-  r.loop, r.ready, r.started = loop, true, false
+-- `now`: the caller starts it at once, so it is not queued.
+local function add_runner(loop, r, now)
+  r.loop, r.ready, r.started = loop, not now, false
   loop.live = loop.live + 1
   loop.runners[r] = true
   task_ios[r.co] = task_io
-  enqueue(loop, r)
+  if not now then enqueue(loop, r) end
   return r
 end
 
@@ -274,12 +292,12 @@ local function resume(loop, r, ...)
     error(msg, 0)
   end
   if a == WAIT_IO then
-    local waits = b._async_waits or waiters(b)
-    waits[c] = r
-    r.wclient, r.wkey = b, c
-    if not loop.watched[b] then
-      loop.watched[b] = true
-      loop.clients[#loop.clients + 1] = b
+    local lp = b._loop
+    lp.waits[c] = r
+    r.wclient, r.wloop, r.wkey = b, lp, c
+    if not loop.watched[lp] then
+      loop.watched[lp] = true
+      loop.loops[#loop.loops + 1] = lp
     end
   elseif a == DONE then
     retire(r, b)
@@ -365,28 +383,32 @@ function Loop:drive(wait)
     end
   end
   if wake_at then wait = math.max(0, math.min(wait, wake_at - monotime())) end
-  local clients, watched = self.clients, self.watched
+  local loops, watched = self.loops, self.watched
   local count = 0
-  for i = 1, #clients do -- drop the clients nobody waits on (any loop's waiters may be woken)
-    local client = clients[i]
-    clients[i] = nil
-    if next(client._async_waits) ~= nil then
+  for i = 1, #loops do -- drop the loops nobody waits on (any scheduler's waiters may be woken)
+    local lp = loops[i]
+    loops[i] = nil
+    if next(lp.waits) ~= nil then
       count = count + 1
-      clients[count] = client
+      loops[count] = lp
     else
-      watched[client] = nil
+      watched[lp] = nil
     end
   end
-  if count == 1 then return drive(clients[1], wait) end
+  if count == 0 and self._core and self._core:running() > 0 then
+    -- host coroutines' requests on this loop: drive them too
+    return drive(self, wait)
+  end
+  if count == 1 then return drive(loops[1], wait) end
   local any = false
-  for i = 1, count do any = drive(clients[i], 0) or any end
+  for i = 1, count do any = drive(loops[i], 0) or any end
   if any or count == 0 then
     if not any and wait > 0 then core.sleep(wait) end
     return any
   end
-  -- several clients: one curl multi handle each, so wait on them in turn
+  -- several loops (clients given loops of their own): wait on them in turn
   self.turn = (self.turn or 0) % count + 1
-  return drive(clients[self.turn], math.min(wait, 0.005))
+  return drive(loops[self.turn], math.min(wait, 0.005))
 end
 
 --- Runs the runners for at most `timeout` seconds: returns as soon as all
@@ -394,6 +416,11 @@ end
 -- timeout (plus the time to run Lua code).
 -- @return the number of runners still running
 function Loop:poll(timeout, cond)
+  local failed = self.pending_error
+  if failed then
+    self.pending_error = nil
+    error(failed, 0)
+  end
   self.tick = self.tick + 1
   self.polling = true
   local deadline = monotime() + (timeout or 0)
@@ -408,8 +435,111 @@ function Loop:poll(timeout, cond)
     end
   end
   self.polling = false
+  if self.live == 0 and self._core and next(self.waits) ~= nil then drive(self, 0) end -- host coroutines'
+  self:_flush()
   return self.live
 end
+
+------------------------------------------------- event-driven (watch)
+
+-- Tells the host what changed (sockets, the timer) when it watches.
+function Loop:_flush()
+  if self.watching then
+    self._core:flush()
+    self:_retime()
+  end
+end
+
+-- The host's timer: libcurl's next timeout or the first sleeper's wake-up,
+-- whichever comes first; -1 when neither.
+function Loop:_retime()
+  local due = self.curl_due
+  for i = 1, #self.idle do
+    local d = self.idle[i].deadline
+    if d and (not due or d < due) then due = d end
+  end
+  -- (a one-shot host timer is set again each time: the same ms later is a later time)
+  if not due and self.timer_ms == -1 then return end
+  local ms = due and math.max(0, math.ceil((due - monotime()) * 1000)) or -1
+  self.timer_ms = ms
+  self.watch_timer(ms)
+end
+
+--- Event-driven integration: the host watches the sockets and the timer the
+-- loop asks for, and calls `loop:action` when one is ready.
+-- syntax: `loop:watch{socket = function(fd, what) end, timer = function(ms) end}`
+-- (`what`: "in", "out", "inout" or "remove"; `ms`: the next timeout, -1
+-- cancels it); `loop:watch(nil)` goes back to polling.
+function Loop:watch(fns)
+  if fns == nil then
+    self._core:watch()
+    self.watching, self.watch_timer, self.curl_due, self.timer_ms = false, nil, nil, nil
+    return
+  end
+  if type(fns) ~= "table" or type(fns.socket) ~= "function" or type(fns.timer) ~= "function" then
+    error("moltflow: loop:watch: expected {socket = function(fd, what), timer = function(ms)}", 2)
+  end
+  self.watching, self.watch_timer, self.timer_ms = true, fns.timer, nil
+  self._core:watch(fns.socket, function(ms)
+    self.curl_due = ms >= 0 and monotime() + ms / 1000 or nil
+    self:_retime()
+  end)
+  self:_flush()
+end
+
+-- After a blocking call drove the loop: transfers that finished meanwhile
+-- wait in its queue, so the host is asked for an action at once.
+function Loop:_after_blocking()
+  self._core:flush()
+  self.curl_due = monotime()
+  self:_retime()
+end
+
+-- libcurl's part of an action: no Lua callback of a call runs.
+function Loop:_io(fd, what)
+  if fd == nil then
+    -- libcurl's timer is one-shot: fired, it is consumed (libcurl sets
+    -- another through the callback if it wants one; a stale one would
+    -- make the host fire at once, again and again)
+    self.curl_due = nil
+    self._core:action()
+  else
+    self._core:action(fd, what)
+  end
+  self._core:flush()
+end
+
+-- Runs the calls whose wait ended: their callbacks run here.
+function Loop:dispatch()
+  local failed = self.pending_error
+  if failed then
+    self.pending_error = nil
+    error(failed, 0)
+  end
+  self.tick = self.tick + 1
+  local keys, n = self._core:collect(keys_scratch)
+  wake_keys(self, keys, n)
+  repeat
+    self:run_ready()
+    self:wake_idle()
+  until self.qhead > self.qtail
+  self:_flush()
+  return self.live
+end
+
+--- The host's call when a watched socket is ready (`loop:action(fd, what)`)
+-- or the timer fired (`loop:action()`); runs the calls that can go on.
+-- @return the number of calls still running
+function Loop:action(fd, what)
+  if fd ~= nil and (type(fd) ~= "number" or (what ~= "in" and what ~= "out" and what ~= "inout")) then
+    error("moltflow: loop:action: expected (fd, \"in\"|\"out\"|\"inout\") or no argument", 2)
+  end
+  self:_io(fd, what)
+  return self:dispatch()
+end
+
+--- Transfers in flight on the loop (spawned calls and others).
+function Loop:running() return self._core:running() end
 
 --- Blocks until `cond` is signalled or `deadline` (monotonic): drives the
 -- client's spawned calls meanwhile (the one `cond` waits for may be among
@@ -419,7 +549,7 @@ function async.wait_blocking(client, cond, deadline)
     local left = deadline - monotime()
     if left <= 0 then break end
     local loop = client._loop
-    if loop and loop.live > 0 and not loop.polling then
+    if loop.live > 0 and not loop.polling then
       local ok, err = pcall(loop.poll, loop, left, cond)
       if not ok then loop.polling = false error(err, 0) end
     else
@@ -434,10 +564,10 @@ end
 -- (its request is aborted), one that never ran or yielded by itself is
 -- dropped. Returns whether it was resumed.
 local function cancel_runner(loop, r)
-  if r.wclient then
-    local waits = r.wclient._async_waits
+  if r.wloop then
+    local waits = r.wloop.waits
     if waits[r.wkey] == r then waits[r.wkey] = nil end
-    r.wclient = nil
+    r.wclient, r.wloop = nil, nil
   end
   if not r.started or r.plain then
     r.ready, r.plain = false, nil
@@ -681,13 +811,22 @@ function async.extend(a)
     else
       error("moltflow: spawn: expected a function or \"group.name\"", 2)
     end
-    self._loop = self._loop or new_loop()
+    local loop = self._loop
     local task = {co = co_create(function(...) return DONE, pack(f(...)) end), args = args}
     task.handle = setmetatable({done = false, _task = task}, Handle)
-    return add_runner(self._loop, task).handle
+    add_runner(loop, task, true)
+    -- started at once (its request is on the wire when spawn returns), so
+    -- a chain of calls costs no poll per hop; a Lua error in it is raised
+    -- by the next poll, as for the later steps
+    local ok, err = pcall(start, loop, task)
+    if not ok then loop.pending_error = err end
+    -- and on the wire: one turn of libcurl (a watching host gets a timer of 0 instead)
+    if loop.watching then loop:_flush() elseif loop._core:running() > 0 then drive(loop, 0) end
+    return task.handle
   end
 
-  --- Drives this client's spawned calls: resumes those whose I/O finished,
+  --- Drives the calls spawned on this client's loop (its own and those of
+  -- the loop's other clients): resumes those whose I/O finished,
   -- then waits for the network at most `timeout` seconds (default 0) and
   -- returns as soon as no call is left. A Lua error in a call is raised here.
   -- @return the number of calls still running
@@ -695,10 +834,7 @@ function async.extend(a)
     if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
       error("moltflow: poll: 'timeout' must be a number of seconds", 2)
     end
-    local loop = self._loop
-    if loop then return loop:poll(math.max(0, timeout or 0)) end
-    drive(self, 0) -- host coroutines with a scheduler wait on this client too
-    return 0
+    return self._loop:poll(math.max(0, timeout or 0))
   end
 
   --- Makes calls made inside a host's own coroutines yield instead of block.
@@ -713,6 +849,9 @@ function async.extend(a)
     self._host_io = yield and host_io(yield)
   end
 end
+
+--- A loop object over a core loop (core.loop_new): `admin.new_loop`.
+function async.new_loop(lp_core) return new_loop(lp_core) end
 
 async.CANCELED = CANCELED
 return async

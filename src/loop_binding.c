@@ -1,0 +1,179 @@
+/* Layer 4: the loop userdata. Everything that calls Lua (the host's watch
+ * functions) runs here, after libcurl returned: libcurl's callbacks only
+ * record into the loop (layer 3). */
+#include <string.h>
+#include <lauxlib.h>
+
+#include "loop_binding.h"
+
+#include "compat.h"
+#include "http.h"
+
+typedef struct {
+  moltflow_loop *lp; /* NULL once closed */
+} loop_ud;
+
+moltflow_loop *moltflow_loop_test(lua_State *L, int idx) {
+  loop_ud *u = luaL_testudata(L, idx, LOOP_MT);
+  if (!u) return NULL;
+  if (!u->lp) mf_raise(L, "moltflow: the loop is closed");
+  return u->lp;
+}
+
+static moltflow_loop *loop_check(lua_State *L) {
+  moltflow_loop *lp = moltflow_loop_test(L, 1);
+  if (!lp) luaL_checkudata(L, 1, LOOP_MT); /* raises the usual message */
+  return lp;
+}
+
+/* core.loop_new{pool_size = n} */
+static int loop_new(lua_State *L) {
+  double pool = MOLTFLOW_DEFAULT_POOL_SIZE;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "pool_size");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TNUMBER) mf_raise(L, "moltflow.new_loop: field 'pool_size' must be a number");
+      pool = lua_tonumber(L, -1);
+      if (!(pool >= 1 && pool <= 1024 && pool == (double)(long)pool))
+        mf_raise(L, "moltflow.new_loop: field 'pool_size' must be an integer from 1 to 1024");
+    }
+    lua_pop(L, 1);
+  }
+  loop_ud *u = lua_newuserdata(L, sizeof *u);
+  u->lp = NULL;
+  luaL_setmetatable(L, LOOP_MT);
+  lua_newtable(L); /* the watch functions: socket, timer */
+  mf_setuservalue(L, -2);
+  if (!(u->lp = moltflow_loop_new((long)pool))) return mf_raise(L, "moltflow.new_loop: could not set up libcurl");
+  return 1;
+}
+
+/* Its clients keep the C loop alive (a reference each) until they close. */
+static int loop_gc(lua_State *L) {
+  loop_ud *u = luaL_checkudata(L, 1, LOOP_MT);
+  if (u->lp) {
+    moltflow_loop_watch(u->lp, 0);
+    moltflow_loop_release(u->lp);
+    u->lp = NULL;
+  }
+  return 0;
+}
+
+static int loop_tostring(lua_State *L) {
+  loop_ud *u = luaL_checkudata(L, 1, LOOP_MT);
+  if (u->lp) lua_pushfstring(L, "moltflow.loop (%d running)", moltflow_loop_running(u->lp));
+  else lua_pushliteral(L, "moltflow.loop (closed)");
+  return 1;
+}
+
+void moltflow_loop_collect(lua_State *L, moltflow_loop *lp, int idx, int *count) {
+  moltflow_job *job;
+  while ((job = moltflow_loop_next_done(lp))) {
+    const request *r = moltflow_http_job_request(job);
+    lua_pushlightuserdata(L, (void *)r);
+    lua_rawseti(L, idx, ++*count);
+  }
+}
+
+/* Tells the host's watch functions what libcurl asked for, oldest first. */
+static int loop_flush(lua_State *L) {
+  moltflow_loop *lp = loop_check(L);
+  mf_getuservalue(L, 1);
+  int fns = lua_gettop(L);
+  moltflow_socket_event ev;
+  while (moltflow_loop_socket_events(lp, &ev, 1)) {
+    lua_getfield(L, fns, "socket");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushinteger(L, (lua_Integer)ev.fd);
+    lua_pushstring(L, ev.what);
+    lua_call(L, 2, 0);
+  }
+  long ms;
+  if (moltflow_loop_timer_pending(lp, &ms)) {
+    lua_getfield(L, fns, "timer");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+    } else {
+      lua_pushinteger(L, (lua_Integer)ms);
+      lua_call(L, 1, 0);
+    }
+  }
+  return 0;
+}
+
+/* Pushes the out table (arg idx, or a new one) and the finished keys. */
+static int push_done(lua_State *L, moltflow_loop *lp, int idx) {
+  if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
+  if (lua_istable(L, idx)) lua_pushvalue(L, idx);
+  else lua_newtable(L);
+  int out = lua_gettop(L), count = 0;
+  moltflow_loop_collect(L, lp, out, &count);
+  lua_pushinteger(L, count);
+  return 2;
+}
+
+/* lp:poll(timeout, out): drives every transfer for at most timeout seconds
+ * (waiting only while none has finished) -> keys of the finished requests
+ * (in out when given), their count. */
+static int loop_poll(lua_State *L) {
+  moltflow_loop *lp = loop_check(L);
+  double timeout = luaL_optnumber(L, 2, 0);
+  moltflow_loop_drive(lp, timeout > 0 ? timeout : 0); /* NaN too */
+  return push_done(L, lp, 3);
+}
+
+/* lp:collect(out): the keys finished so far, without driving. */
+static int loop_collect(lua_State *L) { return push_done(L, loop_check(L), 2); }
+
+/* lp:action(fd, what): fd is ready ("in", "out", "inout"); lp:action(): the
+ * timer fired. */
+static int loop_action(lua_State *L) {
+  moltflow_loop *lp = loop_check(L);
+  if (lua_isnoneornil(L, 2)) {
+    moltflow_loop_action(lp, CURL_SOCKET_TIMEOUT, 0);
+    return 0;
+  }
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  static const char *const whats[] = {"in", "out", "inout", NULL};
+  static const int masks[] = {CURL_CSELECT_IN, CURL_CSELECT_OUT, CURL_CSELECT_IN | CURL_CSELECT_OUT};
+  int mask = lua_isnoneornil(L, 3) ? 0 : masks[luaL_checkoption(L, 3, NULL, whats)];
+  if (fd < 0 || fd > 0x7fffffff) return mf_raise(L, "moltflow: loop:action: 'fd' must be a file descriptor");
+  moltflow_loop_action(lp, (curl_socket_t)fd, mask);
+  return 0;
+}
+
+/* lp:watch(socket_fn, timer_fn), or lp:watch() to go back to polling. */
+static int loop_watch(lua_State *L) {
+  moltflow_loop *lp = loop_check(L);
+  int on = !lua_isnoneornil(L, 2) || !lua_isnoneornil(L, 3);
+  if (on) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+  }
+  mf_getuservalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "socket");
+  lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "timer");
+  if (moltflow_loop_watch(lp, on)) return mf_raise(L, "moltflow: loop:watch: libcurl refused the callbacks");
+  return 0;
+}
+
+static int loop_running(lua_State *L) {
+  lua_pushinteger(L, moltflow_loop_running(loop_check(L)));
+  return 1;
+}
+
+void moltflow_loop_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"poll", loop_poll},       {"collect", loop_collect},
+                                     {"action", loop_action},   {"watch", loop_watch},
+                                     {"flush", loop_flush},     {"running", loop_running},
+                                     {NULL, NULL}};
+  mf_class(L, LOOP_MT, methods, loop_gc, 0, loop_tostring);
+  lua_pushcfunction(L, loop_new);
+  lua_setfield(L, -2, "loop_new");
+}
