@@ -20,11 +20,15 @@ local DEFAULT_BASE_URL = "https://apiv2.waiflow.app/api/v2"
 local LUA_NAME = jit and jit.version or _VERSION
 
 --- Marks a table as a JSON array, so that an empty one goes out as `[]`.
--- Tables decoded from JSON arrays carry the same mark.
+-- Tables decoded from JSON arrays carry the same mark: lua-cjson's
+-- `array_mt` when the loaded cjson has one (OpenResty's), so that
+-- `cjson.encode` writes them as arrays too.
 -- @param t a table (default: a new one)
 -- @return t
+-- @raise when `t` is neither a table nor nil
 function admin.array(t)
-  return setmetatable(t or {}, core.array_mt)
+  if t ~= nil and type(t) ~= "table" then error("moltflow.array: 't' must be a table or nil", 2) end
+  return core.json_array(t)
 end
 
 --- Encodes a value as JSON with the core's codec: integers stay integers,
