@@ -145,7 +145,7 @@ local OPTIONS = {
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
   on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean",
-  refresh_skew = "number", token_store = "table", transport = "string|table",
+  refresh_skew = "number", token_store = "table", transport = "string|table", blocking = "boolean",
 }
 
 local function check_options(opts)
@@ -205,7 +205,8 @@ local group_mts = {}
 --   `timeout` (30 s), `connect_timeout` (10 s), `max_response_bytes` (8 MiB),
 --   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
 --   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
---   `refresh_skew` (60 s), `token_store`, `transport`.
+--   `refresh_skew` (60 s), `token_store`, `transport`, `blocking` (false: in nginx, a call
+--   in a phase without cosockets raises instead of blocking the worker).
 -- @return the client (README.md, "Client options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function admin.new(opts)
@@ -213,6 +214,8 @@ function admin.new(opts)
   if type(opts) ~= "table" then error("moltflow.new: expected a table of options", 2) end
   check_options(opts)
   local io = pick_transport(opts)
+  -- the transport's own checks (ngx: proxy, ca_file), before any I/O
+  local io_conf = io.configure and io.configure(opts)
   local store = opts.token_store
   if store then tokens.check_store(store) end
   local access, refresh = opts.access_token, opts.refresh_token
@@ -240,6 +243,8 @@ function admin.new(opts)
     _connect_timeout = settings.connect_timeout,
     _retry = retry.policy(opts.retry),
     _io = io,
+    _io_conf = io_conf,
+    _blocking = opts.blocking, -- false: raise where a call could only block (nginx's log phase...)
     _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
     _sleep = opts.sleep,
     _on_tokens = opts.on_tokens,
