@@ -188,15 +188,17 @@ end
 ]])
       -- the recipe as the game, with what it draws captured instead of shown
       write(dir .. "/main.lua", ([[
-love.graphics = love.graphics or {}
 local drawn
-love.graphics.print = function(text) drawn = text end
+local capture = {print = function(text) drawn = text end}
 assert(loadfile(%q))()
 local update, frames = love.update, 0
 love.update = function(dt)
   update(dt)
   frames = frames + 1
+  local graphics = love.graphics -- nil without a window
+  love.graphics = capture
   love.draw()
+  love.graphics = graphics
   if drawn ~= "loading..." or frames > 2000 then
     local f = io.open(%q, "w")
     f:write(drawn, "\n", frames, "\n")

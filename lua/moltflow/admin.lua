@@ -140,12 +140,13 @@ Client.__index = Client
 Client.__name = "moltflow.client"
 
 local OPTIONS = {
+  blocking = "boolean", -- false: in nginx, a call from a phase without cosockets raises instead of blocking
   base_url = "string", api_key = "string", access_token = "string", refresh_token = "string",
   timeout = "number", connect_timeout = "number", max_response_bytes = "number",
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
   on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean",
-  refresh_skew = "number", token_store = "table", transport = "string|table", blocking = "boolean",
+  refresh_skew = "number", token_store = "table", transport = "string|table",
 }
 
 local function check_options(opts)
@@ -205,8 +206,7 @@ local group_mts = {}
 --   `timeout` (30 s), `connect_timeout` (10 s), `max_response_bytes` (8 MiB),
 --   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
 --   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
---   `refresh_skew` (60 s), `token_store`, `transport`, `blocking` (false: in nginx, a call
---   in a phase without cosockets raises instead of blocking the worker).
+--   `refresh_skew` (60 s), `token_store`, `transport`.
 -- @return the client (README.md, "Client options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function admin.new(opts)
@@ -214,14 +214,14 @@ function admin.new(opts)
   if type(opts) ~= "table" then error("moltflow.new: expected a table of options", 2) end
   check_options(opts)
   local io = pick_transport(opts)
-  -- the transport's own checks (ngx: proxy, ca_file), before any I/O
-  local io_conf = io.configure and io.configure(opts)
   local store = opts.token_store
   if store then tokens.check_store(store) end
   local access, refresh = opts.access_token, opts.refresh_token
   if store and not access and not refresh then access, refresh = tokens.initial(store) end
   local api_key = opts.api_key
   if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
+  -- the transport's own checks (ngx: proxy, ca_file), before any I/O
+  local io_conf = io.configure and io.configure(opts)
   local cc = core.new{
     base_url = opts.base_url or default_base_url(),
     api_key = api_key,
@@ -243,8 +243,6 @@ function admin.new(opts)
     _connect_timeout = settings.connect_timeout,
     _retry = retry.policy(opts.retry),
     _io = io,
-    _io_conf = io_conf,
-    _blocking = opts.blocking, -- false: raise where a call could only block (nginx's log phase...)
     _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
     _sleep = opts.sleep,
     _on_tokens = opts.on_tokens,
@@ -256,6 +254,8 @@ function admin.new(opts)
     _store = store,
     _rate = {},
     _token_gen = 0,
+    _io_conf = io_conf, -- the transport's settings (ngx: the proxy)
+    _blocking = opts.blocking, -- false: raise where a call could only block (nginx's log phase...)
   }, Client)
   for group, mt in pairs(group_mts) do
     self[group] = setmetatable({_client = self}, mt)
