@@ -1,11 +1,11 @@
--- Offline build from a checkout: luarocks --lua-version=5.4 make --tree DIR
--- (or luarocks make --local). System libraries: libcurl and OpenSSL's
--- libcrypto (Debian: libcurl4-openssl-dev, libssl-dev). Only "lua" is a
--- dependency, so luarocks never needs a registry; the emulator and the specs
--- use Debian's lua-cjson/lua-dkjson/argparse/busted, not rocks.
--- spec/rockspec_spec.lua checks that every src/*.c and bin/* file is listed
--- here. The builtin backend also copies the whole lua/ tree, so a Lua module
--- added later (moltflow.transport.*, ...) is installed even before it is listed.
+-- The SDK: moltflow.admin and its C core, for Lua 5.1-5.4 and LuaJIT 2.1.
+-- Offline build from a checkout:
+--   luarocks --lua-version=5.4 make --deps-mode=none --tree DIR
+-- The build runs the Makefile (`make rock`, `make rock-install`), which
+-- compiles every src/*.c, so a new C file needs no edit here. System
+-- libraries: libcurl and OpenSSL's libcrypto (Debian: libcurl4-openssl-dev,
+-- libssl-dev); elsewhere point LuaRocks at them with CURL_DIR / OPENSSL_DIR.
+-- The emulator is a separate rock: emulator/moltflow-emulator-0.1.0-1.rockspec.
 rockspec_format = "3.0"
 package = "moltflow-admin"
 version = "0.1.0-1"
@@ -17,51 +17,44 @@ description = {
   summary = "Lua SDK for the MoltFlow admin API (login, API keys, billing, usage, settings)",
   detailed = [[
     moltflow.admin covers every MoltFlow admin endpoint as a Lua function over a
-    C core (libcurl transport, own JSON codec, OpenSSL hashing), for Lua 5.4 and
-    LuaJIT 2.1. It bundles a local emulator of the API for tests and demos.
+    C core (libcurl transport, own JSON codec, OpenSSL hashing), for Lua 5.1 to
+    5.4 and LuaJIT 2.1, with the moltflow-admin command line.
   ]],
   license = "MIT",
   homepage = "https://github.com/moltflow/moltflow-admin-lua",
+  labels = {"api", "sdk", "http", "moltflow"},
 }
 dependencies = {
-  "lua >= 5.1",
+  "lua >= 5.1, < 5.5",
+  "argparse", -- the moltflow-admin command
+}
+-- CURL by its library only: Debian keeps curl/curl.h in a multiarch include
+-- directory that LuaRocks 3.8 does not search (the compiler does).
+external_dependencies = {
+  CURL = {library = "curl"},
+  OPENSSL = {header = "openssl/evp.h", library = "crypto"},
 }
 build = {
-  type = "builtin",
-  modules = {
-    ["moltflow.core"] = {
-      sources = {
-        "src/buffer.c", "src/client.c", "src/core.c", "src/hash.c", "src/http.c",
-        "src/json.c", "src/request.c", "src/response.c", "src/sys.c", "src/token.c",
-        "src/clock.c",
-      },
-      defines = {"_DEFAULT_SOURCE"},
-      libraries = {"curl", "crypto", "pthread"},
-      incdirs = {"src"},
-    },
-    ["moltflow.admin"] = "lua/moltflow/admin.lua",
-    ["moltflow.async"] = "lua/moltflow/async.lua",
-    ["moltflow.cli"] = "lua/moltflow/cli.lua",
-    ["moltflow.endpoints"] = "lua/moltflow/endpoints.lua",
-    ["moltflow.file_store"] = "lua/moltflow/file_store.lua",
-    ["moltflow.helpers"] = "lua/moltflow/helpers.lua",
-    ["moltflow.retry"] = "lua/moltflow/retry.lua",
-    ["moltflow.emulator"] = "lua/moltflow/emulator/init.lua",
-    ["moltflow.emulator.api"] = "lua/moltflow/emulator/api.lua",
-    ["moltflow.emulator.auth"] = "lua/moltflow/emulator/auth.lua",
-    ["moltflow.emulator.control"] = "lua/moltflow/emulator/control.lua",
-    ["moltflow.emulator.crypto"] = "lua/moltflow/emulator/crypto.lua",
-    ["moltflow.emulator.faults"] = "lua/moltflow/emulator/faults.lua",
-    ["moltflow.emulator.json"] = "lua/moltflow/emulator/json.lua",
-    ["moltflow.emulator.jwt"] = "lua/moltflow/emulator/jwt.lua",
-    ["moltflow.emulator.seed"] = "lua/moltflow/emulator/seed.lua",
-    ["moltflow.emulator.state"] = "lua/moltflow/emulator/state.lua",
-    ["moltflow.emulator.validate"] = "lua/moltflow/emulator/validate.lua",
+  type = "make",
+  build_target = "rock",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INC = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
+  },
+  install_target = "rock-install",
+  install_variables = {
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
   },
   install = {
     bin = {
       ["moltflow-admin"] = "bin/moltflow-admin",
-      ["moltflow-emulator"] = "bin/moltflow-emulator",
     },
   },
 }

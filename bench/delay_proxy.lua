@@ -116,7 +116,7 @@ end
 local function owner_alive(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return false end
-  local stat = f:read("a")
+  local stat = f:read("*a")
   f:close()
   return stat:match("%) (%a)") ~= "Z"
 end

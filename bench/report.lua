@@ -11,7 +11,7 @@ end
 
 local function sh(cmd)
   local p = io.popen(cmd .. " 2>&1")
-  local s = p:read("a") or ""
+  local s = p:read("*a") or ""
   p:close()
   return (s:gsub("%s+$", ""))
 end
@@ -189,11 +189,11 @@ local md = {
 -- the WAN section: make bench runs bench/wan.lua first
 local wan = io.open("build/bench/wan.md")
 if wan then
-  md[#md + 1] = wan:read("a")
+  md[#md + 1] = wan:read("*a")
   wan:close()
 end
 if commentary then
-  md[#md + 1] = commentary:read("a")
+  md[#md + 1] = commentary:read("*a")
   commentary:close()
 end
 local mf = assert(io.open("BENCHMARKS.md", "w"))

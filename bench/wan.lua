@@ -17,7 +17,7 @@ local delay_proxy = require "spec.support.delay_proxy"
 local REPS = tonumber(os.getenv("BENCH_WAN_REPS") or "3")
 local DELAY = tonumber(os.getenv("BENCH_WAN_DELAY") or "25")
 local RTT = 2 * DELAY / 1000
-local root = assert(io.popen("pwd")):read("l")
+local root = assert(io.popen("pwd")):read("*l")
 local out_dir = "build/bench"
 os.execute("mkdir -p " .. out_dir)
 local KEY = "mf_AcmeAllu8jzPde0IgxLd6GncfBAepfJBd0Kh8oOO"
@@ -112,7 +112,7 @@ local function measure(server, url, workload, client)
     local mark = server:mark()
     local t0 = now()
     local p = assert(io.popen(cmd .. " 2>" .. out_dir .. "/wan-stderr.txt"))
-    local output = p:read("a")
+    local output = p:read("*a")
     local okay = p:close()
     local wall = now() - t0
     local function fail(why)
@@ -181,7 +181,7 @@ local md = {
    "are that run's, from nginx's access log (`$connection`, `$ssl_session_reused`). The floor is " ..
    "the sequential round trips × RTT plus one TCP and one TLS round trip. curl runs the agency's " ..
    "100 calls in one `--parallel-max 8` invocation."):format(os.date("!%Y-%m-%d %H:%M UTC"),
-    (io.open("/proc/loadavg"):read("l"):match("^(%S+ %S+ %S+)")), DELAY, REPS), "",
+    (io.open("/proc/loadavg"):read("*l"):match("^(%S+ %S+ %S+)")), DELAY, REPS), "",
   "| workload | server | client | wall s | × floor | TCP connections | full TLS | resumed TLS | protocol |",
   "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
 }

@@ -24,7 +24,7 @@ if not secret or secret == "" or not signature then
   os.exit(2)
 end
 
-local body = io.read("a")
+local body = io.read("*a")
 if verify_delivery({["X-Webhook-Signature"] = signature}, body, secret) then
   local event = admin.json_decode(body)
   print(("valid signature; event %s"):format(type(event) == "table" and tostring(event.event) or "(not JSON)"))

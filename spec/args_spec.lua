@@ -33,11 +33,11 @@ end
 -- Runs a Lua snippet in a child interpreter (os.getenv cannot be set from
 -- Lua), with `env` assignments; returns its stdout.
 local function child(env, code)
-  local lua = jit and "luajit" or "lua5.4"
+  local lua = require("spec.support.process").lua
   local quoted = "'" .. code:gsub("'", "'\\''") .. "'"
   local p = assert(io.popen(("env -u MOLTFLOW_API_URL -u MOLTFLOW_API_KEY %s %s -e %s 2>&1")
     :format(env, lua, quoted)))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out
 end

@@ -14,7 +14,7 @@ local function admin(argv, opts)
   opts = opts or {}
   local env = {MOLTFLOW_CONFIG_DIR = config_dir, HOME = config_dir, LC_ALL = "C"}
   for k, v in pairs(opts.env or {}) do env[k] = v end
-  local words = {LAUNCHER}
+  local words = {proc.lua, LAUNCHER} -- under the interpreter of this run
   for _, a in ipairs(argv) do words[#words + 1] = a end
   return proc.run(words, {env = env, stdin = opts.stdin})
 end
@@ -664,7 +664,7 @@ describe("moltflow-admin", function()
   describe("make install", function()
     it("installs a launcher that finds its modules under PREFIX", function()
       local prefix = proc.tmpdir()
-      local mk = proc.run({"make", "--no-print-directory", "-s", "install", "PREFIX=" .. prefix, "LUA=lua5.4"},
+      local mk = proc.run({"make", "--no-print-directory", "-s", "install", "PREFIX=" .. prefix, "LUA=" .. proc.lua},
                           {cwd = emu.root})
       assert.equal(0, mk.code, mk.stderr)
       assert.equal("755", proc.mode(prefix .. "/bin/moltflow-admin"))

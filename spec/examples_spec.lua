@@ -5,9 +5,9 @@ local dkjson = require "dkjson"
 local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
 
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l") -- absolute: examples run elsewhere
-local interpreter = jit and "luajit" or "lua5.4"
-local cpath = root .. (jit and "/build/luajit/?.so;;" or "/build/5.4/?.so;;")
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l") -- absolute: examples run elsewhere
+local interpreter = proc.lua
+local cpath = root .. "/" .. proc.cpath .. ";;"
 
 local workdir
 

@@ -6,7 +6,7 @@ local dkjson = require "dkjson"
 local proc = require "spec.support.process"
 local emu = require "spec.support.emulator"
 
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l")
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
 local interpreter = jit and "/usr/bin/luajit" or "/usr/bin/lua5.4"
 local cpath = root .. (jit and "/build/luajit/?.so;;" or "/build/5.4/?.so;;")
 local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
@@ -37,7 +37,7 @@ end
 
 local function run_shell(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
-  local text = p:read("a")
+  local text = p:read("*a")
   p:close()
   return text
 end

@@ -11,7 +11,7 @@ local proc_slurp = require("spec.support.process").slurp
 
 local function run(cmd)
   local p = assert(io.popen(cmd))
-  local out = p:read("a")
+  local out = p:read("*a")
   local ok = p:close()
   return out, ok
 end
@@ -127,7 +127,7 @@ local function get(path)
 end
 
 local function control(method, path, body)
-  local token = assert(io.open(prefix .. "/control-token")):read("l")
+  local token = assert(io.open(prefix .. "/control-token")):read("*l")
   local res = assert(http.request({method = method, url = origin .. "/_emulator/" .. path,
     headers = {["Content-Type"] = "application/json", ["X-Emulator-Token"] = token},
     body = body and dkjson.encode(body)}))
@@ -283,7 +283,7 @@ describe_ngx("OpenResty (examples/openresty)", function()
   end)
 
   it("logs no Lua error", function()
-    local log = io.open(prefix .. "/error.log"):read("a")
+    local log = io.open(prefix .. "/error.log"):read("*a")
     assert.is_nil(log:match("%[error%]"), log)
   end)
 end)

@@ -5,10 +5,10 @@ local admin = require "moltflow.admin"
 local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
 
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l")
-local interpreter = jit and "luajit" or "lua5.4"
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
+local interpreter = proc.lua
 local env = {LUA_PATH = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;",
-             LUA_CPATH = root .. (jit and "/build/luajit/?.so;;" or "/build/5.4/?.so;;")}
+             LUA_CPATH = root .. "/" .. proc.cpath .. ";;"}
 
 local function generator(args)
   local argv = {interpreter, root .. "/tools/gen-endpoint-docs.lua"}

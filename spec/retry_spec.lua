@@ -398,7 +398,7 @@ describe("observability hooks", function()
       local key = c.api_keys:create{name = "hook-boom", scopes = {"usage:read"}}
       io.write(key and key.raw_key:match("^mf_") and "ok" or "lost")
     ]]
-    local lua = jit and "luajit" or "lua5.4"
+    local lua = sp.lua
     local r = sp.run({lua, "-e", script}, {env = {SPEC_URL = emu.url, SPEC_KEY = KEY,
       LUA_PATH = os.getenv("LUA_PATH") or "", LUA_CPATH = os.getenv("LUA_CPATH") or ""}})
     assert.equal("ok", r.stdout, r.stderr)

@@ -7,7 +7,7 @@ local pty = require "spec.support.pty"
 local emu = require "spec.support.emulator"
 
 local sys = core.sys
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l")
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
 local interpreter = jit and "/usr/bin/luajit" or "/usr/bin/lua5.4"
 local cpath = root .. (jit and "/build/luajit/?.so;;" or "/build/5.4/?.so;;")
 local LUA_ENV = {LUA_PATH = root .. "/lua/?.lua;;", LUA_CPATH = cpath}

@@ -510,7 +510,7 @@ describe_ngx("tokens in nginx (admin.shdict_store)", function()
   local prefix, origin
   local function run(cmd)
     local p = assert(io.popen(cmd))
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     return (out:gsub("%s+$", ""))
   end
@@ -587,7 +587,7 @@ location = /t/two {
     local res = assert(http.request{method = "GET", url = origin .. path .. "?" .. table.concat(parts, "&")})
     if res.status ~= 200 then
       local log = io.open(prefix .. "/error.log")
-      error(("GET %s: %d\n%s"):format(path, res.status, log and log:read("a") or ""), 2)
+      error(("GET %s: %d\n%s"):format(path, res.status, log and log:read("*a") or ""), 2)
     end
     return dkjson.decode(res.body)
   end

@@ -25,7 +25,7 @@ end
 
 local function curl(args)
   local p = assert(io.popen("curl -s -o /dev/null -w '%{http_code} %{http_version}' " .. args))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out
 end
@@ -142,7 +142,7 @@ describe("the delay proxy", function()
     assert.is_true(alive(p.pid))
     p:stop()
     assert.is_true(gone(p.pid))
-    local owner = assert(io.popen("sleep 0.3 & echo $!")):read("l")
+    local owner = assert(io.popen("sleep 0.3 & echo $!")):read("*l")
     local orphan = delay_proxy.start{target = server.port, owner_pid = owner}
     assert.is_true(gone(orphan.pid))
     orphan:stop()

@@ -1,5 +1,13 @@
-/* Lua 5.4 vs LuaJIT 2.1 (Lua 5.1 API): every version difference lives here,
- * with the two Lua helpers every module shares. A leaf: Lua headers only. */
+/* Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT 2.1: every version difference lives here.
+ *
+ * The sources are written against the Lua 5.4 API. For older versions this
+ * header supplies what they lack, under the 5.4 names (as macros onto static
+ * inline mf_compat_* functions, so no symbol can clash with a host's own
+ * compat layer). LuaJIT 2.1 reports 5.1 but already has part of the 5.2
+ * auxiliary library (luaL_setfuncs, luaL_setmetatable, luaL_testudata,
+ * luaL_newlib); MF_PUC_LUA51 marks the plain Lua 5.1 that has none of it.
+ *
+ * It also holds the two Lua helpers every module shares. A leaf: Lua headers only. */
 #ifndef MOLTFLOW_COMPAT_H
 #define MOLTFLOW_COMPAT_H
 
@@ -9,19 +17,150 @@
 
 #define MOLTFLOW_VERSION "0.1.0"
 
-#if LUA_VERSION_NUM < 502
-#define mf_rawlen(L, i) lua_objlen((L), (i))
-#define mf_absindex(L, i) \
-  (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
-#define mf_isinteger(L, i) 0
-#else
-#define mf_rawlen(L, i) lua_rawlen((L), (i))
-#define mf_absindex(L, i) lua_absindex((L), (i))
+#if LUA_VERSION_NUM < 502 && !defined(luaL_newlib)
+#define MF_PUC_LUA51 1
 #endif
 
-#if LUA_VERSION_NUM >= 503
-#define mf_isinteger(L, i) lua_isinteger((L), (i))
+/* ------------------------------------------------ Lua 5.1 (and LuaJIT) */
+#if LUA_VERSION_NUM < 502
+
+#ifndef LUA_OK
+#define LUA_OK 0
 #endif
+
+static inline int mf_compat_absindex(lua_State *L, int i) {
+  return (i > 0 || i <= LUA_REGISTRYINDEX) ? i : lua_gettop(L) + i + 1;
+}
+#define lua_absindex(L, i) mf_compat_absindex((L), (i))
+
+#define lua_rawlen(L, i) lua_objlen((L), (i))
+/* Without __len (5.1 has none for tables): the raw length. */
+#define luaL_len(L, i) ((lua_Integer)lua_objlen((L), (i)))
+#define lua_pushglobaltable(L) lua_pushvalue((L), LUA_GLOBALSINDEX)
+
+static inline void mf_compat_rawgetp(lua_State *L, int idx, const void *p) {
+  idx = mf_compat_absindex(L, idx);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_rawget(L, idx);
+}
+#define lua_rawgetp(L, idx, p) mf_compat_rawgetp((L), (idx), (p))
+
+static inline void mf_compat_rawsetp(lua_State *L, int idx, const void *p) {
+  idx = mf_compat_absindex(L, idx);
+  lua_pushlightuserdata(L, (void *)p);
+  lua_insert(L, -2);
+  lua_rawset(L, idx);
+}
+#define lua_rawsetp(L, idx, p) mf_compat_rawsetp((L), (idx), (p))
+
+#endif /* LUA_VERSION_NUM < 502 */
+
+/* ------------------------------------------------ plain Lua 5.1 only */
+#ifdef MF_PUC_LUA51
+
+static inline void mf_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+  luaL_checkstack(L, nup + 1, "too many upvalues");
+  for (; l->name != NULL; l++) {
+    int i;
+    for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+#define luaL_setfuncs(L, l, nup) mf_compat_setfuncs((L), (l), (nup))
+
+#define luaL_newlibtable(L, l) lua_createtable((L), 0, (int)(sizeof(l) / sizeof((l)[0]) - 1))
+#define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
+
+static inline void mf_compat_setmetatable(lua_State *L, const char *tname) {
+  luaL_getmetatable(L, tname);
+  lua_setmetatable(L, -2);
+}
+#define luaL_setmetatable(L, tname) mf_compat_setmetatable((L), (tname))
+
+static inline void *mf_compat_testudata(lua_State *L, int i, const char *tname) {
+  void *p = lua_touserdata(L, i);
+  if (p == NULL || !lua_getmetatable(L, i)) return NULL;
+  luaL_getmetatable(L, tname);
+  if (!lua_rawequal(L, -1, -2)) p = NULL;
+  lua_pop(L, 2);
+  return p;
+}
+#define luaL_testudata(L, i, tname) mf_compat_testudata((L), (i), (tname))
+
+static inline lua_Number mf_compat_tonumberx(lua_State *L, int i, int *isnum) {
+  lua_Number n = lua_tonumber(L, i);
+  if (isnum != NULL) *isnum = (n != 0 || lua_isnumber(L, i));
+  return n;
+}
+#define lua_tonumberx(L, i, isnum) mf_compat_tonumberx((L), (i), (isnum))
+
+static inline lua_Integer mf_compat_tointegerx(lua_State *L, int i, int *isnum) {
+  lua_Integer n = lua_tointeger(L, i);
+  if (isnum != NULL) *isnum = (n != 0 || lua_isnumber(L, i));
+  return n;
+}
+#define lua_tointegerx(L, i, isnum) mf_compat_tointegerx((L), (i), (isnum))
+
+#define luaL_checkversion(L) ((void)(L))
+
+#endif /* MF_PUC_LUA51 */
+
+/* ------------------------------------------------ before Lua 5.3 */
+#if LUA_VERSION_NUM < 503
+/* Every number is a float: none has the integer subtype. */
+#define lua_isinteger(L, i) ((void)(L), (void)(i), 0)
+
+static inline int mf_compat_geti(lua_State *L, int idx, lua_Integer n) {
+  idx = lua_absindex(L, idx);
+  lua_pushinteger(L, n);
+  lua_gettable(L, idx);
+  return lua_type(L, -1);
+}
+#define lua_geti(L, idx, n) mf_compat_geti((L), (idx), (n))
+
+static inline void mf_compat_seti(lua_State *L, int idx, lua_Integer n) {
+  idx = lua_absindex(L, idx);
+  lua_pushinteger(L, n);
+  lua_insert(L, -2);
+  lua_settable(L, idx);
+}
+#define lua_seti(L, idx, n) mf_compat_seti((L), (idx), (n))
+#endif
+
+/* ------------------------------------------------ before Lua 5.4 */
+#if LUA_VERSION_NUM < 504
+/* One user value at most (a table's environment under 5.1 and LuaJIT). */
+#define lua_newuserdatauv(L, size, nuv) ((void)(nuv), lua_newuserdata((L), (size)))
+
+static inline int mf_compat_getiuservalue(lua_State *L, int idx, int n) {
+  (void)n;
+#if LUA_VERSION_NUM < 502
+  lua_getfenv(L, idx);
+#else
+  lua_getuservalue(L, idx);
+#endif
+  return lua_type(L, -1);
+}
+#define lua_getiuservalue(L, idx, n) mf_compat_getiuservalue((L), (idx), (n))
+
+static inline int mf_compat_setiuservalue(lua_State *L, int idx, int n) {
+  (void)n;
+#if LUA_VERSION_NUM < 502
+  return lua_setfenv(L, idx);
+#else
+  lua_setuservalue(L, idx);
+  return 1;
+#endif
+}
+#define lua_setiuservalue(L, idx, n) mf_compat_setiuservalue((L), (idx), (n))
+#endif
+
+/* ------------------------------------------------ the project's helpers */
+#define mf_rawlen(L, i) lua_rawlen((L), (i))
+#define mf_absindex(L, i) lua_absindex((L), (i))
+#define mf_isinteger(L, i) lua_isinteger((L), (i))
 
 /* Integers decoded from JSON: a real integer where the VM has one. */
 static inline void mf_pushint(lua_State *L, long long v) {
@@ -32,17 +171,9 @@ static inline void mf_pushint(lua_State *L, long long v) {
 #endif
 }
 
-/* One Lua value attached to a full userdata (a table under LuaJIT). */
-#if LUA_VERSION_NUM < 502
-#define mf_setuservalue(L, idx) lua_setfenv((L), (idx))
-#define mf_getuservalue(L, idx) lua_getfenv((L), (idx))
-#elif LUA_VERSION_NUM < 504
-#define mf_setuservalue(L, idx) lua_setuservalue((L), (idx))
-#define mf_getuservalue(L, idx) lua_getuservalue((L), (idx))
-#else
+/* One Lua value attached to a full userdata (a table under 5.1 and LuaJIT). */
 #define mf_setuservalue(L, idx) lua_setiuservalue((L), (idx), 1)
 #define mf_getuservalue(L, idx) lua_getiuservalue((L), (idx), 1)
-#endif
 
 /* Raises a message without a source position (the caller's mistake is not
  * in C). */

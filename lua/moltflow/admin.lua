@@ -4,6 +4,7 @@
 -- reads responses; this module adds tokens, retries, hooks and pacing.
 -- @module moltflow.admin
 
+local compat = require "moltflow.compat"
 local core = require "moltflow.core"
 local endpoints = require "moltflow.endpoints"
 local retry = require "moltflow.retry"
@@ -133,6 +134,11 @@ admin.memory_store = tokens.memory_store
 -- @function admin.file_store
 admin.file_store = require("moltflow.file_store").new
 
+--- Tokens and the rate budget shared through Redis by every process on
+-- every host: `moltflow.redis_store.new`.
+-- @function admin.redis_store
+admin.redis_store = require("moltflow.redis_store").new
+
 ------------------------------------------------------------------ client
 
 local Client = {}
@@ -145,7 +151,7 @@ local OPTIONS = {
   timeout = "number", connect_timeout = "number", max_response_bytes = "number",
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
-  on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean",
+  on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean|table",
   refresh_skew = "number", token_store = "table", transport = "string|table",
 }
 
@@ -216,6 +222,11 @@ function admin.new(opts)
   local io = pick_transport(opts)
   local store = opts.token_store
   if store then tokens.check_store(store) end
+  local pace = opts.pace
+  if type(pace) == "table" and (type(pace.reserve) ~= "function" or type(pace.record) ~= "function") then
+    error("moltflow.new: field 'pace' must be true, false or a store with reserve and record "
+          .. "(admin.redis_store)", 2)
+  end
   local access, refresh = opts.access_token, opts.refresh_token
   if store and not access and not refresh then access, refresh = tokens.initial(store) end
   local api_key = opts.api_key
@@ -249,7 +260,9 @@ function admin.new(opts)
     _on_request = opts.on_request or false, -- false, not nil: a nil field is also looked up in Client
     _on_response = opts.on_response or false,
     _on_hook_error = opts.on_hook_error,
-    _pace = opts.pace or false,
+    _pace = pace or false,
+    _pace_store = type(pace) == "table" and pace or nil,
+    _pace_key = api_key and core.sha256("moltflow-rate-budget\0key\0" .. api_key) or false,
     _skew = opts.refresh_skew or 60,
     _store = store,
     _rate = {},
@@ -314,6 +327,7 @@ end
 -- @raise when `key` is neither
 function Client:set_api_key(key)
   self._core:set_api_key(key)
+  self._pace_key = key and core.sha256("moltflow-rate-budget\0key\0" .. key) or false
 end
 
 --- The last rate-limit headers seen.
@@ -358,14 +372,92 @@ function Client:_pace_wait(io, req, deadline)
   return 0
 end
 
+-- The budget a call counts against, as a hash: the API key's when the client
+-- has one, else the logged-in user's (its access token's `sub`). Nil when
+-- neither is known.
+function Client:_budget_id()
+  if self._pace_key then return self._pace_key end
+  if self._budget_gen ~= self._token_gen then
+    local t = self._core:tokens()
+    local claims = t and t.access_token and core.jwt_claims(t.access_token)
+    local sub = type(claims) == "table" and claims.sub
+    self._budget_gen = self._token_gen
+    self._budget_user = sub and core.sha256("moltflow-rate-budget\0user\0" .. tostring(sub)) or false
+  end
+  return self._budget_user or nil
+end
+
+-- Pacing through a shared store (`pace = store`): one request reserved from
+-- the budget the server last announced to any client of the store, or a
+-- wait for the reset. A wait past the call's deadline ends the call
+-- (kind "rate_limited"). A store that fails means per-client pacing (one
+-- warning). Returns the seconds waited, or nil and an error.
+function Client:_pace_shared(io, req, deadline)
+  local store, id = self._pace_store, self:_budget_id()
+  if not id then return self:_pace_wait(io, req, deadline) end
+  local waited = 0
+  -- a probe (the request that learns a new window's budget) may take as long as one attempt
+  local probe_ttl = self._connect_timeout + self._timeout
+  while true do
+    local ok, go, wait, reset = pcall(store.reserve, store, id, core.time(), retry.RESET_MARGIN, probe_ttl)
+    if not ok or go == nil then
+      self:_store_trouble(ok and wait or go, "pace")
+      return self:_pace_wait(io, req, deadline)
+    end
+    self:_store_ok()
+    if go then return waited end
+    wait = math.min(wait, 60)
+    if core.monotime() + waited + wait > deadline then -- waits count in full, as in _run
+      local method, path = req:info()
+      return nil, admin.error{kind = "rate_limited", method = method, path = path, retry_after = wait,
+                              rate_limit = {remaining = 0, reset = reset},
+                              message = ("no request left in the shared budget until the rate limit resets in "
+                                         .. "%.0f s, after the call's deadline"):format(wait)}
+    end
+    waited = waited + self:_wait(io, wait)
+  end
+end
+
+-- Tells the shared budget what the server announced (or, with no rate
+-- headers, that this request learned nothing).
+function Client:_pace_record(rate)
+  local store, id = self._pace_store, self:_budget_id()
+  if not id then return end
+  local ok, done, err
+  if rate and rate.remaining and rate.reset then
+    ok, done, err = pcall(store.record, store, id, rate.remaining, rate.reset)
+  elseif store.release_probe then
+    ok, done, err = pcall(store.release_probe, store, id)
+  else
+    return
+  end
+  if not ok or not done then self:_store_trouble(ok and err or done, "pace") else self:_store_ok() end
+end
+
 -- A hook raised: `on_hook_error{hook = name, message = ...}` hears of it, or
 -- else a warning goes to nginx's log or stderr. The call goes on.
-function Client:_hook_failed(name, err)
+function Client:_hook_failed(name, err, line)
   local report = self._on_hook_error
   local message = tostring(err)
   if report and pcall(report, {hook = name, message = message}) then return end
-  local line = ("moltflow: the %s hook raised an error (the call went on): %s"):format(name, message)
+  line = line or ("moltflow: the %s hook raised an error (the call went on): %s"):format(name, message)
   if ngx and ngx.log then ngx.log(ngx.WARN, line) else io.stderr:write(line, "\n") end
+end
+
+-- A shared store (token_store, or pace) failed: the client goes on locally
+-- (its own lock, its own pacing). One warning per outage, through the same
+-- channel as hook errors (hook "token_store" or "pace"); the next success
+-- ends the outage.
+function Client:_store_trouble(err, name)
+  if self._store_down then return end
+  self._store_down = true
+  local message = tostring(err)
+  self:_hook_failed(name or "token_store", message,
+                    ("moltflow: warning: the shared store failed, going on locally: %s"):format(message))
+end
+
+function Client:_store_ok()
+  self._store_down = false
 end
 
 -- Runs a hook; an error it raises is reported, never raised.
@@ -398,7 +490,12 @@ function Client:_run(req, method, auth, io, once)
       if err then return nil, err end
     end
     if self._pace then
-      local waited, err = self:_pace_wait(io, req, deadline - slept)
+      local waited, err
+      if self._pace_store then
+        waited, err = self:_pace_shared(io, req, deadline - slept)
+      else
+        waited, err = self:_pace_wait(io, req, deadline - slept)
+      end
       if not waited then
         err.attempts = attempt
         return nil, err
@@ -423,6 +520,7 @@ function Client:_run(req, method, auth, io, once)
                   kind = e and e.kind, request_id = r and r.request_id, duration = core.monotime() - t0})
     end
     if r and r.rate_limit and r.rate_limit.remaining then self._rate = r.rate_limit end
+    if self._pace_store then self:_pace_record(r and r.rate_limit) end
     if v ~= nil then return v, r end
     local err = r
     err.attempts = attempt

@@ -151,7 +151,7 @@ end
 local function read_saved_settings()
   local f = io.open(settings_path(), "rb")
   if not f then return {} end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local ok, t = pcall(admin.json_decode, text or "")
   return ok and type(t) == "table" and t or {}
@@ -168,11 +168,11 @@ local function write_saved_settings(t)
   if not ok then error(failure(EXIT.usage, err), 0) end
 end
 
--- Writes `text` to `path` as a file only its owner can read (mode 0600),
--- atomically (core.sys.write_private). Raises a Failure when it cannot.
+-- Writes `text` to `path` as a file only its owner can read (mode 0600,
+-- core.sys: a new O_EXCL file renamed over `path`). Raises a Failure when it cannot.
 local function write_private_file(path, text)
   local ok, err = sys.write_private(path, text)
-  if not ok then error(failure(EXIT.usage, err), 0) end
+  if not ok then error(failure(EXIT.usage, "cannot write " .. path .. ": " .. tostring(err)), 0) end
 end
 
 local function base_url(args)
@@ -313,7 +313,7 @@ local function read_line(prompt, from_stdin)
   if not from_stdin then return ask(prompt, true) end
   io.stderr:write(prompt)
   io.stderr:flush()
-  local line = io.stdin:read("l")
+  local line = io.stdin:read("*l")
   return line and (line:gsub("\r$", ""))
 end
 
@@ -333,7 +333,7 @@ commands.login = function(args)
     if not email then
       return failure(EXIT.usage, "login --password-stdin needs --email or MOLTFLOW_EMAIL")
     end
-    password = io.stdin:read("l")
+    password = io.stdin:read("*l")
     password = password and password:gsub("\r$", "")
   else
     password = nonempty(os.getenv("MOLTFLOW_PASSWORD"))
@@ -615,7 +615,7 @@ commands["account.delete"] = function(args)
   local me = check(c.auth:me())
   local password
   if args.password_stdin then
-    password = io.stdin:read("l")
+    password = io.stdin:read("*l")
     password = password and password:gsub("\r$", "")
   else
     password = ask(("Password of %s: "):format(show(me.email)), false)

@@ -31,7 +31,7 @@ end
 local function read_all(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   return text or ""
 end

@@ -21,11 +21,16 @@
 --   Across processes, a store with `try_lock` is locked for the refresh
 --   with that same deadline as its expiry; a process that finds it taken waits
 --   (within its call's deadline), then reloads the tokens the winner saved.
+--   A lock that fails (Redis down) means this client's own single flight
+--   only, with one warning (`Client:_store_trouble`) until the store answers;
+--   a refresh refused meanwhile keeps the tokens (another process may have
+--   won it: its pair is loaded from the store once it is back).
 -- * A refused refresh (4xx) clears the tokens (memory and store) and calls
 --   `on_tokens(nil)`.
 -- @module moltflow.tokens
 
 local core = require "moltflow.core"
+local compat = require "moltflow.compat"
 local async = require "moltflow.async"
 
 local monotime = core.monotime
@@ -87,7 +92,8 @@ local function changed(self, to_store)
   if store and to_store ~= false then
     local ok, saved, err = pcall(store.save, store, t)
     if not ok then self:_hook_failed("token_store", saved)
-    elseif not saved then self:_hook_failed("token_store", err or "save failed") end
+    elseif not saved then self:_store_trouble(err or "save failed")
+    else self:_store_ok() end
   end
   if self._on_tokens then self:_hook("on_tokens", self._on_tokens, t) end
 end
@@ -172,14 +178,22 @@ end
 -- Takes the store's lock for a refresh of at most `ttl` seconds. Another
 -- process gives no signal when it is done: this one checks again after
 -- growing pauses, until `deadline`. Returns the handle and whether it
--- waited, or nil and an error.
+-- waited; or false when the store cannot lock now (Redis down: the refresh
+-- goes on under this client's own single flight, and one warning is
+-- reported until the store answers again); or nil and an error.
 local function lock_store(self, io, store, ttl, deadline)
   local step, waited = 0.005, false
   while true do
     local ok, handle, err = pcall(store.try_lock, store, ttl)
-    if not ok then return nil, refresh_error("auth", "the token store's lock failed: " .. tostring(handle)) end
-    if handle then return handle, waited end
-    if err then return nil, refresh_error("auth", "the token store's lock failed: " .. tostring(err)) end
+    if not ok or (not handle and err) then
+      self:_store_trouble(("the token store's lock failed, refreshing without it: %s")
+                          :format(tostring(ok and err or handle)))
+      return false
+    end
+    if handle then
+      self:_store_ok()
+      return handle, waited
+    end
     local left = deadline - monotime()
     if left <= 0 then
       return nil, refresh_error("timeout", "timed out waiting for another process's token refresh")
@@ -199,21 +213,18 @@ local function post_refresh(self, io, flight, deadline)
     local held = self._core:tokens()
     local waited
     handle, waited = lock_store(self, io, store, math.ceil(flight.budget), math.min(deadline, flight.expires))
-    if not handle then return false, waited end
-    -- another process may have refreshed: its tokens replace ours, which are spent
-    local ok, saved = pcall(store.load, store)
+    if handle == nil then return false, waited end
+    -- Another process may have refreshed: its tokens replace ours, which are
+    -- spent. An empty store (a winner that was refused, a Redis restarted
+    -- empty) proves nothing: our own refresh token decides.
+    local ok, saved = false, nil
+    if handle then ok, saved = pcall(store.load, store) end
     saved = ok and type(saved) == "table" and saved or nil
     if saved and saved.access_token and saved.refresh_token
        and saved.refresh_token ~= (held and held.refresh_token) then
       pcall(store.unlock, store, handle)
       adopt(self, saved)
       return true, self._core:tokens(), {status = 200}
-    end
-    if waited and not saved and held then
-      -- the winner was refused and cleared the store: our refresh token is the same one
-      pcall(store.unlock, store, handle)
-      tokens.clear(self)
-      return false, refresh_error("auth", "the token refresh failed in another process")
     end
   end
   local t = self._core:tokens()
@@ -222,7 +233,7 @@ local function post_refresh(self, io, flight, deadline)
     if handle then pcall(store.unlock, store, handle) end
     return false, refresh_error("auth", "no refresh token: log in first")
   end
-  local ok, v, err = pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
+  local ok, v, err = compat.pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
                            "POST", "none", io)
   if not ok then
     if handle then pcall(store.unlock, store, handle) end
@@ -234,7 +245,12 @@ local function post_refresh(self, io, flight, deadline)
   end
   local current = self._flight == flight -- else a caller took over from this (late) owner
   if v == nil then
-    if current and err.status and err.status >= 400 and err.status < 500 then tokens.clear(self) end
+    -- refused: the tokens are spent, unless the shared store is failing (then
+    -- another process may have refreshed them, and its pair will be loaded
+    -- from the store when it answers again)
+    if current and err.status and err.status >= 400 and err.status < 500 and not self._store_down then
+      tokens.clear(self)
+    end
   else
     tokens.set(self, v.access_token, v.refresh_token or rt)
     -- Clocks that disagree by more than the skew would make every call refresh
@@ -276,7 +292,7 @@ function tokens.refresh(self, io, deadline)
   local budget = refresh_budget(self)
   flight = {owner = me, budget = budget, expires = monotime() + budget, cond = async.condition()}
   self._flight = flight
-  local ok, a, b, c = pcall(post_refresh, self, io, flight, deadline)
+  local ok, a, b, c = compat.pcall(post_refresh, self, io, flight, deadline)
   if self._flight == flight then self._flight = nil end
   flight.done, flight.aborted = true, not ok
   if ok and not a then flight.err = b end
@@ -316,7 +332,7 @@ function tokens.on_unauthorized(self, io, gen, deadline)
   local ok, err = tokens.refresh(self, io, deadline)
   if ok then return true end
   if err.kind == "timeout" then return false, err end
-  tokens.clear(self) -- the call returns the original 401
+  if not self._store_down then tokens.clear(self) end -- the call returns the original 401
   return false
 end
 

@@ -33,7 +33,7 @@ function M.start(opts)
   assert(type(opts) == "table" and type(opts.target) == "number", "delay_proxy.start: target port required")
   local dir = proc.tmpdir()
   local port_file = dir .. "/port"
-  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("l")
+  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("*l")
   os.execute(("%s %s --target %d --delay %s --lifetime %d --owner-pid %s --port-file %s " ..
               "</dev/null >/dev/null 2>%s &")
     :format(M.lua, proc.quote(M.script), opts.target, tostring(opts.delay_ms or 25), opts.lifetime or 600,

@@ -3,6 +3,20 @@
 -- environment (the caller's MoltFlow variables never leak in).
 local M = {}
 
+-- The interpreter running the suite, for the child processes the specs start:
+-- `make test` names it in MOLTFLOW_TEST_LUA (lua5.1 ... lua5.4, luajit);
+-- otherwise it is inferred from the running VM. BUILD is its build directory
+-- (relative to the checkout), CPATH the LUA_CPATH entry for it.
+M.lua = os.getenv("MOLTFLOW_TEST_LUA") or (jit and "luajit") or ("lua" .. _VERSION:match("%d+%.%d+"))
+M.build = "build/" .. (M.lua == "luajit" and "luajit" or M.lua:match("%d+%.%d+$"))
+M.cpath = M.build .. "/?.so"
+-- The slow once-per-matrix checks (valgrind children, luarocks and .deb
+-- builds) run in the Lua 5.4 passes only.
+M.reference_run = M.lua == "lua5.4"
+-- The luarocks and .deb builds: not again under valgrind or ASan (the Makefile
+-- sets MOLTFLOW_SKIP_PACKAGING there; they check no C of their own).
+M.packaging_run = M.reference_run and os.getenv("MOLTFLOW_SKIP_PACKAGING") == nil
+
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
@@ -11,7 +25,7 @@ M.quote = quote
 local function slurp(path)
   local f = io.open(path, "rb")
   if not f then return "" end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -25,7 +39,7 @@ local CLEARED = {"MOLTFLOW_API_KEY", "MOLTFLOW_API_URL", "MOLTFLOW_EMAIL", "MOLT
 -- text fed on stdin (default: /dev/null); opts.cwd: directory to run in.
 function M.run(argv, opts)
   opts = opts or {}
-  local dir = assert(io.popen("mktemp -d /tmp/moltflow-run.XXXXXX")):read("l")
+  local dir = assert(io.popen("mktemp -d /tmp/moltflow-run.XXXXXX")):read("*l")
   local words = {"env"}
   for _, name in ipairs(CLEARED) do words[#words + 1] = "-u " .. name end
   for k, v in pairs(opts.env or {}) do words[#words + 1] = quote(k .. "=" .. v) end
@@ -48,7 +62,7 @@ end
 --- mode(path) -> "600" (octal permission bits, from stat), or nil when absent.
 function M.mode(path)
   local p = io.popen("stat -c %a " .. quote(path) .. " 2>/dev/null")
-  local m = p:read("l")
+  local m = p:read("*l")
   p:close()
   return m
 end
@@ -70,7 +84,7 @@ function M.free_port()
 end
 
 function M.tmpdir()
-  return assert(io.popen("mktemp -d /tmp/moltflow-spec-dir.XXXXXX")):read("l")
+  return assert(io.popen("mktemp -d /tmp/moltflow-spec-dir.XXXXXX")):read("*l")
 end
 
 return M

@@ -20,7 +20,7 @@ function M.run(argv, steps, opts)
   local spec = dkjson.encode({argv = argv, steps = steps, env = opts.env or {}, timeout = opts.timeout or 20,
                               ignore = opts.ignore})
   local p = assert(io.popen("python3 " .. proc.quote(script) .. " " .. proc.quote(spec)))
-  local text = p:read("a")
+  local text = p:read("*a")
   p:close()
   local r = dkjson.decode(text)
   assert(type(r) == "table", "pty_session.py failed: " .. text)

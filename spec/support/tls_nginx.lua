@@ -139,7 +139,7 @@ function Server:summary(mark, expect)
     local f = io.open(self.log, "rb")
     if not f then return M.parse_log("") end
     f:seek("set", mark or 0)
-    local s = M.parse_log(f:read("a") or "")
+    local s = M.parse_log(f:read("*a") or "")
     f:close()
     if not expect or s.requests >= expect or os.time() > deadline then return s end
     os.execute("sleep 0.01")
@@ -168,7 +168,7 @@ end
 function M.start(opts)
   opts = opts or {}
   assert((opts.upstream ~= nil) ~= (opts.emulator == true), "tls_nginx.start: give upstream or emulator")
-  local prefix = assert(io.popen("mktemp -d /tmp/moltflow-tls.XXXXXX")):read("l")
+  local prefix = assert(io.popen("mktemp -d /tmp/moltflow-tls.XXXXXX")):read("*l")
   -- DNS:127.0.0.1 too: nginx's cosockets check an IP-address host against DNS names only
   assert(sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 " ..
              "-addext subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem 2>/dev/null")
@@ -200,7 +200,7 @@ function M.start(opts)
   s.origin = ("https://127.0.0.1:%d"):format(s.port)
   s.url = s.origin .. "/api/v2"
   -- a watchdog stops nginx when the owner dies without closing its state
-  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("l")
+  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("*l")
   os.execute(("(while [ -e /proc/%s ] && [ -e /proc/%d ] && ! grep -q ') Z' /proc/%s/stat; do sleep 0.5; done; " ..
               "kill -TERM %d 2>/dev/null) </dev/null >/dev/null 2>&1 &"):format(owner, s.pid, owner, s.pid))
   local function stop() s:stop() end

@@ -67,7 +67,12 @@ local function config(req)
     if b.rate_limit_scale ~= nil and (type(b.rate_limit_scale) ~= "number" or b.rate_limit_scale <= 0) then
       return reply(req, 422, { detail = "rate_limit_scale must be a positive number" })
     end
+    if b.rate_limit_window ~= nil and (type(b.rate_limit_window) ~= "number" or b.rate_limit_window <= 0
+                                       or b.rate_limit_window > 60) then
+      return reply(req, 422, { detail = "rate_limit_window must be a number of seconds from 0 to 60" })
+    end
     if b.rate_limit ~= nil then state.config.rate_limit = b.rate_limit end
+    if b.rate_limit_window then state.config.rate_limit_window = b.rate_limit_window end
     if b.rate_limit_scale then state.config.rate_limit_scale = b.rate_limit_scale end
   end
   return reply(req, 200, state.config)

@@ -92,7 +92,8 @@ function M.send(req, status, body, headers)
 end
 
 ---------------------------------------------------------------- rate limit
--- Fixed one-minute windows on the emulator clock. Authenticated requests
+-- Fixed one-minute windows on the emulator clock (config rate_limit_window
+-- shortens them for tests: with rate_limit_scale, "10 requests per 3 s"). Authenticated requests
 -- count against their tenant's plan limit; everything else (public
 -- endpoints, failed authentication, unknown paths) against the caller's IP
 -- with the free plan's limit.
@@ -101,7 +102,8 @@ end
 -- when a new window has begun; plus its limit, the window end and now.
 local function bucket_of(req, tenant)
   local now = state.now()
-  local window = math.floor(now / 60) * 60
+  local length = state.config.rate_limit_window
+  local window = math.floor(now / length) * length
   local plan = state.plans_by_id[tenant and tenant.subscription.plan_id or "free"]
   local limit = math.max(1, math.floor(plan.limits.requests_per_minute * state.config.rate_limit_scale))
   local id = tenant and ("tenant:" .. tenant.id) or ("ip:" .. req.remote_addr)
@@ -110,7 +112,7 @@ local function bucket_of(req, tenant)
     bucket = { window = window, count = 0 }
     state.rate[id] = bucket
   end
-  return bucket, limit, window + 60, now
+  return bucket, limit, window + length, now
 end
 
 -- Counts the request; false (and Retry-After) when the limit is reached.

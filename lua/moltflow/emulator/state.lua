@@ -152,7 +152,8 @@ end
 ---------------------------------------------------------------- reset
 function S.reset()
   S.clock_offset = 0
-  S.config = { rate_limit = launch_config.rate_limit, rate_limit_scale = launch_config.rate_limit_scale }
+  S.config = { rate_limit = launch_config.rate_limit, rate_limit_scale = launch_config.rate_limit_scale,
+               rate_limit_window = 60 }
   S.tenants, S.users, S.users_by_email, S.keys = {}, {}, {}, {}
   S.sessions = {}        -- login session id -> { user_id, revoked }
   S.refresh_tokens = {}  -- raw refresh token -> { session_id, spent, expires }
