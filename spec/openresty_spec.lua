@@ -298,11 +298,12 @@ describe_ngx("OpenResty: kept-alive writes, TLS sessions, proxy, phases, cjson",
   local tls_nginx = require "spec.support.tls_nginx"
   local http_proxy = require "spec.support.http_proxy"
   local PROXY_AUTH = "agent:p@ss word"
-  local dir, base, tls, proxy
+  local dir, base, tls, proxy, untrusted
 
   setup(function()
     emu.start()
     tls = tls_nginx.start{upstream = emu.url}
+    untrusted = tls_nginx.start{upstream = emu.url} -- a certificate of its own, not in lua_ssl_trusted_certificate
     proxy = http_proxy.start{auth = PROXY_AUTH}
     -- the proxy URL carries the credential percent-encoded, as libcurl reads it
     local proxy_url = ("http://%s@127.0.0.1:%d"):format(PROXY_AUTH:gsub("[@ ]", {["@"] = "%40", [" "] = "%20"}),
@@ -331,6 +332,15 @@ location = /t/session {
             end
         end
         ngx.say(admin.json_encode({failed = failed}))
+    }
+}
+location = /t/untrusted {
+    content_by_lua_block {
+        local admin = require "moltflow.admin"
+        local c = admin.new{base_url = "@UNTRUSTED@", api_key = "@KEY@", retry = false}
+        local v, err = c.usage:current()
+        ngx.say(admin.json_encode(v and {ok = true} or {kind = err.kind, message = err.message,
+                                                       connect_failed = err.connect_failed}))
     }
 }
 location = /t/once {
@@ -408,7 +418,7 @@ location = /t/cjson {
         }))
     }
 }
-]=]):gsub("@(%u+)@", {TLS = tls.url, PROXY = proxy_url, EMU = emu.url}),
+]=]):gsub("@(%u+)@", {TLS = tls.url, UNTRUSTED = untrusted.url, PROXY = proxy_url, EMU = emu.url}),
       -- TLS 1.3 too (0.10.23 offers only up to 1.2 by default): its tickets
       -- arrive after the handshake, which session resumption must handle
       ("lua_ssl_trusted_certificate %s;\nlua_ssl_verify_depth 2;\nlua_ssl_protocols TLSv1.2 TLSv1.3;\n"):format(tls.ca))
@@ -416,6 +426,7 @@ location = /t/cjson {
   teardown(function()
     stop(dir)
     if tls then tls:stop() end
+    if untrusted then untrusted:stop() end
     if proxy then proxy:stop() end
   end)
   before_each(function()
@@ -479,6 +490,14 @@ location = /t/cjson {
                 {requests = s.requests, connections = s.connections, full = s.full, resumed = s.resumed})
     print(("\n  ngx session over TLS: 30 requests on %d connection(s); a fresh connection resumed TLS: %s")
       :format(session_connections, tostring(s.resumed == 1)))
+  end)
+
+  it("fails a certificate it cannot verify as a network error, before sending anything", function()
+    local out = fetch("/t/untrusted")
+    assert.equal("network", out.kind)
+    assert.matches("TLS handshake with 127%.0%.0%.1 failed", out.message)
+    assert.is_true(out.connect_failed)
+    assert.equal(0, #emu.requests_for("GET", "/usage/current"))
   end)
 
   it("never sends a POST twice when the server closes a kept-alive connection after reading it", function()
