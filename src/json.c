@@ -24,6 +24,7 @@ void moltflow_json_push_array_mt(lua_State *L) {
  * reads only: the core keeps no state of its own, and cjson may be loaded
  * after moltflow. Pushes CJSON_SLOTS values, nil where absent. */
 #define CJSON_SLOTS 3 /* array_mt, empty_array_mt, empty_array */
+#define ARRAY_MARKS 3 /* metatables that make a table an array: ours, array_mt, empty_array_mt */
 static void push_cjson_sentinels(lua_State *L) {
   static const char *const modules[] = {"cjson", "cjson.safe"};
   static const char *const fields[CJSON_SLOTS] = {"array_mt", "empty_array_mt", "empty_array"};
@@ -206,7 +207,7 @@ static int enc_table(encoder *e, int idx, int depth, int force_array) {
   if (!lua_checkstack(L, 6)) return enc_fail(e, "stack overflow");
   int marked = force_array;
   if (!marked && lua_getmetatable(L, idx)) { /* ours, cjson's array_mt or empty_array_mt */
-    for (int i = 0; i < 3 && !marked; i++) marked = lua_rawequal(L, -1, e->marks + i);
+    for (int i = 0; i < ARRAY_MARKS && !marked; i++) marked = lua_rawequal(L, -1, e->marks + i);
     lua_pop(L, 1);
   }
   long long n = table_array_length(L, idx, marked);
@@ -256,7 +257,7 @@ static int enc_value(encoder *e, int idx, int depth, int force_array) {
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == NULL)
         return moltflow_buffer_puts(e->out, "null") ? enc_oom(e) : 0;
-      if (lua_rawequal(L, idx, e->marks + 3)) /* cjson.empty_array */
+      if (lua_rawequal(L, idx, e->marks + ARRAY_MARKS)) /* cjson.empty_array */
         return moltflow_buffer_puts(e->out, "[]") ? enc_oom(e) : 0;
       return enc_fail(e, "cannot encode a light userdata");
     case LUA_TBOOLEAN:
@@ -294,7 +295,10 @@ int moltflow_json_encode(lua_State *L, int idx, int hints, buffer *out, char *er
   }
   /* A top-level object: encoded here so that hinted fields become arrays and
    * messages can name the field. */
-  if (moltflow_buffer_putc(out, '{')) return enc_oom(&e);
+  if (moltflow_buffer_putc(out, '{')) {
+    lua_settop(L, top);
+    return enc_oom(&e);
+  }
   int first = 1, rc = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {

@@ -249,8 +249,8 @@ local function remember_session(key, session)
   tls_sessions[key] = session
 end
 
--- A new connection to the server (through the proxy: a CONNECT tunnel for
--- https) and its TLS handshake. Returns true, or nil and an error.
+-- Asks the proxy, on a new connection to it, for a tunnel to `authority`
+-- (CONNECT), before the TLS handshake. Returns true, or nil and an error.
 local function open_tunnel(sock, req, proxy, authority, left_ms)
   local out = {"CONNECT ", authority, " HTTP/1.1\r\nHost: ", authority, "\r\n"}
   if proxy.authorization then out[#out + 1] = "Proxy-Authorization: " .. proxy.authorization .. "\r\n" end
