@@ -284,6 +284,11 @@ describe_ngx("OpenResty (examples/openresty)", function()
 
   it("logs no Lua error", function()
     local log = io.open(prefix .. "/error.log"):read("*a")
+    -- The raw server closes a connection it held once another arrives or more
+    -- bytes come: when the next call takes that connection from the pool just
+    -- then, nginx itself logs the reset, and the transport sends the GET again
+    -- on a new connection (the cases above check the results). Not a Lua error.
+    log = log:gsub("[^\n]*%[error%][^\n]*recv%(%) failed %(104: Connection reset by peer%)[^\n]*\n?", "")
     assert.is_nil(log:match("%[error%]"), log)
   end)
 end)

@@ -213,7 +213,15 @@ function M.start(opts)
   -- wait until it answers (verification off: this is the harness, not the SDK)
   local probe = opts.emulator and (s.origin .. "/_emulator/health") or (s.url .. "/billing/plans")
   for _ = 1, 250 do
-    if sh(("curl -sfk -o /dev/null %s"):format(quote(probe))) then return s end
+    if sh(("curl -sfk -o /dev/null %s"):format(quote(probe))) then
+      -- nginx logs a request after answering it: wait for the probe's line,
+      -- so that a caller's first mark() comes after it
+      for _ = 1, 250 do
+        if (M.parse_log(slurp(s.log)).statuses[200] or 0) >= 1 then return s end
+        os.execute("sleep 0.02")
+      end
+      return s
+    end
     os.execute("sleep 0.02")
   end
   s:stop()
