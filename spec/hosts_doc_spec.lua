@@ -9,7 +9,7 @@ local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
 local admin = require "moltflow.admin"
 
-local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("l")
+local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
 local doc = proc.slurp(root .. "/docs/hosts.md")
 
 local recipes = {}

@@ -436,7 +436,7 @@ location = /t/cjson {
   end)
   before_each(function()
     emu.reset()
-    local token = assert(io.open(dir .. "/control-token")):read("l")
+    local token = assert(io.open(dir .. "/control-token")):read("*l")
     local res = assert(http.request({method = "POST", url = base .. "/_emulator/reset",
                                      headers = {["X-Emulator-Token"] = token, ["Content-Type"] = "application/json"}}))
     assert.equal(200, res.status, res.body)
@@ -449,7 +449,7 @@ location = /t/cjson {
   end
   -- this nginx's own emulator (the /t/writes and /t/cjson target)
   local function own_requests(method, path)
-    local token = assert(io.open(dir .. "/control-token")):read("l")
+    local token = assert(io.open(dir .. "/control-token")):read("*l")
     local res = assert(http.request({method = "GET", url = base .. "/_emulator/requests?raw=1",
                                      headers = {["X-Emulator-Token"] = token}}))
     local out = {}
@@ -459,7 +459,7 @@ location = /t/cjson {
     return out
   end
   local function own_fault(spec)
-    local token = assert(io.open(dir .. "/control-token")):read("l")
+    local token = assert(io.open(dir .. "/control-token")):read("*l")
     assert(http.request({method = "POST", url = base .. "/_emulator/faults", body = dkjson.encode(spec),
                          headers = {["X-Emulator-Token"] = token, ["Content-Type"] = "application/json"}}))
   end

@@ -37,7 +37,7 @@ function M.start(opts)
   opts = opts or {}
   local dir = proc.tmpdir()
   local port_file, log = dir .. "/port", dir .. "/proxy.log"
-  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("l")
+  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("*l")
   os.execute(("%s %s --port-file %s --log %s --owner-pid %s %s </dev/null >/dev/null 2>%s &")
     :format(M.lua, proc.quote(M.script), proc.quote(port_file), proc.quote(log), owner,
             opts.auth and ("--auth " .. proc.quote(opts.auth)) or "", proc.quote(dir .. "/stderr")))

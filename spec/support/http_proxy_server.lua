@@ -130,7 +130,7 @@ assert(os.rename(tmp, opts["port-file"]))
 local function owner_alive(pid)
   local s = io.open("/proc/" .. pid .. "/stat")
   if not s then return false end
-  local stat = s:read("a")
+  local stat = s:read("*a")
   s:close()
   return stat:match("%) (%a)") ~= "Z"
 end
