@@ -17,6 +17,64 @@ void moltflow_json_push_array_mt(lua_State *L) {
   }
 }
 
+/* lua-cjson's sentinels, when a cjson module is loaded in this Lua state
+ * (package.loaded.cjson, else package.loaded["cjson.safe"]): the OpenResty
+ * fork has array_mt and empty_array_mt (tables) and empty_array (a light
+ * userdata); the original 2.1.0 has none. Looked up at each call, with raw
+ * reads only: the core keeps no state of its own, and cjson may be loaded
+ * after moltflow. Pushes CJSON_SLOTS values, nil where absent. */
+#define CJSON_SLOTS 3 /* array_mt, empty_array_mt, empty_array */
+#define ARRAY_MARKS 3 /* metatables that make a table an array: ours, array_mt, empty_array_mt */
+static void push_cjson_sentinels(lua_State *L) {
+  static const char *const modules[] = {"cjson", "cjson.safe"};
+  static const char *const fields[CJSON_SLOTS] = {"array_mt", "empty_array_mt", "empty_array"};
+  static const int types[CJSON_SLOTS] = {LUA_TTABLE, LUA_TTABLE, LUA_TLIGHTUSERDATA};
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  int loaded = lua_gettop(L), found = 0;
+  if (lua_istable(L, loaded)) {
+    for (size_t i = 0; i < sizeof modules / sizeof *modules && !found; i++) {
+      lua_pushstring(L, modules[i]);
+      lua_rawget(L, loaded);
+      found = lua_istable(L, -1);
+      if (!found) lua_pop(L, 1);
+    }
+  }
+  for (int i = 0; i < CJSON_SLOTS; i++) {
+    if (!found) {
+      lua_pushnil(L);
+      continue;
+    }
+    lua_pushstring(L, fields[i]);
+    lua_rawget(L, loaded + 1);
+    if (lua_type(L, -1) != types[i] || (types[i] == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+  }
+  lua_remove(L, loaded); /* and the module under the sentinels */
+  if (found) lua_remove(L, loaded);
+}
+
+int moltflow_json_is_empty_array(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TLIGHTUSERDATA || !lua_touserdata(L, idx)) return 0;
+  idx = mf_absindex(L, idx);
+  push_cjson_sentinels(L);
+  int is = lua_rawequal(L, idx, -1);
+  lua_pop(L, CJSON_SLOTS);
+  return is;
+}
+
+/* The metatable decoded arrays get: cjson's array_mt when the loaded cjson
+ * has one (so that cjson.encode also writes them as arrays), else ours. */
+static void push_decode_array_mt(lua_State *L) {
+  push_cjson_sentinels(L);
+  lua_pop(L, CJSON_SLOTS - 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    moltflow_json_push_array_mt(L);
+  }
+}
+
 /* ---------------------------------------------------------------- encoder */
 
 typedef struct {
@@ -26,6 +84,7 @@ typedef struct {
   size_t err_size;
   const char *field; /* top-level field being encoded, for messages */
   int failed;
+  int marks; /* stack index of our array metatable, followed by the cjson sentinels */
 } encoder;
 
 static int enc_fail(encoder *e, const char *what) {
@@ -147,10 +206,9 @@ static int enc_table(encoder *e, int idx, int depth, int force_array) {
   if (depth > JSON_MAX_DEPTH) return enc_fail(e, "nested too deeply (or a cycle)");
   if (!lua_checkstack(L, 6)) return enc_fail(e, "stack overflow");
   int marked = force_array;
-  if (!marked && lua_getmetatable(L, idx)) {
-    luaL_getmetatable(L, JSON_ARRAY_MT);
-    marked = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+  if (!marked && lua_getmetatable(L, idx)) { /* ours, cjson's array_mt or empty_array_mt */
+    for (int i = 0; i < ARRAY_MARKS && !marked; i++) marked = lua_rawequal(L, -1, e->marks + i);
+    lua_pop(L, 1);
   }
   long long n = table_array_length(L, idx, marked);
   if (n == -2) return enc_fail(e, "an array may only have keys 1..n");
@@ -199,6 +257,8 @@ static int enc_value(encoder *e, int idx, int depth, int force_array) {
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == NULL)
         return moltflow_buffer_puts(e->out, "null") ? enc_oom(e) : 0;
+      if (lua_rawequal(L, idx, e->marks + ARRAY_MARKS)) /* cjson.empty_array */
+        return moltflow_buffer_puts(e->out, "[]") ? enc_oom(e) : 0;
       return enc_fail(e, "cannot encode a light userdata");
     case LUA_TBOOLEAN:
       return moltflow_buffer_puts(e->out, lua_toboolean(L, idx) ? "true" : "false") ? enc_oom(e) : 0;
@@ -220,15 +280,25 @@ static int enc_value(encoder *e, int idx, int depth, int force_array) {
 }
 
 int moltflow_json_encode(lua_State *L, int idx, int hints, buffer *out, char *err, size_t err_size) {
-  encoder e = {L, out, err, err_size, NULL, 0};
+  encoder e = {L, out, err, err_size, NULL, 0, 0};
   idx = mf_absindex(L, idx);
+  if (hints) hints = mf_absindex(L, hints);
   int top = lua_gettop(L);
-  if (lua_type(L, idx) != LUA_TTABLE || !hints) return enc_value(&e, idx, 0, 0);
+  if (!lua_checkstack(L, 6 + 1 + CJSON_SLOTS)) return enc_fail(&e, "stack overflow");
+  moltflow_json_push_array_mt(L);
+  e.marks = lua_gettop(L);
+  push_cjson_sentinels(L);
+  if (lua_type(L, idx) != LUA_TTABLE || !hints) {
+    int rc = enc_value(&e, idx, 0, 0);
+    lua_settop(L, top);
+    return rc;
+  }
   /* A top-level object: encoded here so that hinted fields become arrays and
    * messages can name the field. */
-  if (!lua_checkstack(L, 6)) return enc_fail(&e, "stack overflow");
-  hints = mf_absindex(L, hints);
-  if (moltflow_buffer_putc(out, '{')) return enc_oom(&e);
+  if (moltflow_buffer_putc(out, '{')) {
+    lua_settop(L, top);
+    return enc_oom(&e);
+  }
   int first = 1, rc = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -582,11 +652,11 @@ static int dec_value(decoder *d, int depth) {
 int moltflow_json_decode(lua_State *L, const char *s, size_t len, buffer *scratch, char *err,
                 size_t err_size) {
   int top = lua_gettop(L);
-  if (!lua_checkstack(L, 8)) {
+  if (!lua_checkstack(L, 8 + CJSON_SLOTS)) {
     snprintf(err, err_size, "stack overflow");
     return -1;
   }
-  moltflow_json_push_array_mt(L);
+  push_decode_array_mt(L);
   decoder d = {L, (const unsigned char *)s, (const unsigned char *)s + len,
                (const unsigned char *)s, scratch, err, err_size, lua_gettop(L)};
   int rc = dec_value(&d, 0);
@@ -617,6 +687,20 @@ static int l_json_encode(lua_State *L) {
   return 1;
 }
 
+/* core.json_array([t]): t (or a new table) marked as an array, with the
+ * metatable decoded arrays get. */
+static int l_json_array(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  push_decode_array_mt(L);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
 /* core.json_decode(s): the value, or nil and a message. */
 static int l_json_decode(lua_State *L) {
   size_t n;
@@ -638,6 +722,8 @@ void moltflow_json_open(lua_State *L) {
   lua_setfield(L, -2, "json_encode");
   lua_pushcfunction(L, l_json_decode);
   lua_setfield(L, -2, "json_decode");
+  lua_pushcfunction(L, l_json_array);
+  lua_setfield(L, -2, "json_array");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   moltflow_json_push_array_mt(L);

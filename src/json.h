@@ -3,8 +3,10 @@
  * Debian's lua-cjson 2.1.0 turns every number into a float under Lua 5.4 and
  * cannot tell [] from {}, and the wire contract needs both (integer limits,
  * `scopes = []`), so the core carries this small codec. Arrays are marked with
- * the metatable registered as JSON_ARRAY_MT; JSON null is a NULL light userdata
- * (the same sentinel lua-cjson uses). */
+ * the metatable registered as JSON_ARRAY_MT, or, when the loaded lua-cjson is
+ * OpenResty's fork, with its array_mt (its empty_array_mt and empty_array are
+ * arrays too); JSON null is a NULL light userdata (the same sentinel
+ * lua-cjson uses). */
 #ifndef MOLTFLOW_JSON_H
 #define MOLTFLOW_JSON_H
 
@@ -33,8 +35,12 @@ int moltflow_json_decode(lua_State *L, const char *s, size_t len, buffer *scratc
 size_t moltflow_json_format_double(double d, char *buf);
 size_t moltflow_json_format_number(lua_State *L, int idx, char *buf);
 
-/* core.json_encode, core.json_decode, core.null, core.array_mt */
+/* core.json_encode, core.json_decode, core.json_array, core.null, core.array_mt */
 void moltflow_json_open(lua_State *L);
+
+/* Whether the value at idx is lua-cjson's empty_array sentinel (OpenResty
+ * fork), with a cjson module loaded in this state. */
+int moltflow_json_is_empty_array(lua_State *L, int idx);
 
 /* Pushes the shared array metatable, creating it on first use. */
 void moltflow_json_push_array_mt(lua_State *L);

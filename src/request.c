@@ -300,7 +300,7 @@ static int type_ok(lua_State *L, int idx, enum field_type t) {
     case FIELD_INTEGER: return is_int64(L, idx);
     case FIELD_NUMBER: return lua_type(L, idx) == LUA_TNUMBER;
     case FIELD_BOOLEAN: return lua_type(L, idx) == LUA_TBOOLEAN;
-    case FIELD_ARRAY: return is_string_array(L, idx);
+    case FIELD_ARRAY: return is_string_array(L, idx) || moltflow_json_is_empty_array(L, idx);
     case FIELD_TABLE: return lua_type(L, idx) == LUA_TTABLE;
     default: return 1;
   }

@@ -101,6 +101,7 @@ local HEADER = [[
 ---@class moltflow.Transport
 ---@field send fun(client: moltflow.Client, req: table): any, any
 ---@field sleep fun(seconds: number)
+---@field configure? fun(opts: moltflow.Options): any checks the options at `admin.new` (raises), returns the client's transport settings
 
 ---Options of `admin.new`; an unknown option or a wrong type raises before any I/O.
 ---@class moltflow.Options
@@ -115,6 +116,7 @@ local HEADER = [[
 ---@field retry? moltflow.RetryPolicy|false
 ---@field refresh_skew? number seconds before expiry to renew the access token (60)
 ---@field pace? boolean wait for `X-RateLimit-Reset` when none remain
+---@field blocking? boolean `false`: inside nginx, a call from a phase without cosockets raises instead of blocking the worker
 ---@field on_request? fun(event: moltflow.HookEvent)
 ---@field on_response? fun(event: moltflow.HookEvent)
 ---@field on_tokens? fun(tokens: moltflow.Tokens?)

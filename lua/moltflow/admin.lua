@@ -21,11 +21,15 @@ local DEFAULT_BASE_URL = "https://apiv2.waiflow.app/api/v2"
 local LUA_NAME = jit and jit.version or _VERSION
 
 --- Marks a table as a JSON array, so that an empty one goes out as `[]`.
--- Tables decoded from JSON arrays carry the same mark.
+-- Tables decoded from JSON arrays carry the same mark: lua-cjson's
+-- `array_mt` when the loaded cjson has one (OpenResty's), so that
+-- `cjson.encode` writes them as arrays too.
 -- @param t a table (default: a new one)
 -- @return t
+-- @raise when `t` is neither a table nor nil
 function admin.array(t)
-  return setmetatable(t or {}, core.array_mt)
+  if t ~= nil and type(t) ~= "table" then error("moltflow.array: 't' must be a table or nil", 2) end
+  return core.json_array(t)
 end
 
 --- Encodes a value as JSON with the core's codec: integers stay integers,
@@ -142,6 +146,7 @@ Client.__index = Client
 Client.__name = "moltflow.client"
 
 local OPTIONS = {
+  blocking = "boolean", -- false: in nginx, a call from a phase without cosockets raises instead of blocking
   base_url = "string", api_key = "string", access_token = "string", refresh_token = "string",
   timeout = "number", connect_timeout = "number", max_response_bytes = "number",
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
@@ -297,6 +302,8 @@ function admin.new(opts)
   if store and not access and not refresh then access, refresh = tokens.initial(store) end
   local api_key = opts.api_key
   if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
+  -- the transport's own checks (ngx: proxy, ca_file), before any I/O
+  local io_conf = io.configure and io.configure(opts)
   local cc = core.new{
     base_url = opts.base_url and admin.normalize_base_url(opts.base_url) or default_base_url(),
     api_key = api_key,
@@ -334,6 +341,8 @@ function admin.new(opts)
     _store = store,
     _rate = {},
     _token_gen = 0,
+    _io_conf = io_conf, -- the transport's settings (ngx: the proxy)
+    _blocking = opts.blocking, -- false: raise where a call could only block (nginx's log phase...)
   }, Client)
   for group, mt in pairs(group_mts) do
     self[group] = setmetatable({_client = self}, mt)

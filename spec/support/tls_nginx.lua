@@ -169,8 +169,9 @@ function M.start(opts)
   opts = opts or {}
   assert((opts.upstream ~= nil) ~= (opts.emulator == true), "tls_nginx.start: give upstream or emulator")
   local prefix = assert(io.popen("mktemp -d /tmp/moltflow-tls.XXXXXX")):read("*l")
+  -- DNS:127.0.0.1 too: nginx's cosockets check an IP-address host against DNS names only
   assert(sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 " ..
-             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem 2>/dev/null")
+             "-addext subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost -keyout %s/key.pem -out %s/cert.pem 2>/dev/null")
             :format(quote(prefix), quote(prefix))), "openssl req failed")
   local s = setmetatable({prefix = prefix, ca = prefix .. "/cert.pem", log = prefix .. "/access.log",
                           http2 = opts.http2 == true}, Server)
@@ -212,7 +213,15 @@ function M.start(opts)
   -- wait until it answers (verification off: this is the harness, not the SDK)
   local probe = opts.emulator and (s.origin .. "/_emulator/health") or (s.url .. "/billing/plans")
   for _ = 1, 250 do
-    if sh(("curl -sfk -o /dev/null %s"):format(quote(probe))) then return s end
+    if sh(("curl -sfk -o /dev/null %s"):format(quote(probe))) then
+      -- nginx logs a request after answering it: wait for the probe's line,
+      -- so that a caller's first mark() comes after it
+      for _ = 1, 250 do
+        if (M.parse_log(slurp(s.log)).statuses[200] or 0) >= 1 then return s end
+        os.execute("sleep 0.02")
+      end
+      return s
+    end
     os.execute("sleep 0.02")
   end
   s:stop()

@@ -6,10 +6,19 @@
 -- (`setkeepalive`, only for a response read to its end and framed correctly),
 -- Content-Length and chunked bodies, 1xx interim answers skipped, TLS with
 -- certificate verification (`lua_ssl_trusted_certificate` must name the CA
--- bundle), `timeout` as the deadline of a whole attempt and
+-- bundle; `ca_file` raises at admin.new; nginx checks an IP-address host
+-- against the certificate's DNS names only) and sessions resumed across the
+-- requests of a worker, `proxy` (http:// only: CONNECT for https, the
+-- absolute form for http), `timeout` as the deadline of a whole attempt and
 -- `max_response_bytes` bounding headers and bodies as they arrive. Framing
 -- a server got wrong is a `network` error, as with libcurl. Sleeps between
 -- retries use `ngx.sleep`.
+-- Writes (POST, PATCH) use kept-alive connections too and are never sent
+-- twice: only a request the server cannot have seen whole (the send on a
+-- kept-alive connection failed) goes again on a new connection; `once`
+-- endpoints always take a new one. In phases without cosockets (init, set,
+-- log, header and body filters) a call blocks the worker through libcurl:
+-- logged once per worker, or raised with `blocking = false`.
 -- @module moltflow.transport.ngx
 
 local admin = require "moltflow.admin"
@@ -226,14 +235,53 @@ local function read_response(fill, max_bytes, head_only)
   return status, raw, concat(parts), false
 end
 
+-- TLS sessions of this worker, by "host:port": a new connection resumes the
+-- last one instead of a full handshake. Each worker has its own Lua VM.
+local tls_sessions, tls_session_count = {}, 0
+local MAX_TLS_SESSIONS = 64
+
+local function remember_session(key, session)
+  if session == nil or type(session) == "boolean" then return end
+  if not tls_sessions[key] then
+    if tls_session_count >= MAX_TLS_SESSIONS then tls_sessions, tls_session_count = {}, 0 end
+    tls_session_count = tls_session_count + 1
+  end
+  tls_sessions[key] = session
+end
+
+-- Asks the proxy, on a new connection to it, for a tunnel to `authority`
+-- (CONNECT), before the TLS handshake. Returns true, or nil and an error.
+local function open_tunnel(sock, req, proxy, authority, left_ms)
+  local out = {"CONNECT ", authority, " HTTP/1.1\r\nHost: ", authority, "\r\n"}
+  if proxy.authorization then out[#out + 1] = "Proxy-Authorization: " .. proxy.authorization .. "\r\n" end
+  out[#out + 1] = "\r\n"
+  sock:settimeout(left_ms())
+  local sent, err = sock:send(out)
+  out = nil -- held the proxy's credential
+  if not sent then return fail(req, network_kind(err), "sending CONNECT to the proxy failed: " .. err, true) end
+  local status, kind, message = read_response(function()
+    sock:settimeout(left_ms())
+    return sock:receiveany(RECEIVE_BYTES)
+  end, 65536, true)
+  if not status then return fail(req, kind, "the proxy's answer to CONNECT: " .. message, true) end
+  if status ~= 200 then
+    return fail(req, "network", ("the proxy refused CONNECT %s: HTTP %d"):format(authority, status), true)
+  end
+  return true
+end
+
 -- One attempt on one connection. `fresh` takes a new connection and closes
 -- it afterwards (its pool name keeps it out of the kept-alive pool).
-local function exchange(client, req, wire, fresh)
+-- Returns the core's reading of the answer, or nil and an error, or nil and
+-- "stale" when a kept-alive connection proved dead before the server could
+-- have acted on the request: the caller may send it again on a new one.
+local function exchange(client, req, wire, fresh, idempotent)
   local info = client._ngx_info
   if not info then
     info = client._core:info()
     client._ngx_info = info
   end
+  local proxy = client._io_conf
   local method, url, headers, body = wire[1], wire[2], wire[3], wire[4]
   local scheme, host, port, authority, path = parse_url(url)
   -- `timeout` bounds the whole attempt, as CURLOPT_TIMEOUT does: every wait
@@ -244,19 +292,46 @@ local function exchange(client, req, wire, fresh)
   end
   local sock = ngx.socket.tcp()
   sock:settimeouts(math.min(info.connect_timeout, info.timeout) * 1000, left_ms(), left_ms())
-  local pool = scheme .. "://" .. authority .. (fresh and "#fresh" or "")
-  local ok, err = sock:connect(host, port, {pool = pool, pool_size = POOL_SIZE})
-  if not ok then return fail(req, network_kind(err), "connect to " .. authority .. " failed: " .. err, true) end
-  local reused = sock:getreusedtimes() > 0
-  if scheme == "https" and not reused then
-    sock:settimeout(left_ms())
-    ok, err = sock:sslhandshake(nil, host, true)
+  -- a connection through a proxy is its own pool (a tunnel, or the proxy's)
+  local pool = scheme .. "://" .. authority .. (proxy and (" via " .. proxy.pool) or "") .. (fresh and "#fresh" or "")
+  local ok, err
+  if proxy then
+    ok, err = sock:connect(proxy.host, proxy.port, {pool = pool, pool_size = POOL_SIZE})
     if not ok then
+      return fail(req, network_kind(err), "connect to the proxy " .. proxy.authority .. " failed: " .. err, true)
+    end
+  else
+    ok, err = sock:connect(host, port, {pool = pool, pool_size = POOL_SIZE})
+    if not ok then return fail(req, network_kind(err), "connect to " .. authority .. " failed: " .. err, true) end
+  end
+  local reused = sock:getreusedtimes() > 0
+  local session_key = host .. ":" .. port
+  if scheme == "https" and not reused then
+    if proxy then
+      local tunnel, terr = open_tunnel(sock, req, proxy, authority, left_ms)
+      if not tunnel then
+        sock:close()
+        return nil, terr
+      end
+    end
+    sock:settimeout(left_ms())
+    -- pcall: lua-resty-core 0.1.25 can raise an assertion where a failed
+    -- verification should return nil, err
+    local called, session
+    called, session, err = pcall(sock.sslhandshake, sock, tls_sessions[session_key], host, true)
+    if not called then session, err = nil, session end
+    if not session then
       sock:close()
       return fail(req, network_kind(err), "TLS handshake with " .. host .. " failed: " .. tostring(err), true)
     end
+    remember_session(session_key, session)
   end
-  local out = {method, " ", path, " HTTP/1.1\r\nHost: ", authority, "\r\n"}
+  -- through a proxy, plain http names the whole URL (absolute form)
+  local target = (proxy and scheme == "http") and (scheme .. "://" .. authority .. path) or path
+  local out = {method, " ", target, " HTTP/1.1\r\nHost: ", authority, "\r\n"}
+  if proxy and scheme == "http" and proxy.authorization then
+    out[#out + 1] = "Proxy-Authorization: " .. proxy.authorization .. "\r\n"
+  end
   for name, value in pairs(headers) do
     out[#out + 1] = name .. ": " .. value .. "\r\n"
   end
@@ -269,6 +344,8 @@ local function exchange(client, req, wire, fresh)
   out = nil -- held the credential
   if not sent then
     sock:close()
+    -- the server never got the whole request, so it cannot have acted on
+    -- it: a kept-alive connection that died in the pool, whatever the method
     if reused then return nil, "stale" end
     return fail(req, network_kind(err), "sending the request failed: " .. err)
   end
@@ -280,9 +357,20 @@ local function exchange(client, req, wire, fresh)
   local status, raw, text, reusable = read_response(fill, info.max_response_bytes, method == "HEAD")
   if not status then
     sock:close()
-    -- raw is the error kind, text the message, reusable: nothing arrived
-    if reused and reusable then return nil, "stale" end
+    -- raw is the error kind, text the message, reusable: nothing arrived.
+    -- The request left whole: only an idempotent one may go again.
+    if reused and reusable and idempotent then return nil, "stale" end
+    if reused and reusable then
+      text = text .. " (a kept-alive connection; a " .. method .. " is never sent twice)"
+    end
     return fail(req, raw, raw == "too_large" and text or "reading the response failed: " .. text)
+  end
+  if scheme == "https" and not reused and reusable then
+    -- TLS 1.3 tickets arrive after the handshake: the session read now,
+    -- with the answer, is the one a new connection can resume
+    -- (on a connection already handshaken, sslhandshake only returns its session)
+    local called, session = pcall(sock.sslhandshake, sock, nil, host, true)
+    if called then remember_session(session_key, session) end
   end
   if reusable and not fresh then sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE) else sock:close() end
   return client._core:read(req, status, raw, text)
@@ -293,27 +381,81 @@ end
 local COSOCKET_PHASES = {rewrite = true, access = true, content = true, timer = true,
                          ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true}
 
+local warned_blocking = false -- once per worker
+
+-- Outside the cosocket phases a call can only block the worker (libcurl):
+-- it warns once per worker, or raises when the client says `blocking = false`.
+local function blocking_send(client, req)
+  local phase = ngx.get_phase()
+  if client._blocking == false then
+    error(("moltflow: cannot call the API in nginx's '%s' phase: it has no cosockets, and the client "
+           .. "was made with blocking = false (a blocking call would stall the worker)"):format(phase), 0)
+  end
+  if not warned_blocking then
+    warned_blocking = true
+    ngx.log(ngx.WARN, ("moltflow: a call in nginx's '%s' phase (no cosockets) blocks this worker until it "
+                       .. "ends; call from a cosocket phase (access, content, ngx.timer.at) or make the client "
+                       .. "with blocking = false to refuse such calls (logged once per worker)"):format(phase))
+  end
+  return client._core:send(req)
+end
+
 local function send(client, req)
-  if not COSOCKET_PHASES[ngx.get_phase()] then return client._core:send(req) end
+  if not COSOCKET_PHASES[ngx.get_phase()] then return blocking_send(client, req) end
   local method, url, headers, body = client._core:wire(req)
   if method == nil then return nil, url end -- no credentials: the core's error
   local wire = {method, url, headers, body}
-  -- As with libcurl: a POST or PATCH (or a `once` endpoint) that met a dead
-  -- kept-alive connection could have acted already, so it never reuses one
-  -- and is never re-sent here.
-  if method == "POST" or method == "PATCH" or select(3, req:info()) then
-    return exchange(client, req, wire, true)
-  end
-  local v, r = exchange(client, req, wire, false)
+  -- A `once` endpoint takes a fresh connection: nothing about a kept-alive
+  -- one can make it fail before the server decided.
+  if select(3, req:info()) then return exchange(client, req, wire, true, false) end
+  -- POST and PATCH use kept-alive connections too, and are re-sent only when
+  -- the server cannot have seen them (see exchange).
+  local idempotent = method ~= "POST" and method ~= "PATCH"
+  local v, r = exchange(client, req, wire, false, idempotent)
   if v == nil and r == "stale" then
     -- a kept-alive connection the server had closed: send again on a new one
-    v, r = exchange(client, req, wire, true)
+    v, r = exchange(client, req, wire, true, idempotent)
   end
   return v, r
 end
 
+-- Options checked at admin.new: `proxy` is honoured (http:// only: CONNECT
+-- for https, the absolute form for http); `ca_file` cannot be, since
+-- cosockets verify against nginx's lua_ssl_trusted_certificate.
+-- Returns the client's transport settings (its proxy, or nil).
+local function configure(opts)
+  if opts.ca_file ~= nil then
+    error("moltflow.new: the ngx transport cannot honour 'ca_file': cosockets verify certificates against "
+          .. "nginx's lua_ssl_trusted_certificate directive; name the CA bundle there instead", 3)
+  end
+  local proxy = opts.proxy
+  if proxy == nil or proxy == "" then return nil end
+  local scheme, rest = proxy:match("^([%a][%w+.-]*)://(.*)$")
+  if not scheme then scheme, rest = "http", proxy end
+  if scheme:lower() ~= "http" then
+    error("moltflow.new: the ngx transport supports only http:// proxies (field 'proxy')", 3)
+  end
+  rest = rest:gsub("/.*$", "")
+  local userinfo, hostport = rest:match("^(.*)@([^@]*)$")
+  hostport = hostport or rest
+  local host, port = hostport:match("^%[(.+)%]:?(%d*)$")
+  if not host then host, port = hostport:match("^([^:]+):?(%d*)$") end
+  if not host then error("moltflow.new: field 'proxy' must be an http://host[:port] URL", 3) end
+  port = tonumber(port) or 1080 -- libcurl's default proxy port
+  local conf = {host = host, port = port, authority = host .. ":" .. port}
+  if userinfo then
+    conf.authorization = "Basic " .. ngx.encode_base64(ngx.unescape_uri(userinfo))
+    -- connections opened with one credential are not lent to another
+    conf.pool = conf.authority .. "#" .. ngx.md5(userinfo)
+  else
+    conf.pool = conf.authority
+  end
+  return conf
+end
+
 local transport = {
   send = send,
+  configure = configure,
   read_response = read_response, -- for the specs: the parser over any byte source
   sleep = function(seconds)
     if COSOCKET_PHASES[ngx.get_phase()] then return ngx.sleep(seconds) end

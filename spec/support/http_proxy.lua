@@ -1,0 +1,69 @@
+-- spec/support/http_proxy_server.lua as a spec helper: a forward HTTP proxy
+-- (CONNECT and absolute form) on a free loopback port.
+--
+--   local http_proxy = require "spec.support.http_proxy"
+--   local p = http_proxy.start{auth = "user:password"}   -- auth optional
+--   p.port, p.pid, p.url ("http://[user:password@]127.0.0.1:PORT")
+--   p:lines()   -- {{status = 200, line = "CONNECT 127.0.0.1:443 HTTP/1.1"}, ...}
+--   p:stop()    -- by pid; it also exits when this process dies
+-- Needs luv for Lua 5.4 (Debian lua-luv).
+local proc = require "spec.support.process"
+
+local M = {}
+
+local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/support/http_proxy%.lua$") or "."
+M.script = root .. "/spec/support/http_proxy_server.lua"
+M.lua = os.getenv("HTTP_PROXY_LUA") or "lua5.4"
+
+local Proxy = {}
+Proxy.__index = Proxy
+
+function Proxy:lines()
+  local out = {}
+  for status, line in proc.slurp(self.log):gmatch("(%d+) ([^\n]*)\n") do
+    out[#out + 1] = {status = tonumber(status), line = line}
+  end
+  return out
+end
+
+function Proxy:stop()
+  if self.stopped then return end
+  self.stopped = true
+  os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+  os.execute("rm -rf " .. proc.quote(self.dir))
+end
+
+function M.start(opts)
+  opts = opts or {}
+  local dir = proc.tmpdir()
+  local port_file, log = dir .. "/port", dir .. "/proxy.log"
+  local owner = opts.owner_pid or assert(io.popen("echo $PPID")):read("*l")
+  os.execute(("%s %s --port-file %s --log %s --owner-pid %s %s </dev/null >/dev/null 2>%s &")
+    :format(M.lua, proc.quote(M.script), proc.quote(port_file), proc.quote(log), owner,
+            opts.auth and ("--auth " .. proc.quote(opts.auth)) or "", proc.quote(dir .. "/stderr")))
+  for _ = 1, 500 do -- the file appears (renamed into place) once the proxy listens
+    local port, pid = proc.slurp(port_file):match("^(%d+) (%d+)")
+    if port then
+      local p = setmetatable({port = tonumber(port), pid = tonumber(pid), dir = dir, log = log}, Proxy)
+      p.url = ("http://%s127.0.0.1:%d"):format(opts.auth and (opts.auth .. "@") or "", p.port)
+      local function stop() p:stop() end
+      if newproxy then
+        p.sentinel = newproxy(true)
+        getmetatable(p.sentinel).__gc = stop
+      else
+        p.sentinel = setmetatable({}, {__gc = stop})
+      end
+      return p
+    end
+    local err = proc.slurp(dir .. "/stderr")
+    if err ~= "" then
+      os.execute("rm -rf " .. proc.quote(dir))
+      error("http proxy failed: " .. err)
+    end
+    os.execute("sleep 0.01")
+  end
+  os.execute("rm -rf " .. proc.quote(dir))
+  error("http proxy did not start")
+end
+
+return M
