@@ -2,8 +2,9 @@
 -- against the emulator (MOLTFLOW_API_URL and MOLTFLOW_API_KEY set, as the
 -- recipes expect). The OpenResty handler runs in an nginx built from the
 -- three nginx blocks; the C host is compiled with the recipe's own command.
--- The Neovim, luv and LÖVE recipes need the shared loop (`admin.loop`,
--- `moltflow.loop.uv`): pending until it exists.
+-- The Neovim, luv and LÖVE recipes run on the shared loop (`admin.loop`,
+-- `moltflow.loop.uv`).
+
 local dkjson = require "dkjson"
 local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
@@ -36,7 +37,6 @@ local function waits_for(what, check)
   error("timed out waiting for " .. what)
 end
 
-local has_loop = admin.loop ~= nil and pcall(require, "moltflow.loop.uv")
 local has_luajit_core = io.open(root .. "/build/luajit/moltflow/core.so") ~= nil
 
 -- the recipes run in their own processes: one pass (Lua 5.4's) is enough
@@ -130,11 +130,6 @@ http {
   end)
 
   describe("with the shared loop", function()
-    if not has_loop then
-      pending("admin.loop and moltflow.loop.uv are not merged yet: the lead runs these after the merge")
-      return
-    end
-
     it("luv program: prints the usage and returns from uv.run", function()
       write(dir .. "/usage.lua", recipes.luv)
       local r = proc.run({"timeout", "30", "lua5.4", dir .. "/usage.lua"}, {env = api_env{
