@@ -226,7 +226,7 @@ local group_mts = {}
 --   `user_agent`, `ca_file`, `proxy`, `insecure_http`, `retry` (policy table or
 --   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
 --   `refresh_skew` (60 s), `token_store`, `transport`.
--- @return the client (README.md, "Client options", lists defaults)
+-- @return the client (docs/client.md, "Options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function admin.new(opts)
   if opts == nil then opts = {} end
