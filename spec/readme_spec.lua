@@ -82,6 +82,67 @@ describe("README.md and docs/api.md", function()
     end
   end)
 
+  it("is a front door: short, a table of contents, the sections in the reader's order", function()
+    local lines = select(2, readme:gsub("\n", "\n"))
+    assert.is_true(lines <= 360, ("README.md has %d lines"):format(lines))
+    local order = {"## Install", "## Quick start", "## Everyday jobs", "### A nightly quota check",
+                   "### An agency's tenant keys", "### An OpenResty endpoint", "## Usage", "## Connections",
+                   "## Command line", "## Hosts", "## Deployment", "## API reference"}
+    local last = 0
+    for _, heading in ipairs(order) do
+      local at = readme:find("\n" .. heading .. "\n", 1, true)
+      assert.truthy(at, heading)
+      assert.is_true(at > last, heading .. " is out of order")
+      last = at
+    end
+    -- the contents, before the first section, link every section
+    local contents = readme:sub(1, readme:find("\n## ", 1, true))
+    for heading in readme:gmatch("\n## ([^\n]+)") do
+      local anchor = heading:lower():gsub("[^%w%s%-_]", ""):gsub("%s", "-")
+      assert.truthy(contents:find("](#" .. anchor .. ")", 1, true), "contents lack " .. heading)
+    end
+  end)
+
+  it("points to the documents the details moved to", function()
+    for _, target in ipairs{"docs/client.md", "docs/tokens-and-retries.md", "docs/deployment.md", "docs/cli.md",
+                            "docs/api.md", "docs/hosts.md", "docs/emulator.md", "docs/architecture.md",
+                            "SECURITY.md", "BENCHMARKS.md", "CHANGELOG.md"} do
+      assert.truthy(readme:find("](" .. target, 1, true), target)
+    end
+    local hosts = assert(readme:match("\n## Hosts\n(.-)\n## "))
+    for _, host in ipairs{"Neovim", "luv", "LÖVE", "OpenResty", "C host", "(docs/hosts.md)"} do
+      assert.truthy(hosts:find(host, 1, true), host)
+    end
+    local deployment = assert(readme:match("\n## Deployment\n(.-)\n## "))
+    for _, store in ipairs{"memory_store", "shdict_store", "file_store", "redis_store"} do
+      assert.truthy(deployment:find(store, 1, true), store)
+    end
+  end)
+
+  it("has one table of client options, hooks described once, the guarantees in SECURITY.md", function()
+    local texts = {readme}
+    local p = io.popen("ls " .. proc.quote(root .. "/docs") .. "/*.md")
+    for f in p:lines() do texts[#texts + 1] = proc.slurp(f) end
+    p:close()
+    local options, hooks = 0, 0
+    for _, t in ipairs(texts) do
+      options = options + select(2, t:gsub("\n| `base_url` |", ""))
+      hooks = hooks + select(2, t:gsub("runs before each attempt", ""))
+    end
+    assert.equal(1, options, "rows for base_url in option tables")
+    assert.equal(1, hooks, "descriptions of the hooks")
+    local security = proc.slurp(root .. "/SECURITY.md")
+    local table_ = assert(security:match("\n| guarantee | proved by |\n| %-%-%- | %-%-%- |\n(.-)\n\n"))
+    assert.equal(16, select(2, ("\n" .. table_):gsub("\n| %*%*", "")))
+    assert.truthy(security:find("\n## Reporting a vulnerability\n", 1, true))
+    assert.is_nil(readme:find("| guarantee | proved by |", 1, true))
+    -- the full command reference lives in docs/cli.md, the everyday commands in README
+    local cli = proc.slurp(root .. "/docs/cli.md")
+    assert.truthy(cli:find("| 130 | interrupted by Ctrl-C", 1, true))
+    assert.truthy(cli:find("| `account delete [--password-stdin] [--yes]` |", 1, true))
+    assert.truthy(readme:find("moltflow-admin quota --limit messages --fail-above 80", 1, true))
+  end)
+
   it("LDoc documents every public module and renders markdown", function()
     local dir = proc.tmpdir()
     -- "." as `make docs` runs it: LDoc reads config.ld's file list (a path would scan the tree)

@@ -283,7 +283,7 @@ local group_mts = {}
 --   `refresh_skew` (60 s), `token_store`, `transport`, `loop` (default
 --   `admin.loop()`), `pool` (false: a loop of its own), `http_version`
 --   ("2": HTTP/2 when the server offers it over TLS, the default; "1.1").
--- @return the client (README.md, "Client options", lists defaults)
+-- @return the client (docs/client.md, "Options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function admin.new(opts)
   if opts == nil then opts = {} end
