@@ -92,8 +92,10 @@ describe("json: numbers", function()
     end
   end)
 
-  it("large integers are exact under Lua 5.4, including the int64 limits", function()
-    if not LUA54 then return end
+  local it_int64 = LUA54 and it or function(name)
+    pending(name .. " (Lua 5.4 only: LuaJIT numbers are doubles, with no int64 subtype)")
+  end
+  it_int64("large integers are exact under Lua 5.4, including the int64 limits", function()
     for _, n in ipairs{math.maxinteger, math.mininteger, 9007199254740993, -9007199254740993,
                        1234567890123456789} do
       local text = enc(n)

@@ -70,8 +70,9 @@ describe("the rockspec", function()
     end
   end)
 
-  it("luarocks make builds a tree offline from which moltflow.admin loads", function()
-    if jit then return end -- one build is enough; the LuaJIT run shares it
+  -- one build is enough: the Lua 5.4 run does it, the LuaJIT run shows it pending
+  local it_54 = jit and function(name) pending(name .. " (built by the Lua 5.4 run only)") end or it
+  it_54("luarocks make builds a tree offline from which moltflow.admin loads", function()
     local tmp = lines("mktemp -d /tmp/moltflow-rock.XXXXXX")[1]
     local ok = os.execute(("cd %s && cp -r src lua bin %s %s/ && cd %s && " ..
       "luarocks --lua-version=5.4 make --tree %s/tree %s >%s/log 2>&1"):format(
