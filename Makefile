@@ -1,7 +1,7 @@
 # moltflow-admin: a Lua SDK for the MoltFlow admin API.
 #   make                 build the C core for Lua 5.4
 #   make LUA=luajit      build it for LuaJIT 2.1 (OpenResty)
-#   make test            specs under Lua 5.4 and LuaJIT against the emulator, fuzz-short,
+#   make test            C unit tests, specs under Lua 5.4 and LuaJIT against the emulator, fuzz-short,
 #                        check-sanitize, check-valgrind (see the hardening section below)
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
@@ -43,7 +43,7 @@ DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-d
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
 
-.PHONY: all core core-all embed test test-54 test-luajit demo bench emulator install uninstall deps clean docs \
+.PHONY: all core core-all embed test test-c test-54 test-luajit demo bench emulator install uninstall deps clean docs \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -63,7 +63,7 @@ core-all:
 
 # Then the hardening checks: short fuzzing, ASan+UBSan and valgrind runs of
 # the whole suite (each a few minutes at most; spec/soak_spec.lua is short here).
-test: core-all embed test-54 test-luajit fuzz-short check-sanitize check-valgrind
+test: core-all embed test-c test-54 test-luajit fuzz-short check-sanitize check-valgrind
 
 # A C host (examples/embed/host.c) with the core's sources compiled in.
 EMBED := build/embed/moltflow-embed
@@ -73,6 +73,16 @@ $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc -o $@ \
 	  examples/embed/host.c $(SRC) $(LDFLAGS) -llua5.4 $(LIBS) -lm
+
+# C unit tests (tests/c/*_test.c): what no spec can see from Lua, e.g. that
+# the buffer wipes the bytes it frees (free() wrapped by the linker).
+C_TESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/*_test.c))
+build/ctest/buffer_wipe_test: tests/c/buffer_wipe_test.c src/buffer.c src/buffer.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -Isrc -Wl,--wrap=free -o $@ $< src/buffer.c -lcrypto
+
+test-c: $(C_TESTS)
+	@for t in $(C_TESTS); do $$t || exit 1; done
 
 test-54:
 	$(BUSTED_54) --output=utfTerminal spec
