@@ -6,6 +6,7 @@
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
+#   make mutate          mutation testing: tools/mutants.txt against the Lua 5.4 suite (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make docs            LDoc reference in build/docs; README's generated endpoint reference
 #   make install PREFIX=/usr/local
@@ -43,7 +44,7 @@ DEBIAN_PACKAGES := build-essential lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-d
 BUSTED_54 := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit /usr/bin/busted
 
-.PHONY: all core core-all embed test test-c test-54 test-luajit demo bench emulator install uninstall deps clean docs \
+.PHONY: all core core-all embed mutate test test-c test-54 test-luajit demo bench emulator install uninstall deps clean docs \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -83,6 +84,11 @@ build/ctest/buffer_wipe_test: tests/c/buffer_wipe_test.c src/buffer.c src/buffer
 
 test-c: $(C_TESTS)
 	@for t in $(C_TESTS); do $$t || exit 1; done
+
+# Each mutant of tools/mutants.txt in a scratch copy; MUTATE_JOBS=2 runs two
+# copies at once, MUTANTS=id,id a subset (see tools/mutate.lua).
+mutate:
+	lua5.4 tools/mutate.lua
 
 test-54:
 	$(BUSTED_54) --output=utfTerminal spec
