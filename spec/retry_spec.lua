@@ -200,6 +200,16 @@ describe("retries against the emulator", function()
     end
   end)
 
+  it("a negative Retry-After, or a date in the past, means no wait", function()
+    local c = recording_client{retry = false}
+    for _, value in ipairs{"-5", "Thu, 01 Jan 2015 00:00:00 GMT"} do
+      emu.fault{method = "GET", path = "/usage/current", status = 503, headers = {["Retry-After"] = value}}
+      local _, err = c.usage:current()
+      assert.equal(503, err.status)
+      assert.equal(0, err.retry_after, value)
+    end
+  end)
+
   it("a 429 without Retry-After waits until X-RateLimit-Reset", function()
     local c, waits = recording_client()
     local reset = os.time() + 5
