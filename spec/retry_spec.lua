@@ -358,6 +358,18 @@ describe("rate limits and pacing", function()
     assert.same({200, 200}, seen("GET", "/usage/current"))
   end)
 
+  it("pace = true waits at most 60 s, however far away the reset is (clocks that disagree)", function()
+    local waits = {}
+    local c = recording_client{pace = true, sleep = function(s) waits[#waits + 1] = s end}
+    local far = tostring(math.floor(core.time()) + 3600)
+    emu.fault{method = "GET", path = "/usage/current", status = 200, body = '{"limit_messages":1}',
+              headers = {["X-RateLimit-Remaining"] = "0", ["X-RateLimit-Reset"] = far}}
+    assert.is_table((c.usage:current()))
+    assert.is_table((c.usage:current()))
+    assert.same({60}, waits)
+    assert.same({200, 200}, seen("GET", "/usage/current"))
+  end)
+
   it("pace = true waits for the reset instead of running into a 429", function()
     local c, waits = exhausted_client{pace = true}
     local reset = c:rate_limit().reset
