@@ -304,6 +304,16 @@ describe("moltflow-admin", function()
       assert.matches("\nbusiness%s+Business%s+149", admin(with_url{"plans"}).stdout)
     end)
 
+    it("a bare --base-url host gets /api/v2 added; a URL with a path is kept", function()
+      local host = emu.url:gsub("/api/v2$", "")
+      for _, url in ipairs{host, host .. "/", emu.url} do
+        emu.control("DELETE", "requests")
+        local r = admin{"--json", "--base-url", url, "plans"}
+        assert.equal(0, r.code, url .. ": " .. r.stderr)
+        assert.same({200}, emu.statuses_for("GET", "/billing/plans"), url)
+      end
+    end)
+
     it("quota lists each limit and --fail-above exits 3 past the threshold", function()
       local q = run{"--json", "quota"}
       assert.equal(0, q.code, q.stderr)
