@@ -15,7 +15,7 @@
 -- * RSS, which also holds C memory. Under Lua 5.4 it stayed flat (-60..0 kB).
 --   Under LuaJIT it grew 28-1028 kB with no heap growth: LuaJIT's own
 --   allocator keeps the pages the heap's high-water mark touched (the heap
---   peaked 0.7-5.5 MB above its warm-up size between collections), plus
+--   peaked 0.7-7.3 MB above its warm-up size between collections), plus
 --   machine code of new traces. The C core is the same on both, so its leaks
 --   show under Lua 5.4 (and valgrind); LuaJIT gets 4x its worst measured
 --   growth.
