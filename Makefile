@@ -3,13 +3,14 @@
 #   make LUA=X           build it for X = lua5.1 | lua5.2 | lua5.3 | lua5.4 | luajit
 #                        into build/5.1 ... build/5.4 | build/luajit (LUA_INC overrides
 #                        the header directory)
-#   make test            specs under Lua 5.1-5.4 and LuaJIT against the emulator, fuzz-short,
+#   make test            C unit tests, specs under Lua 5.1-5.4 and LuaJIT against the emulator, fuzz-short,
 #                        check-sanitize, check-valgrind (see the hardening section below)
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
 #                        puts it in BENCHMARKS.md)
+#   make mutate          mutation testing: tools/mutants.txt against the Lua 5.4 suite (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make docs            LDoc reference in build/docs; docs/api.md, README's CLI table
 #                        and the LuaLS annotations (lua/moltflow/types/admin.lua)
@@ -68,7 +69,7 @@ BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFL
 # Dots on a terminal; one line per file and test otherwise (CI, logs), flushed as it goes.
 BUSTED_OUTPUT = --output=$$([ -t 1 ] && echo utfTerminal || echo gtest)
 
-.PHONY: all core core-all embed test test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
+.PHONY: all core core-all embed mutate test test-c test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
   bench-wan emulator install uninstall deps clean docs annotations deb rock rock-install rock-install-emulator \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
@@ -91,7 +92,7 @@ core-all:
 # The suite under each interpreter, then the hardening checks (Lua 5.4 only):
 # short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
 # minutes at most; spec/soak_spec.lua is short here).
-test: core-all embed test-51 test-52 test-53 test-54 test-luajit fuzz-short check-sanitize check-valgrind
+test: core-all embed test-c test-51 test-52 test-53 test-54 test-luajit fuzz-short check-sanitize check-valgrind
 
 # C hosts with the core's sources compiled in: examples/embed/host.c, and
 # examples/embed/frame.c (a frame loop; its cc line is quoted in
@@ -109,6 +110,21 @@ $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc -o $@ \
 	  examples/embed/host.c $(SRC) $(LDFLAGS) -llua5.4 $(LIBS) -lm
+
+# C unit tests (tests/c/*_test.c): what no spec can see from Lua, e.g. that
+# the buffer wipes the bytes it frees (free() wrapped by the linker).
+C_TESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/*_test.c))
+build/ctest/buffer_wipe_test: tests/c/buffer_wipe_test.c src/buffer.c src/buffer.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -Isrc -Wl,--wrap=free -o $@ $< src/buffer.c -lcrypto
+
+test-c: $(C_TESTS)
+	@for t in $(C_TESTS); do $$t || exit 1; done
+
+# Each mutant of tools/mutants.txt in a scratch copy; MUTATE_JOBS=2 runs two
+# copies at once, MUTANTS=id,id a subset (see tools/mutate.lua).
+mutate:
+	lua5.4 tools/mutate.lua
 
 # The specs under $(LUA), on its build; MOLTFLOW_TEST_LUA names the interpreter
 # for the child processes the specs start.

@@ -478,6 +478,16 @@ describe("moltflow-admin", function()
       assert.matches("\nbusiness%s+Business%s+149", admin(with_url{"plans"}).stdout)
     end)
 
+    it("a bare --base-url host gets /api/v2 added; a URL with a path is kept", function()
+      local host = emu.url:gsub("/api/v2$", "")
+      for _, url in ipairs{host, host .. "/", emu.url} do
+        emu.control("DELETE", "requests")
+        local r = admin{"--json", "--base-url", url, "plans"}
+        assert.equal(0, r.code, url .. ": " .. r.stderr)
+        assert.same({200}, emu.statuses_for("GET", "/billing/plans"), url)
+      end
+    end)
+
     it("quota lists each limit and --fail-above exits 3 past the threshold", function()
       local q = run{"--json", "quota"}
       assert.equal(0, q.code, q.stderr)
@@ -830,6 +840,76 @@ describe("moltflow-admin", function()
       assert.equal(4, r.code)
       assert.matches("warning: ignoring the token file " .. path .. ": it is corrupt", r.stderr, 1, true)
       assert.matches("not logged in", r.stderr, 1, true)
+    end)
+  end)
+
+  describe("--json on every command", function()
+    -- one table, in an order that works: each row's stdout must be one JSON
+    -- object or array, and the command must succeed
+    it("prints JSON for login, every command, and logout", function()
+      local key_id
+      local rows = {
+        {"login", "--email", seed.owner.email, "--password-stdin", stdin = seed.owner.password .. "\n"},
+        {"whoami"},
+        {"keys", "list"},
+        {"keys", "create", "--name", "json-row", "--scope", "usage:read",
+         after = function(v) key_id = v.id end},
+        function() return {"keys", "show", key_id} end,
+        function() return {"keys", "rotate", key_id} end,
+        function() return {"keys", "revoke", key_id} end,
+        {"subscription"}, {"plans"}, {"quota"},
+        {"usage", "current"}, {"usage", "history", "--months", "2"}, {"usage", "daily", "--days", "3"},
+        {"settings", "get"}, {"settings", "set", "--require-approval", "off"},
+        {"logout"},
+      }
+      local names = {}
+      for _, row in ipairs(rows) do
+        if type(row) == "function" then row = row() end
+        local argv = {"--json", "--base-url", emu.url}
+        for _, w in ipairs(row) do argv[#argv + 1] = w end
+        local r = admin(argv, {stdin = row.stdin})
+        local name = table.concat(row, " ")
+        assert.equal(0, r.code, name .. ": " .. r.stderr)
+        local v = json(r)
+        assert.is_table(v, name)
+        assert.is_true(one_line(r.stdout), name .. ": " .. r.stdout)
+        if row.after then row.after(v) end
+        names[#names + 1] = row[1] .. (row[2] and not row[2]:match("^%-") and " " .. row[2] or "")
+      end
+      assert.equal(16, #names)
+      assert.is_string(key_id)
+      assert.same({200}, emu.statuses_for("POST", "/auth/logout"))
+      assert.same({204}, emu.statuses_for("DELETE", "/api-keys/" .. key_id))
+    end)
+  end)
+
+  describe("timeouts, in process", function()
+    -- cli.main with admin.new wrapped to a 0.3 s timeout and no real sleeps:
+    -- the emulator delays every answer by 1 s
+    it("a timed-out call exits 5 (network), naming the timeout", function()
+      local admin_mod = require "moltflow.admin"
+      local cli = require "moltflow.cli"
+      local new = admin_mod.new
+      admin_mod.new = function(opts)
+        opts.timeout, opts.sleep = 0.3, function() end
+        return new(opts)
+      end
+      local stderr = io.stderr
+      local path = config_dir .. "/stderr"
+      io.stderr = assert(io.open(path, "w"))
+      emu.fault{method = "GET", path = "/usage/current", delay = 1, times = 5}
+      local ok, code = pcall(cli.main, {"--base-url", emu.url, "--api-key", seed.keys.all, "usage", "current"})
+      io.stderr:close()
+      io.stderr = stderr
+      admin_mod.new = new
+      assert(ok, tostring(code))
+      assert.equal(cli.EXIT.network, code)
+      assert.equal(5, code)
+      local err = proc.slurp(path)
+      assert.is_true(one_line(err), err)
+      assert.matches("timeout error on GET /usage/current", err, 1, true)
+      -- the server logs a delayed request once its answer is written
+      assert.is_true(proc.wait_for(function() return #emu.statuses_for("GET", "/usage/current") >= 1 end, 5))
     end)
   end)
 

@@ -3,6 +3,7 @@
 local dkjson = require "dkjson"
 local emu = require "spec.support.emulator"
 local http = require "spec.support.http"
+local process = require "spec.support.process"
 
 local seed = emu.seed
 local OBJECT = { __jsontype = "object" }
@@ -928,6 +929,13 @@ describe("bin/moltflow-emulator", function()
   local function mode_of(path)
     return (sh("stat -c %a " .. path):gsub("%s+$", ""))
   end
+  local function read_if(path)
+    local f = io.open(path)
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+  end
   -- A stopped daemon may linger as a zombie until init reaps it: not alive.
   local function pid_alive(pid)
     local f = io.open("/proc/" .. pid .. "/stat")
@@ -992,17 +1000,20 @@ describe("bin/moltflow-emulator", function()
   end)
 
   it("runs in the foreground on $PORT, printing its URL, and --stop ends it", function()
-    math.randomseed(os.time())
-    local port = tostring(math.random(20000, 60999))
+    -- a port verified free, and readiness awaited with a deadline: first the
+    -- launcher's "listening" line, then nginx's own pid file and health answer
+    local port = tostring(process.free_port())
     sh("PORT=" .. port .. " " .. emu.launcher .. " --prefix " .. prefix .. " >" .. prefix .. "/out 2>&1 &")
+    local want = "MoltFlow emulator listening on http://127.0.0.1:" .. port .. "/api/v2\n"
+    assert.is_true(process.wait_for(function() return read_if(prefix .. "/out") == want end, 20),
+      "no listening line: " .. tostring(read_if(prefix .. "/out")))
     local res
-    for _ = 1, 100 do
+    assert.is_true(process.wait_for(function()
+      if not read_if(prefix .. "/nginx.pid") then return false end
       res = http.request({ url = "http://127.0.0.1:" .. port .. "/_emulator/health", timeout = 1 })
-      if res then break end
-      sh("sleep 0.05")
-    end
+      return res ~= nil
+    end, 20), "no health answer on port " .. port)
     assert.equal(200, res.status)
-    assert.equal("MoltFlow emulator listening on http://127.0.0.1:" .. port .. "/api/v2\n", read(prefix .. "/out"))
     assert.matches("daemon off;", read(prefix .. "/nginx.conf"), 1, true)
     local pid = read(prefix .. "/nginx.pid"):gsub("%s+$", "")
     sh(emu.launcher .. " --stop --prefix " .. prefix)

@@ -44,6 +44,15 @@ describe("moltflow.helpers", function()
       assert.same({21, 50, 29, 42}, {q.messages.used, q.messages.limit, q.messages.remaining, q.messages.percent})
     end)
 
+    it("an exceeded limit has nothing remaining and more than 100 %", function()
+      local c = client()
+      local sub = assert(c.billing:subscription())
+      sub.usage.messages_this_month = sub.limits.max_messages_per_month + 250
+      emu.fault{method = "GET", path = "/billing/subscription", status = 200, body = admin.json_encode(sub)}
+      local q = assert(c:quota())
+      assert.same({5250, 5000, 0, 105}, {q.messages.used, q.messages.limit, q.messages.remaining, q.messages.percent})
+    end)
+
     it("returns the error table when the subscription cannot be read", function()
       local c = client{api_key = emu.seed.keys.usage_only}
       local q, err = c:quota()

@@ -92,8 +92,23 @@ describe("json: numbers", function()
     end
   end)
 
-  it("large integers are exact under Lua 5.4, including the int64 limits", function()
-    if not LUA54 then return end
+  local it_int64 = LUA54 and it or function(name)
+    pending(name .. " (Lua 5.4 only: LuaJIT numbers are doubles, with no int64 subtype)")
+  end
+  -- integral floats beyond 2^53 in either sign go out in exponent form (an
+  -- integer form of -1e300 has 302 characters, past the encoder's buffer)
+  it("large negative and positive floats round-trip in exponent form", function()
+    for _, case in ipairs{{-1e300, "-1e+300"}, {-2 ^ 70, "-1.1805916207174113e+21"}, {-1.5e200, "-1.5e+200"},
+                          {1e300, "1e+300"}, {2 ^ 70, "1.1805916207174113e+21"}} do
+      local text = enc(case[1])
+      assert.equal(case[2], text)
+      assert.equal(case[1], dec(text))
+      assert.equal('{"n":' .. case[2] .. '}', enc({n = case[1]}))
+      assert.same({case[1]}, dec(enc({case[1]})))
+    end
+  end)
+
+  it_int64("large integers are exact under Lua 5.4, including the int64 limits", function()
     for _, n in ipairs{math.maxinteger, math.mininteger, 9007199254740993, -9007199254740993,
                        1234567890123456789} do
       local text = enc(n)

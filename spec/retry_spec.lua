@@ -176,6 +176,40 @@ describe("retries against the emulator", function()
     assert.same({503, 200}, seen("GET", "/usage/current"))
   end)
 
+  -- Fixed dates around the turn of the year and February (where the civil
+  -- calendar maths shifts), read by the core's response reader; expected
+  -- Unix times computed independently (Python's calendar.timegm).
+  it("Retry-After HTTP dates in January, February and March give the right instant", function()
+    local dates = {
+      {"Wed, 15 Jan 2070 12:00:00 GMT", 3157012800},
+      {"Fri, 28 Feb 2070 23:59:59 GMT", 3160857599},
+      {"Sat, 01 Mar 2070 00:00:00 GMT", 3160857600},
+      {"Mon, 29 Feb 2072 06:30:00 GMT", 3223953000},
+      {"Thu, 31 Dec 2071 23:00:00 GMT", 3218828400},
+    }
+    local c = recording_client{retry = false}
+    for _, d in ipairs(dates) do
+      emu.fault{method = "GET", path = "/usage/current", status = 503, headers = {["Retry-After"] = d[1]}}
+      local before = core.time()
+      local _, err = c.usage:current()
+      local after = core.time()
+      assert.equal(503, err.status)
+      -- retry_after = date - now, with now taken during the call
+      assert.is_true(err.retry_after >= d[2] - after - 1 and err.retry_after <= d[2] - before + 1,
+        d[1] .. ": " .. tostring(err.retry_after) .. " s from now")
+    end
+  end)
+
+  it("a negative Retry-After, or a date in the past, means no wait", function()
+    local c = recording_client{retry = false}
+    for _, value in ipairs{"-5", "Thu, 01 Jan 2015 00:00:00 GMT"} do
+      emu.fault{method = "GET", path = "/usage/current", status = 503, headers = {["Retry-After"] = value}}
+      local _, err = c.usage:current()
+      assert.equal(503, err.status)
+      assert.equal(0, err.retry_after, value)
+    end
+  end)
+
   it("a 429 without Retry-After waits until X-RateLimit-Reset", function()
     local c, waits = recording_client()
     local reset = os.time() + 5
@@ -306,6 +340,36 @@ describe("rate limits and pacing", function()
     local c = exhausted_client{retry = false}
     local _, err = c.usage:current()
     assert.equal(429, err.status)
+  end)
+
+  it("pace = true waits from a 200 with X-RateLimit-Remaining: 0 until the reset plus the margin", function()
+    local waits = {}
+    local c = recording_client{pace = true, sleep = function(s) waits[#waits + 1] = s end}
+    local reset = math.floor(core.time()) + 20
+    emu.fault{method = "GET", path = "/usage/current", status = 200, body = '{"limit_messages":1}',
+              headers = {["X-RateLimit-Remaining"] = "0", ["X-RateLimit-Reset"] = tostring(reset)}}
+    assert.is_table((c.usage:current()))
+    assert.same({remaining = 0, reset = reset}, c:rate_limit())
+    local before = core.time()
+    assert.is_table((c.usage:current()))
+    local after = core.time()
+    assert.equal(1, #waits)
+    -- both bounds: the wait is reset - now + RESET_MARGIN, now taken during the call
+    assert.is_true(waits[1] >= reset - after + retry.RESET_MARGIN - 1e-6, tostring(waits[1]))
+    assert.is_true(waits[1] <= reset - before + retry.RESET_MARGIN + 1e-6, tostring(waits[1]))
+    assert.same({200, 200}, seen("GET", "/usage/current"))
+  end)
+
+  it("pace = true waits at most 60 s, however far away the reset is (clocks that disagree)", function()
+    local waits = {}
+    local c = recording_client{pace = true, sleep = function(s) waits[#waits + 1] = s end}
+    local far = tostring(math.floor(core.time()) + 3600)
+    emu.fault{method = "GET", path = "/usage/current", status = 200, body = '{"limit_messages":1}',
+              headers = {["X-RateLimit-Remaining"] = "0", ["X-RateLimit-Reset"] = far}}
+    assert.is_table((c.usage:current()))
+    assert.is_table((c.usage:current()))
+    assert.same({60}, waits)
+    assert.same({200, 200}, seen("GET", "/usage/current"))
   end)
 
   it("pace = true waits for the reset instead of running into a 429", function()

@@ -109,6 +109,25 @@ end)
 describe("secrets", function()
   local assert_clean = require("spec.support.secrets").assert_clean
 
+  it("a refresh answer without access_token is a decode error naming no token", function()
+    emu.reset()
+    local events = {}
+    local function record(info) events[#events + 1] = info end
+    local c = admin.new{base_url = emu.url, retry = false, timeout = 1, on_request = record, on_response = record}
+    local owner = emu.seed.owner
+    local login = assert(c.auth:login{email = owner.email, password = owner.password})
+    emu.fault{method = "POST", path = "/auth/refresh", status = 200, body = '{"token_type":"bearer"}'}
+    local v, err = c.auth:refresh()
+    assert.is_nil(v)
+    assert.equal("decode", err.kind)
+    assert.equal(200, err.status)
+    assert.equal("the refresh answer holds no access_token", err.message)
+    assert.same({200}, emu.statuses_for("POST", "/auth/refresh"))
+    local secrets = {refresh_token = login.refresh_token, access_token = login.access_token,
+                     password = owner.password}
+    assert_clean({err, tostring(err), events, tostring(c)}, secrets)
+  end)
+
   it("never appear in errors, tostring(client), tostring(err) or hooks", function()
     emu.reset()
     local seen = {}

@@ -74,13 +74,33 @@ function M.sh(cmd)
   return r == true or r == 0
 end
 
---- free_port() -> a loopback port nothing listens on (bound, then closed).
+--- free_port() -> a loopback port nothing listens on: bound (so no one else
+-- holds it), closed, then checked with a connect that must be refused.
 function M.free_port()
   local socket = require "socket"
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
+  for _ = 1, 20 do
+    local s = assert(socket.bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    s:close()
+    local probe = socket.tcp()
+    probe:settimeout(1)
+    local connected = probe:connect("127.0.0.1", port)
+    probe:close()
+    if not connected then return port end
+  end
+  error("free_port: no free loopback port in 20 tries")
+end
+
+--- wait_for(ready, seconds) -> true once ready() returns true, false when
+-- the deadline passes first (polled every 20 ms: a bounded readiness wait).
+function M.wait_for(ready, seconds)
+  local socket = require "socket"
+  local deadline = socket.gettime() + seconds
+  repeat
+    if ready() then return true end
+    socket.sleep(0.02)
+  until socket.gettime() > deadline
+  return ready() == true
 end
 
 function M.tmpdir()

@@ -1,0 +1,216 @@
+-- make mutate: applies each mutant of tools/mutants.txt, one at a time, to a
+-- scratch copy of the tree and runs the Lua 5.4 suite against it (failing
+-- fast). A mutant is caught when the suite fails. Reports caught, SURVIVED
+-- or STALE (its snippet no longer matches exactly once) per mutant, and the
+-- score; exits 1 unless every scored mutant is caught.
+--
+--   lua5.4 tools/mutate.lua                 the whole catalogue
+--   MUTANTS=id,id lua5.4 tools/mutate.lua   a subset
+--   MUTATE_JOBS=2                           two scratch copies in parallel
+--   MUTATE_SPECS="spec/x_spec.lua ..."      other specs than spec/ (debugging)
+--   lua5.4 tools/mutate.lua --check         only report STALE mutants
+--
+-- Internal: --worker DIR LIST OUT runs the mutants of LIST in scratch copy DIR.
+
+local CATALOGUE = "tools/mutants.txt"
+local SUITE_TIMEOUT = 900 -- seconds: a mutant that hangs the suite counts as caught
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function unescape(s)
+  return (s:gsub("\\(.)", function(c)
+    if c == "n" then return "\n" end
+    return c
+  end))
+end
+
+-- The catalogue: a list of {id, file, from, to, why, equivalent}.
+local function load_catalogue()
+  local list, cur, seen = {}, nil, {}
+  local n = 0
+  local function finish()
+    if not cur then return end
+    for _, k in ipairs{"id", "file", "from", "to", "why"} do
+      assert(cur[k], ("%s: mutant ending at line %d has no '%s'"):format(CATALOGUE, n, k))
+    end
+    assert(not seen[cur.id], CATALOGUE .. ": duplicate id " .. cur.id)
+    seen[cur.id] = true
+    cur.from, cur.to = unescape(cur.from), unescape(cur.to)
+    list[#list + 1] = cur
+    cur = nil
+  end
+  for line in (read(CATALOGUE) .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    if line:match("^%s*$") then
+      finish()
+    elseif not line:match("^#") then
+      local k, v = line:match("^(%a+):%s?(.*)$")
+      assert(k, ("%s:%d: expected 'field: value'"):format(CATALOGUE, n))
+      cur = cur or {}
+      cur[k] = v
+    end
+  end
+  finish()
+  return list
+end
+
+-- Where `from` occurs in text: the position when exactly once, else nil.
+local function unique_at(text, from)
+  local at = text:find(from, 1, true)
+  if not at or text:find(from, at + 1, true) then return nil end
+  return at
+end
+
+local function apply(text, m)
+  local at = unique_at(text, m.from)
+  if not at then return nil end
+  return text:sub(1, at - 1) .. m.to .. text:sub(at + #m.from)
+end
+
+local function suite_cmd(dir)
+  local specs = os.getenv("MUTATE_SPECS") or "spec"
+  return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
+          "timeout %d lua5.4 /usr/bin/busted --no-keep-going --output=TAP %s >%s 2>&1")
+    :format(sh_quote(dir), SUITE_TIMEOUT, specs, sh_quote(dir .. "/.mutate-log"))
+end
+
+-- Runs the mutants named in list_file inside scratch copy dir; writes
+-- "id<TAB>result<TAB>seconds<TAB>detail" lines to out_file.
+local function worker(dir, list_file, out_file)
+  local wanted = {}
+  for id in read(list_file):gmatch("[^\n]+") do wanted[id] = true end
+  local out = assert(io.open(out_file, "w"))
+  out:setvbuf("line")
+  for _, m in ipairs(load_catalogue()) do
+    if wanted[m.id] then
+      local path = dir .. "/" .. m.file
+      local ok, original = pcall(read, path)
+      local mutated = ok and apply(original, m)
+      local t0 = os.time()
+      local result, detail = "STALE", "snippet not found exactly once in " .. m.file
+      if mutated then
+        write(path, mutated)
+        local is_c = m.file:match("%.c$") or m.file:match("%.h$")
+        local built = not is_c or sh(("cd %s && make -s LUA=lua5.4 >.mutate-build 2>&1 && make -s test-c " ..
+                                      ">>.mutate-build 2>&1"):format(sh_quote(dir)))
+        if not built then
+          -- it does not compile, or the C unit tests fail: caught
+          result, detail = "caught", "by the build or the C unit tests"
+        elseif sh(suite_cmd(dir)) then
+          result, detail = "SURVIVED", "the suite passed"
+        else
+          local log = read(dir .. "/.mutate-log")
+          local first = log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""
+          result, detail = "caught", first:sub(1, 100)
+        end
+        write(path, original)
+        if is_c then sh(("cd %s && make -s LUA=lua5.4 >/dev/null 2>&1"):format(sh_quote(dir))) end
+      end
+      out:write(("%s\t%s\t%d\t%s\n"):format(m.id, result, os.time() - t0, (detail:gsub("[\t\n]", " "))))
+    end
+  end
+  out:close()
+end
+
+-- A scratch copy of the tracked (and new, unignored) files, with the cores
+-- built: the LuaJIT one too, for the OpenResty spec (nginx runs LuaJIT); a
+-- C mutant rebuilds only the Lua 5.4 core.
+local function make_scratch(dir)
+  assert(sh(("mkdir -p %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C %s")
+            :format(sh_quote(dir), sh_quote(dir))), "cannot copy the tree to " .. dir)
+  assert(sh(("cd %s && make -s LUA=lua5.4 >.mutate-build 2>&1 && make -s LUA=luajit >>.mutate-build 2>&1 " ..
+             "&& make -s test-c >>.mutate-build 2>&1"):format(sh_quote(dir))),
+         "the unmutated tree does not build in " .. dir)
+end
+
+local function main()
+  if arg[1] == "--worker" then return worker(arg[2], arg[3], arg[4]) end
+  local catalogue = load_catalogue()
+  local subset
+  if os.getenv("MUTANTS") and os.getenv("MUTANTS") ~= "" then
+    subset = {}
+    for id in os.getenv("MUTANTS"):gmatch("[^,%s]+") do subset[id] = true end
+  end
+  local chosen, known = {}, {}
+  for _, m in ipairs(catalogue) do
+    known[m.id] = true
+    if not subset or subset[m.id] then chosen[#chosen + 1] = m end
+  end
+  for id in pairs(subset or {}) do assert(known[id], "MUTANTS: no mutant named " .. id) end
+
+  if arg[1] == "--check" then
+    local stale = 0
+    for _, m in ipairs(chosen) do
+      local ok, text = pcall(read, m.file)
+      if not (ok and unique_at(text, m.from)) then
+        stale = stale + 1
+        print(("STALE     %-28s %s"):format(m.id, m.file))
+      end
+    end
+    print(("%d mutants, %d stale"):format(#chosen, stale))
+    os.exit(stale == 0 and 0 or 1)
+  end
+
+  local jobs = math.max(1, math.floor(tonumber(os.getenv("MUTATE_JOBS")) or 1))
+  local root = assert(io.popen("mktemp -d /tmp/moltflow-mutate.XXXXXX")):read("l")
+  local started = os.time()
+  print(("mutate: %d mutants, %d job(s), scratch %s"):format(#chosen, jobs, root))
+  io.stdout:flush()
+  local cmds = {}
+  for j = 1, jobs do
+    local dir = ("%s/tree%d"):format(root, j)
+    make_scratch(dir)
+    local ids = {}
+    for i = j, #chosen, jobs do ids[#ids + 1] = chosen[i].id end
+    write(("%s/list%d"):format(root, j), table.concat(ids, "\n") .. "\n")
+    cmds[#cmds + 1] = ("lua5.4 tools/mutate.lua --worker %s %s %s &"):format(
+      sh_quote(dir), sh_quote(("%s/list%d"):format(root, j)), sh_quote(("%s/out%d"):format(root, j)))
+  end
+  sh(table.concat(cmds, " ") .. " wait")
+
+  local results = {}
+  for j = 1, jobs do
+    local ok, text = pcall(read, ("%s/out%d"):format(root, j))
+    for line in (ok and text or ""):gmatch("[^\n]+") do
+      local id, result, secs, detail = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+      results[id] = {result = result, secs = tonumber(secs), detail = detail}
+    end
+  end
+  local caught, scored, equivalent = 0, 0, 0
+  for _, m in ipairs(chosen) do
+    local r = results[m.id] or {result = "ERROR", secs = 0, detail = "no result (worker died?)"}
+    if m.equivalent then
+      equivalent = equivalent + 1
+      print(("%-9s %-28s %-36s equivalent: %s"):format("equiv", m.id, m.file, m.equivalent))
+    else
+      scored = scored + 1
+      if r.result == "caught" then caught = caught + 1 end
+      print(("%-9s %-28s %-36s %4ds  %s"):format(r.result, m.id, m.file, r.secs or 0,
+        r.result == "caught" and r.detail or m.why .. " (" .. r.detail .. ")"))
+    end
+  end
+  print(("score: %d/%d caught (%.1f %%), %d equivalent excluded, %d s"):format(
+    caught, scored, scored > 0 and 100 * caught / scored or 100, equivalent, os.time() - started))
+  sh("rm -rf " .. sh_quote(root))
+  os.exit(caught == scored and 0 or 1)
+end
+
+main()
