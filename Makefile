@@ -63,6 +63,11 @@ DEBIAN_PACKAGES := build-essential git lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-d
   clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests \
   redis-server libhiredis-dev neovim love lua-luv xvfb xauth dh-lua debhelper dpkg-dev
 
+# bash with pipefail: a pass piped through its output tag keeps busted's status.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# $(call tag,NAME): prefixes each output line with [NAME] when passes run in parallel.
+tag = $(if $(TAG_OUTPUT),2>&1 | sed -u 's/^/[$(1)] /')
 SPEC_LUA_PATH := lua/?.lua;lua/?/init.lua;./?.lua;;
 BUSTED_54 := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_TEST_LUA=lua5.4 lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFLOW_TEST_LUA=luajit luajit /usr/bin/busted
@@ -92,7 +97,16 @@ core-all:
 # The suite under each interpreter, then the hardening checks (Lua 5.4 only):
 # short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
 # minutes at most; spec/soak_spec.lua is short here).
-test: core-all embed test-c test-51 test-52 test-53 test-54 test-luajit fuzz-short check-sanitize check-valgrind
+#
+# The seven spec passes mostly wait on sockets and servers (about a quarter of
+# their wall time is CPU), so they run TEST_JOBS at a time; each line of their
+# output is tagged with its pass ([lua5.1] ... [valgrind]).
+TEST_JOBS ?= 3
+TEST_PASSES := test-51 test-52 test-53 test-54 test-luajit check-sanitize check-valgrind
+test: core-all embed test-c build/asan/lua build/asan/moltflow/core.so
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES)
+	@$(MAKE) --no-print-directory fuzz-short
+	@echo "make test: every pass passed ($(TEST_PASSES) fuzz-short)"
 
 # C hosts with the core's sources compiled in: examples/embed/host.c, and
 # examples/embed/frame.c (a frame loop; its cc line is quoted in
@@ -130,7 +144,7 @@ mutate:
 # for the child processes the specs start.
 test-spec: all
 	LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
-	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) $(SPEC_EXCLUDE) spec
+	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) $(SPEC_EXCLUDE) spec $(call tag,$(LUA))
 
 test-54:
 	@$(MAKE) --no-print-directory test-spec LUA=lua5.4
@@ -316,7 +330,7 @@ VALGRIND := valgrind -q --tool=memcheck --leak-check=full --show-leak-kinds=defi
   --suppressions=spec/support/valgrind.supp --num-callers=30
 check-valgrind: all
 	SOAK_REQUESTS=$${SOAK_REQUESTS:-300} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	  $(VALGRIND) lua5.4 /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec
+	  $(VALGRIND) lua5.4 /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec $(call tag,valgrind)
 
 # ASan + UBSan: the core built into build/asan and loaded by a small Lua 5.4
 # host linked with the sanitizer runtimes (no LD_PRELOAD for child processes).
@@ -339,7 +353,7 @@ check-sanitize: all build/asan/lua build/asan/moltflow/core.so
 	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MOLTFLOW_ASAN_CPATH='build/asan/?.so' \
 	  LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec
+	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec $(call tag,asan)
 
 # 100000 requests with random faults; RSS must stay flat (spec/soak_spec.lua).
 # Under $(LUA) (Lua 5.4 unless LUA= names another).
