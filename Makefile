@@ -104,7 +104,7 @@ core-all:
 TEST_JOBS ?= 3
 TEST_PASSES := test-51 test-52 test-53 test-54 test-luajit check-sanitize check-valgrind
 test: core-all embed test-c build/asan/lua build/asan/moltflow/core.so
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES)
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES)
 	@$(MAKE) --no-print-directory fuzz-short
 	@echo "make test: every pass passed ($(TEST_PASSES) fuzz-short)"
 

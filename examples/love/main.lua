@@ -67,7 +67,7 @@ end
 function love.update(dt)
   local busy = in_flight()
   local t0 = love.timer.getTime()
-  client:poll(0)                         -- only what is ready: never waits
+  admin.poll(0)                          -- every client's calls, only what is ready: never waits
   local cost = love.timer.getTime() - t0
   stats.frames = stats.frames + 1
   stats.poll_s = stats.poll_s + cost
