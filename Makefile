@@ -98,11 +98,11 @@ core-all:
 # short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
 # minutes at most; spec/soak_spec.lua is short here).
 #
-# The seven spec passes mostly wait on sockets and servers (about a quarter of
+# The seven spec passes mostly wait on sockets and servers (about half of
 # their wall time is CPU), so they run TEST_JOBS at a time; each line of their
 # output is tagged with its pass ([lua5.1] ... [valgrind]).
 TEST_JOBS ?= 3
-TEST_PASSES := test-51 test-52 test-53 test-54 test-luajit check-sanitize check-valgrind
+TEST_PASSES := check-valgrind test-54 test-51 test-52 test-53 test-luajit check-sanitize
 test: core-all embed test-c build/asan/lua build/asan/moltflow/core.so
 	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES)
 	@$(MAKE) --no-print-directory fuzz-short
