@@ -98,7 +98,7 @@ core-all:
 # short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
 # minutes at most; spec/soak_spec.lua is short here).
 #
-# The seven spec passes mostly wait on sockets and servers (about half of
+# The seven spec passes mostly wait on sockets and servers (about a quarter of
 # their wall time is CPU), so they run TEST_JOBS at a time; each line of their
 # output is tagged with its pass ([lua5.1] ... [valgrind]).
 TEST_JOBS ?= 3
