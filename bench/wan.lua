@@ -13,6 +13,7 @@ local uv = require "luv"
 local proc = require "spec.support.process"
 local tls_nginx = require "spec.support.tls_nginx"
 local delay_proxy = require "spec.support.delay_proxy"
+local wan_ngx = require "bench.wan_ngx"
 
 local REPS = tonumber(os.getenv("BENCH_WAN_REPS") or "3")
 local DELAY = tonumber(os.getenv("BENCH_WAN_DELAY") or "25")
@@ -83,8 +84,9 @@ local function curl_config(workload, url, ca, id)
   return path, parallel
 end
 
--- Each client: a function(workload, url, ca) -> shell command whose stdout
--- has "wall_s X" (or nil: the orchestrator times the command).
+-- Each client: cmd(workload, url, ca, id) -> shell command, and whether its
+-- stdout has "wall_s X" (else the orchestrator times the command); `after`,
+-- when given, runs once the run's log lines are read (and on failure).
 local CLIENTS = {
   {name = "SDK, Lua 5.4", cmd = function(w, url, ca, id)
     return ("LUA_PATH=%s LUA_CPATH=%s lua5.4 bench/wan_sdk.lua %s %s %s %s"):format(
@@ -93,6 +95,13 @@ local CLIENTS = {
   {name = "SDK, LuaJIT", cmd = function(w, url, ca, id)
     return ("LUA_PATH=%s LUA_CPATH=%s luajit bench/wan_sdk.lua %s %s %s %s"):format(
       proc.quote(LUA_PATH), proc.quote(root .. "/build/luajit/?.so;;"), w, url, proc.quote(ca), id), true
+  end},
+  {name = "SDK, cosocket transport (nginx)", cmd = function(w, url, ca, id, client)
+    client.host = wan_ngx.start{ca = ca} -- started before the log mark: it makes no request
+    return client.host:command(w, url, id), true
+  end, after = function(client)
+    if client.host then client.host:stop() end
+    client.host = nil
   end},
   {name = "Python requests.Session", cmd = function(w, url, ca, id)
     return ("/usr/bin/python3 bench/wan_requests.py %s %s %s %s"):format(w, url, proc.quote(ca), id), true
@@ -108,7 +117,7 @@ local function measure(server, url, workload, client)
   local samples = {}
   for _ = 1, REPS do
     local id = run_id()
-    local cmd, reports_wall = client.cmd(workload.name, url, server.ca, id)
+    local cmd, reports_wall = client.cmd(workload.name, url, server.ca, id, client)
     local mark = server:mark()
     local t0 = now()
     local p = assert(io.popen(cmd .. " 2>" .. out_dir .. "/wan-stderr.txt"))
@@ -128,6 +137,7 @@ local function measure(server, url, workload, client)
       end
     end
     local s = server:summary(mark, workload.requests)
+    if client.after then client.after(client) end
     s.wall = wall
     samples[#samples + 1] = s
   end
@@ -168,6 +178,9 @@ local ok, err = pcall(function()
     end
   end
 end)
+for _, c in ipairs(CLIENTS) do
+  if c.after then c.after(c) end
+end
 for _, sv in ipairs(servers) do
   if sv.proxy then sv.proxy:stop() end
   sv.server:stop()
