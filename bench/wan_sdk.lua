@@ -1,6 +1,6 @@
 -- The SDK side of `make bench-wan` (bench/wan.lua): one workload of issue 12,
 -- timed from its first byte to its last answer. Prints "wall_s <seconds>".
---   wan_sdk.lua WORKLOAD URL CA_FILE [RUN_ID]
+--   wan_sdk.lua WORKLOAD URL CA_FILE [RUN_ID [HTTP_VERSION]]
 --   session  one client: 10 x (GET usage, POST api-keys, PATCH settings)
 --   agency   50 tenant clients x 2 rounds of admin.batch at concurrency 8
 --   batch    one client: c:batch of 32 GETs at concurrency 16
@@ -22,12 +22,13 @@ local function check_batch(results, n)
   for _, r in ipairs(results) do ok(r[1], r[2]) end
 end
 
---- prepare(workload, url, ca, run_id) -> run: makes the workload's clients
--- (ca: their ca_file, nil inside nginx, where lua_ssl_trusted_certificate
--- names it) and returns the function that runs it, raising on any failure.
-function M.prepare(workload, url, ca, run_id)
+--- prepare(workload, url, ca, run_id, http_version) -> run: makes the
+-- workload's clients (ca: their ca_file, nil inside nginx, where
+-- lua_ssl_trusted_certificate names it; http_version: nil or "1.1") and
+-- returns the function that runs it, raising on any failure.
+function M.prepare(workload, url, ca, run_id, http_version)
   local function client()
-    return admin.new{base_url = url, api_key = KEY, ca_file = ca, retry = false}
+    return admin.new{base_url = url, api_key = KEY, ca_file = ca, retry = false, http_version = http_version}
   end
   if workload == "session" then
     local c = client()
@@ -61,9 +62,9 @@ end
 
 if ... == "bench.wan_sdk" then return M end -- required, not run
 
-local workload, url, ca, run_id = arg[1], arg[2], arg[3], arg[4] or tostring(os.time())
+local workload, url, ca, run_id, http_version = arg[1], arg[2], arg[3], arg[4] or tostring(os.time()), arg[5]
 local core = require "moltflow.core"
-local run = M.prepare(workload, url, ca, run_id)
+local run = M.prepare(workload, url, ca, run_id, http_version)
 local t0 = core.monotime()
 run()
 print(("wall_s %.4f"):format(core.monotime() - t0))
