@@ -88,7 +88,7 @@ end
 -- Each client: cmd(workload, url, ca, id) -> shell command, and whether its
 -- stdout has "wall_s X" (else the orchestrator times the command); `after`,
 -- when given, runs once the run's log lines are read (and on failure);
--- `only` names the one workload it runs.
+-- `only`, when given, is the set of workloads it runs.
 local CLIENTS = {
   {name = "SDK, Lua 5.4", cmd = function(w, url, ca, id)
     return ("LUA_PATH=%s LUA_CPATH=%s lua5.4 bench/wan_sdk.lua %s %s %s %s"):format(
@@ -98,8 +98,9 @@ local CLIENTS = {
     return ("LUA_PATH=%s LUA_CPATH=%s luajit bench/wan_sdk.lua %s %s %s %s"):format(
       proc.quote(LUA_PATH), proc.quote(root .. "/build/luajit/?.so;;"), w, url, proc.quote(ca), id), true
   end},
-  -- the batch again without CURLOPT_PIPEWAIT's wait for ALPN (see BENCHMARKS.md)
-  {name = 'SDK, Lua 5.4, http_version = "1.1"', only = "batch", cmd = function(w, url, ca, id)
+  -- the concurrent workloads again without CURLOPT_PIPEWAIT's wait for ALPN
+  -- (see bench/wan-commentary.md)
+  {name = 'SDK, Lua 5.4, http_version = "1.1"', only = {agency = true, batch = true}, cmd = function(w, url, ca, id)
     return ("LUA_PATH=%s LUA_CPATH=%s lua5.4 bench/wan_sdk.lua %s %s %s %s 1.1"):format(
       proc.quote(LUA_PATH), proc.quote(root .. "/build/5.4/?.so;;"), w, url, proc.quote(ca), id), true
   end},
@@ -173,7 +174,7 @@ local ok, err = pcall(function()
       local floor = (w.trips + 2) * RTT
       rows[#rows + 1] = ("| %s | %s | round-trip floor | %.2f | 1.00 | — | — | — | |"):format(w.title, sv.label, floor)
       for _, c in ipairs(CLIENTS) do
-        if c.only and c.only ~= w.name then goto next_client end
+        if c.only and not c.only[w.name] then goto next_client end
         local s = measure(sv.server, url, w, c)
         io.stderr:write(("  %-8s %-15s %-24s %.3f s  %d conn  %d full  %d resumed  %s\n")
           :format(w.name, sv.label, c.name, s.wall, s.connections, s.full, s.resumed, protocols(s)))
