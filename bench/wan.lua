@@ -205,7 +205,8 @@ local md = {
    "the sequential round trips × RTT plus one TCP and one TLS round trip. curl runs the agency's " ..
    "100 calls in one `--parallel-max 8` invocation. The cosocket client is a fresh single-worker " ..
    "nginx per run (bench/wan_ngx.lua: an empty keepalive pool and TLS session cache, as a new " ..
-   "process of the other clients has), timed inside its handler; it speaks HTTP/1.1 only."):format(os.date("!%Y-%m-%d %H:%M UTC"),
+   "process of the other clients has), timed inside its handler; it speaks HTTP/1.1 only.")
+    :format(os.date("!%Y-%m-%d %H:%M UTC"),
     (io.open("/proc/loadavg"):read("*l"):match("^(%S+ %S+ %S+)")), DELAY, REPS), "",
   "| workload | server | client | wall s | × floor | TCP connections | full TLS | resumed TLS | protocol |",
   "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
