@@ -9,7 +9,7 @@
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
-#                        puts it in BENCHMARKS.md)
+#                        puts it in BENCHMARKS.md; alone, `lua5.4 bench/report.lua --wan` does)
 #   make mutate          mutation testing: tools/mutants.txt against the Lua 5.4 suite (not part of test)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make docs            LDoc reference in build/docs; docs/api.md, README's CLI table

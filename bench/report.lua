@@ -1,7 +1,40 @@
 -- bench/report.lua RESULTS: prints the table and the ratios of a `make bench`
--- run, regenerates BENCHMARKS.md (machine, table, ratios, then
--- bench/commentary.md) and draws bench/concurrency.png with gnuplot.
-local results_path = assert(arg[1], "usage: report.lua RESULTS")
+-- run, regenerates BENCHMARKS.md (machine, table, ratios, the WAN section,
+-- then bench/commentary.md) and draws bench/concurrency.png with gnuplot.
+-- bench/report.lua --wan: replaces only BENCHMARKS.md's WAN section, after a
+-- `make bench-wan` alone.
+
+-- The WAN section: build/bench/wan.md (bench/wan.lua's table) and its
+-- commentary, bench/wan-commentary.md; nil without a table.
+local function wan_section()
+  local wan = io.open("build/bench/wan.md")
+  if not wan then return nil end
+  local parts = {wan:read("*a")}
+  wan:close()
+  local commentary = io.open("bench/wan-commentary.md")
+  if commentary then
+    parts[2] = commentary:read("*a")
+    commentary:close()
+  end
+  return table.concat(parts, "\n")
+end
+
+if arg[1] == "--wan" then
+  -- from its "## WAN" heading to the next "## " heading
+  local f = assert(io.open("BENCHMARKS.md"))
+  local text = f:read("*a")
+  f:close()
+  local section = assert(wan_section(), "no build/bench/wan.md: run make bench-wan first")
+  local from = assert(text:find("\n## WAN", 1, true), "BENCHMARKS.md has no WAN section")
+  local to = text:find("\n## ", from + 1, true) or #text + 1
+  f = assert(io.open("BENCHMARKS.md", "w"))
+  f:write(text:sub(1, from), section, text:sub(to))
+  f:close()
+  io.stderr:write("replaced the WAN section of BENCHMARKS.md\n")
+  return
+end
+
+local results_path = assert(arg[1], "usage: report.lua RESULTS | --wan")
 
 local r = {}
 for line in io.lines(results_path) do
@@ -187,11 +220,7 @@ local md = {
   "",
 }
 -- the WAN section: make bench runs bench/wan.lua first
-local wan = io.open("build/bench/wan.md")
-if wan then
-  md[#md + 1] = wan:read("*a")
-  wan:close()
-end
+md[#md + 1] = wan_section()
 if commentary then
   md[#md + 1] = commentary:read("*a")
   commentary:close()

@@ -4,7 +4,8 @@
 -- and once with HTTP/2 offered by ALPN. nginx's access log counts the TCP
 -- connections and the full and resumed TLS handshakes of every run.
 --   lua5.4 bench/wan.lua          (run from the checkout; needs lua-luv,
---                                  both core builds, python3-requests, curl)
+--                                  both core builds, python3-requests, curl,
+--                                  nginx's Lua module for the cosocket client)
 --   BENCH_WAN_REPS   runs per workload and client; the median counts (3)
 --   BENCH_WAN_DELAY  one-way delay in ms (25)
 -- Writes build/bench/wan.md (a markdown table) and build/bench/wan.txt.
@@ -13,6 +14,7 @@ local uv = require "luv"
 local proc = require "spec.support.process"
 local tls_nginx = require "spec.support.tls_nginx"
 local delay_proxy = require "spec.support.delay_proxy"
+local wan_ngx = require "bench.wan_ngx"
 
 local REPS = tonumber(os.getenv("BENCH_WAN_REPS") or "3")
 local DELAY = tonumber(os.getenv("BENCH_WAN_DELAY") or "25")
@@ -83,8 +85,10 @@ local function curl_config(workload, url, ca, id)
   return path, parallel
 end
 
--- Each client: a function(workload, url, ca) -> shell command whose stdout
--- has "wall_s X" (or nil: the orchestrator times the command).
+-- Each client: cmd(workload, url, ca, id) -> shell command, and whether its
+-- stdout has "wall_s X" (else the orchestrator times the command); `after`,
+-- when given, runs once the run's log lines are read (and on failure);
+-- `only`, when given, is the set of workloads it runs.
 local CLIENTS = {
   {name = "SDK, Lua 5.4", cmd = function(w, url, ca, id)
     return ("LUA_PATH=%s LUA_CPATH=%s lua5.4 bench/wan_sdk.lua %s %s %s %s"):format(
@@ -93,6 +97,19 @@ local CLIENTS = {
   {name = "SDK, LuaJIT", cmd = function(w, url, ca, id)
     return ("LUA_PATH=%s LUA_CPATH=%s luajit bench/wan_sdk.lua %s %s %s %s"):format(
       proc.quote(LUA_PATH), proc.quote(root .. "/build/luajit/?.so;;"), w, url, proc.quote(ca), id), true
+  end},
+  -- the concurrent workloads again without CURLOPT_PIPEWAIT's wait for ALPN
+  -- (see bench/wan-commentary.md)
+  {name = 'SDK, Lua 5.4, http_version = "1.1"', only = {agency = true, batch = true}, cmd = function(w, url, ca, id)
+    return ("LUA_PATH=%s LUA_CPATH=%s lua5.4 bench/wan_sdk.lua %s %s %s %s 1.1"):format(
+      proc.quote(LUA_PATH), proc.quote(root .. "/build/5.4/?.so;;"), w, url, proc.quote(ca), id), true
+  end},
+  {name = "SDK, cosocket transport (nginx)", cmd = function(w, url, ca, id, client)
+    client.host = wan_ngx.start{ca = ca} -- started before the log mark: it makes no request
+    return client.host:command(w, url, id), true
+  end, after = function(client)
+    if client.host then client.host:stop() end
+    client.host = nil
   end},
   {name = "Python requests.Session", cmd = function(w, url, ca, id)
     return ("/usr/bin/python3 bench/wan_requests.py %s %s %s %s"):format(w, url, proc.quote(ca), id), true
@@ -108,7 +125,7 @@ local function measure(server, url, workload, client)
   local samples = {}
   for _ = 1, REPS do
     local id = run_id()
-    local cmd, reports_wall = client.cmd(workload.name, url, server.ca, id)
+    local cmd, reports_wall = client.cmd(workload.name, url, server.ca, id, client)
     local mark = server:mark()
     local t0 = now()
     local p = assert(io.popen(cmd .. " 2>" .. out_dir .. "/wan-stderr.txt"))
@@ -128,6 +145,7 @@ local function measure(server, url, workload, client)
       end
     end
     local s = server:summary(mark, workload.requests)
+    if client.after then client.after(client) end
     s.wall = wall
     samples[#samples + 1] = s
   end
@@ -156,6 +174,7 @@ local ok, err = pcall(function()
       local floor = (w.trips + 2) * RTT
       rows[#rows + 1] = ("| %s | %s | round-trip floor | %.2f | 1.00 | — | — | — | |"):format(w.title, sv.label, floor)
       for _, c in ipairs(CLIENTS) do
+        if c.only and not c.only[w.name] then goto next_client end
         local s = measure(sv.server, url, w, c)
         io.stderr:write(("  %-8s %-15s %-24s %.3f s  %d conn  %d full  %d resumed  %s\n")
           :format(w.name, sv.label, c.name, s.wall, s.connections, s.full, s.resumed, protocols(s)))
@@ -164,10 +183,14 @@ local ok, err = pcall(function()
         raw[#raw + 1] = ("%s %s %s wall_s=%.4f floor_s=%.3f connections=%d full=%d resumed=%d requests=%d")
           :format(w.name, sv.label:gsub("[ /]", "_"), c.name:gsub("[ ,.]+", "_"), s.wall, floor,
                   s.connections, s.full, s.resumed, s.requests)
+        ::next_client::
       end
     end
   end
 end)
+for _, c in ipairs(CLIENTS) do
+  if c.after then c.after(c) end
+end
 for _, sv in ipairs(servers) do
   if sv.proxy then sv.proxy:stop() end
   sv.server:stop()
@@ -180,7 +203,10 @@ local md = {
    "(%d ms each way, per chunk). Wall time is the median of %d runs; connections and handshakes " ..
    "are that run's, from nginx's access log (`$connection`, `$ssl_session_reused`). The floor is " ..
    "the sequential round trips × RTT plus one TCP and one TLS round trip. curl runs the agency's " ..
-   "100 calls in one `--parallel-max 8` invocation."):format(os.date("!%Y-%m-%d %H:%M UTC"),
+   "100 calls in one `--parallel-max 8` invocation. The cosocket client is a fresh single-worker " ..
+   "nginx per run (bench/wan_ngx.lua: an empty keepalive pool and TLS session cache, as a new " ..
+   "process of the other clients has), timed inside its handler; it speaks HTTP/1.1 only.")
+    :format(os.date("!%Y-%m-%d %H:%M UTC"),
     (io.open("/proc/loadavg"):read("*l"):match("^(%S+ %S+ %S+)")), DELAY, REPS), "",
   "| workload | server | client | wall s | × floor | TCP connections | full TLS | resumed TLS | protocol |",
   "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
