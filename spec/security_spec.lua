@@ -212,7 +212,7 @@ describe("secrets", function()
 end)
 
 describe("secrets in errors", function()
-  local raw = require "spec.support.raw"
+  local raw = require "spec.support.raw_server"
 
   local function strings(v, out, seen)
     out, seen = out or {}, seen or {}
