@@ -1,6 +1,7 @@
 -- make mutate: applies each mutant of tools/mutants.txt, one at a time, to a
 -- scratch copy of the tree and runs the Lua 5.4 suite against it (failing
--- fast). A mutant is caught when the suite fails. Reports caught, SURVIVED
+-- fast), after checking that the unmutated suite passes there. A mutant is
+-- caught when the suite fails. Reports caught, SURVIVED
 -- or STALE (its snippet no longer matches exactly once) per mutant, and the
 -- score; exits 1 unless every scored mutant is caught.
 --
@@ -171,6 +172,9 @@ local function main()
 
   local jobs = math.max(1, math.floor(tonumber(os.getenv("MUTATE_JOBS")) or 1))
   local root = assert(io.popen("mktemp -d /tmp/moltflow-mutate.XXXXXX")):read("l")
+  -- mktemp's 0700 would hide the tree from the specs that run a process as
+  -- another user (file_store_spec's shared sticky directory)
+  assert(sh("chmod 755 " .. sh_quote(root)))
   local started = os.time()
   print(("mutate: %d mutants, %d job(s), scratch %s"):format(#chosen, jobs, root))
   io.stdout:flush()
@@ -178,6 +182,14 @@ local function main()
   for j = 1, jobs do
     local dir = ("%s/tree%d"):format(root, j)
     make_scratch(dir)
+    if j == 1 and not sh(suite_cmd(dir)) then
+      -- a suite that fails unmutated would count every mutant as caught
+      local log = read(dir .. "/.mutate-log")
+      print("mutate: the unmutated suite fails in the scratch copy: " ..
+            (log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""))
+      sh("rm -rf " .. sh_quote(root))
+      os.exit(2)
+    end
     local ids = {}
     for i = j, #chosen, jobs do ids[#ids + 1] = chosen[i].id end
     write(("%s/list%d"):format(root, j), table.concat(ids, "\n") .. "\n")
