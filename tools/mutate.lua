@@ -86,11 +86,13 @@ local function apply(text, m)
   return text:sub(1, at - 1) .. m.to .. text:sub(at + #m.from)
 end
 
-local function suite_cmd(dir)
+-- keep_going: run every spec (the unmutated check lists all failures)
+local function suite_cmd(dir, keep_going)
   local specs = os.getenv("MUTATE_SPECS") or "spec"
   return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
-          "timeout %d lua5.4 /usr/bin/busted --no-keep-going --output=TAP %s >%s 2>&1")
-    :format(sh_quote(dir), SUITE_TIMEOUT, specs, sh_quote(dir .. "/.mutate-log"))
+          "timeout %d lua5.4 /usr/bin/busted %s --output=TAP %s >%s 2>&1")
+    :format(sh_quote(dir), SUITE_TIMEOUT, keep_going and "" or "--no-keep-going", specs,
+            sh_quote(dir .. "/.mutate-log"))
 end
 
 -- Runs the mutants named in list_file inside scratch copy dir; writes
@@ -135,8 +137,10 @@ end
 -- built: the LuaJIT one too, for the OpenResty spec (nginx runs LuaJIT); a
 -- C mutant rebuilds only the Lua 5.4 core.
 local function make_scratch(dir)
-  assert(sh(("mkdir -p %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C %s")
-            :format(sh_quote(dir), sh_quote(dir))), "cannot copy the tree to " .. dir)
+  -- a repository of its own: specs list the checkout's files with git ls-files
+  assert(sh(("mkdir -p %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C %s " ..
+             "&& git -C %s init -q"):format(sh_quote(dir), sh_quote(dir), sh_quote(dir))),
+         "cannot copy the tree to " .. dir)
   assert(sh(("cd %s && make -s LUA=lua5.4 >.mutate-build 2>&1 && make -s LUA=luajit >>.mutate-build 2>&1 " ..
              "&& make -s test-c >>.mutate-build 2>&1"):format(sh_quote(dir))),
          "the unmutated tree does not build in " .. dir)
@@ -182,11 +186,10 @@ local function main()
   for j = 1, jobs do
     local dir = ("%s/tree%d"):format(root, j)
     make_scratch(dir)
-    if j == 1 and not sh(suite_cmd(dir)) then
+    if j == 1 and not sh(suite_cmd(dir, true)) then
       -- a suite that fails unmutated would count every mutant as caught
-      local log = read(dir .. "/.mutate-log")
-      print("mutate: the unmutated suite fails in the scratch copy: " ..
-            (log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""))
+      print("mutate: the unmutated suite fails in the scratch copy:")
+      for name in read(dir .. "/.mutate-log"):gmatch("not ok %d+ %- ([^\n]*)") do print("  " .. name) end
       sh("rm -rf " .. sh_quote(root))
       os.exit(2)
     end
