@@ -14,7 +14,10 @@
 -- Internal: --worker DIR LIST OUT runs the mutants of LIST in scratch copy DIR.
 
 local CATALOGUE = "tools/mutants.txt"
-local SUITE_TIMEOUT = 900 -- seconds: a mutant that hangs the suite counts as caught
+-- A mutant that hangs the suite is caught once the suite has run twice as
+-- long as it did unmutated (at least MIN_TIMEOUT s); the unmutated run itself
+-- gets BASELINE_TIMEOUT s.
+local BASELINE_TIMEOUT, MIN_TIMEOUT = 1200, 300
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -87,17 +90,17 @@ local function apply(text, m)
 end
 
 -- keep_going: run every spec (the unmutated check lists all failures)
-local function suite_cmd(dir, keep_going)
+local function suite_cmd(dir, timeout, keep_going)
   local specs = os.getenv("MUTATE_SPECS") or "spec"
   return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
           "timeout %d lua5.4 /usr/bin/busted %s --output=TAP %s >%s 2>&1")
-    :format(sh_quote(dir), SUITE_TIMEOUT, keep_going and "" or "--no-keep-going", specs,
+    :format(sh_quote(dir), timeout, keep_going and "" or "--no-keep-going", specs,
             sh_quote(dir .. "/.mutate-log"))
 end
 
 -- Runs the mutants named in list_file inside scratch copy dir; writes
 -- "id<TAB>result<TAB>seconds<TAB>detail" lines to out_file.
-local function worker(dir, list_file, out_file)
+local function worker(dir, list_file, out_file, timeout)
   local wanted = {}
   for id in read(list_file):gmatch("[^\n]+") do wanted[id] = true end
   local out = assert(io.open(out_file, "w"))
@@ -117,12 +120,17 @@ local function worker(dir, list_file, out_file)
         if not built then
           -- it does not compile, or the C unit tests fail: caught
           result, detail = "caught", "by the build or the C unit tests"
-        elseif sh(suite_cmd(dir)) then
-          result, detail = "SURVIVED", "the suite passed"
         else
-          local log = read(dir .. "/.mutate-log")
-          local first = log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""
-          result, detail = "caught", first:sub(1, 100)
+          local passed, _, code = os.execute(suite_cmd(dir, timeout))
+          if passed == true or passed == 0 then
+            result, detail = "SURVIVED", "the suite passed"
+          elseif code == 124 then
+            result, detail = "caught", ("the suite hung (stopped after %d s)"):format(timeout)
+          else
+            local log = read(dir .. "/.mutate-log")
+            local first = log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""
+            result, detail = "caught", first:sub(1, 100)
+          end
         end
         write(path, original)
         if is_c then sh(("cd %s && make -s LUA=lua5.4 >/dev/null 2>&1"):format(sh_quote(dir))) end
@@ -147,7 +155,7 @@ local function make_scratch(dir)
 end
 
 local function main()
-  if arg[1] == "--worker" then return worker(arg[2], arg[3], arg[4]) end
+  if arg[1] == "--worker" then return worker(arg[2], arg[3], arg[4], tonumber(arg[5]) or BASELINE_TIMEOUT) end
   local catalogue = load_catalogue()
   local subset
   if os.getenv("MUTANTS") and os.getenv("MUTANTS") ~= "" then
@@ -182,22 +190,28 @@ local function main()
   local started = os.time()
   print(("mutate: %d mutants, %d job(s), scratch %s"):format(#chosen, jobs, root))
   io.stdout:flush()
-  local cmds = {}
+  local cmds, timeout = {}, MIN_TIMEOUT
   for j = 1, jobs do
     local dir = ("%s/tree%d"):format(root, j)
     make_scratch(dir)
-    if j == 1 and not sh(suite_cmd(dir, true)) then
+    local t0 = os.time()
+    if j == 1 and not sh(suite_cmd(dir, BASELINE_TIMEOUT, true)) then
       -- a suite that fails unmutated would count every mutant as caught
       print("mutate: the unmutated suite fails in the scratch copy:")
       for name in read(dir .. "/.mutate-log"):gmatch("not ok %d+ %- ([^\n]*)") do print("  " .. name) end
       sh("rm -rf " .. sh_quote(root))
       os.exit(2)
     end
+    if j == 1 then
+      timeout = math.max(MIN_TIMEOUT, 2 * (os.time() - t0))
+      print(("mutate: the unmutated suite passes (%d s); a suite that runs %d s hangs"):format(os.time() - t0, timeout))
+      io.stdout:flush()
+    end
     local ids = {}
     for i = j, #chosen, jobs do ids[#ids + 1] = chosen[i].id end
     write(("%s/list%d"):format(root, j), table.concat(ids, "\n") .. "\n")
-    cmds[#cmds + 1] = ("lua5.4 tools/mutate.lua --worker %s %s %s &"):format(
-      sh_quote(dir), sh_quote(("%s/list%d"):format(root, j)), sh_quote(("%s/out%d"):format(root, j)))
+    cmds[#cmds + 1] = ("lua5.4 tools/mutate.lua --worker %s %s %s %d &"):format(
+      sh_quote(dir), sh_quote(("%s/list%d"):format(root, j)), sh_quote(("%s/out%d"):format(root, j)), timeout)
   end
   sh(table.concat(cmds, " ") .. " wait")
 
