@@ -89,13 +89,36 @@ local function apply(text, m)
   return text:sub(1, at - 1) .. m.to .. text:sub(at + #m.from)
 end
 
--- keep_going: run every spec (the unmutated check lists all failures)
-local function suite_cmd(dir, timeout, keep_going)
-  local specs = os.getenv("MUTATE_SPECS") or "spec"
-  return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
-          "timeout %d lua5.4 /usr/bin/busted %s --output=TAP %s >%s 2>&1")
-    :format(sh_quote(dir), timeout, keep_going and "" or "--no-keep-going", specs,
-            sh_quote(dir .. "/.mutate-log"))
+-- Runs specs (the whole suite: "spec") in dir; keep_going runs every spec
+-- (the unmutated check lists all failures). Returns "passed", "hung" or the
+-- first failure.
+local function run_suite(dir, timeout, specs, keep_going)
+  local passed, _, code = os.execute(
+    ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
+     "timeout %d lua5.4 /usr/bin/busted %s --output=TAP %s >%s 2>&1")
+      :format(sh_quote(dir), timeout, keep_going and "" or "--no-keep-going", specs,
+              sh_quote(dir .. "/.mutate-log")))
+  if passed == true or passed == 0 then return "passed" end
+  if code == 124 then return "hung" end
+  local log = read(dir .. "/.mutate-log")
+  return (log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""):sub(1, 100)
+end
+
+-- The specs that most likely catch m, run before the whole suite (only
+-- to fail sooner: a mutant they miss still meets every spec). Its `specs:`
+-- field, else spec/<name>_spec.lua for its file's name or folder.
+local function first_specs(dir, m)
+  if m.specs then return m.specs end
+  local folder, name = m.file:match("([^/]+)/([^/.]+)%.%w+$")
+  for _, stem in ipairs{name, folder} do
+    local spec = "spec/" .. stem .. "_spec.lua"
+    local f = io.open(dir .. "/" .. spec)
+    if f then
+      f:close()
+      return spec
+    end
+  end
+  return nil
 end
 
 -- Runs the mutants named in list_file inside scratch copy dir; writes
@@ -105,6 +128,7 @@ local function worker(dir, list_file, out_file, timeout)
   for id in read(list_file):gmatch("[^\n]+") do wanted[id] = true end
   local out = assert(io.open(out_file, "w"))
   out:setvbuf("line")
+  local specs = os.getenv("MUTATE_SPECS") or "spec"
   for _, m in ipairs(load_catalogue()) do
     if wanted[m.id] then
       local path = dir .. "/" .. m.file
@@ -121,15 +145,15 @@ local function worker(dir, list_file, out_file, timeout)
           -- it does not compile, or the C unit tests fail: caught
           result, detail = "caught", "by the build or the C unit tests"
         else
-          local passed, _, code = os.execute(suite_cmd(dir, timeout))
-          if passed == true or passed == 0 then
+          local first = not os.getenv("MUTATE_SPECS") and first_specs(dir, m)
+          local outcome = first and run_suite(dir, timeout, first) or "passed"
+          if outcome == "passed" then outcome = run_suite(dir, timeout, specs) end
+          if outcome == "passed" then
             result, detail = "SURVIVED", "the suite passed"
-          elseif code == 124 then
+          elseif outcome == "hung" then
             result, detail = "caught", ("the suite hung (stopped after %d s)"):format(timeout)
           else
-            local log = read(dir .. "/.mutate-log")
-            local first = log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""
-            result, detail = "caught", first:sub(1, 100)
+            result, detail = "caught", outcome
           end
         end
         write(path, original)
@@ -195,7 +219,7 @@ local function main()
     local dir = ("%s/tree%d"):format(root, j)
     make_scratch(dir)
     local t0 = os.time()
-    if j == 1 and not sh(suite_cmd(dir, BASELINE_TIMEOUT, true)) then
+    if j == 1 and run_suite(dir, BASELINE_TIMEOUT, os.getenv("MUTATE_SPECS") or "spec", true) ~= "passed" then
       -- a suite that fails unmutated would count every mutant as caught
       print("mutate: the unmutated suite fails in the scratch copy:")
       for name in read(dir .. "/.mutate-log"):gmatch("not ok %d+ %- ([^\n]*)") do print("  " .. name) end
