@@ -1,9 +1,11 @@
 -- make mutate: applies each mutant of tools/mutants.txt, one at a time, to a
--- scratch copy of the tree and runs the Lua 5.4 suite against it (failing
--- fast), after checking that the unmutated suite passes there. A mutant is
--- caught when the suite fails. Reports caught, SURVIVED
--- or STALE (its snippet no longer matches exactly once) per mutant, and the
--- score; exits 1 unless every scored mutant is caught.
+-- scratch copy of the tree (a git repository of its own, both cores built)
+-- and runs the Lua 5.4 suite against it, failing fast: first the specs most
+-- likely to catch it, then the whole suite. The unmutated suite must pass
+-- there first. A mutant is caught when the build, the C unit tests or the
+-- suite fail, or the suite hangs. Reports caught, SURVIVED or STALE (its
+-- snippet no longer matches exactly once) per mutant, and the score; exits 1
+-- unless every scored mutant is caught.
 --
 --   lua5.4 tools/mutate.lua                 the whole catalogue
 --   MUTANTS=id,id lua5.4 tools/mutate.lua   a subset
@@ -11,7 +13,8 @@
 --   MUTATE_SPECS="spec/x_spec.lua ..."      other specs than spec/ (debugging)
 --   lua5.4 tools/mutate.lua --check         only report STALE mutants
 --
--- Internal: --worker DIR LIST OUT runs the mutants of LIST in scratch copy DIR.
+-- Internal: --worker DIR LIST OUT TIMEOUT runs the mutants of LIST in scratch
+-- copy DIR.
 
 local CATALOGUE = "tools/mutants.txt"
 -- A mutant that hangs the suite is caught once the suite has run twice as
