@@ -45,6 +45,25 @@ describe("writes on kept-alive connections", function()
     c:close()
   end)
 
+  -- Without body bytes there is no rewind to refuse: libcurl would resend on
+  -- a reused connection that died, so these go on a connection of their own.
+  for _, method in ipairs{"POST", "PATCH"} do
+    it("a body-less " .. method .. " whose connection dies is sent once, on a fresh connection", function()
+      local before = keepalive.log()
+      local c = client()
+      assert(c:request("GET", "/warm"))
+      local v, err = c:request(method, "/drop")
+      assert.is_nil(v)
+      assert.equal("network", err.kind)
+      local log = keepalive.log()
+      local sent = requests(log, method, "/drop")
+      assert.equal(#requests(before, method, "/drop") + 1, #sent) -- exactly once
+      local warm = requests(log, "GET", "/warm")
+      assert.not_equal(warm[#warm].conn, sent[#sent].conn)
+      c:close()
+    end)
+  end
+
   it("a POST after the server closed the idle kept-alive connection succeeds, sent once", function()
     local c = client()
     local closed = keepalive.log().closed

@@ -127,11 +127,14 @@ io.write(WHO, ' read bad ', bad, ' save failed ', failed, '\n')
     local path = dir .. "/tokens.json"
     local store = admin.file_store(path)
     saved_file(path)
-    assert(os.execute("chmod 644 " .. proc.quote(path)))
-    local t, warning = store.load()
-    assert.is_nil(t)
-    assert.equal("ignoring the token file " .. path .. ": group or others may read or write it (mode 644); "
-                 .. "remove it and log in again (then it is written with mode 600)", warning)
+    local t, warning
+    for _, mode in ipairs{"644", "640", "620", "604", "602"} do -- any one group or other bit
+      assert(os.execute("chmod " .. mode .. " " .. proc.quote(path)))
+      t, warning = store.load()
+      assert.is_nil(t, mode)
+      assert.equal("ignoring the token file " .. path .. ": group or others may read or write it (mode " .. mode
+                   .. "); remove it and log in again (then it is written with mode 600)", warning)
+    end
     assert(os.execute("chmod 600 " .. proc.quote(path)))
     assert.same(TOKENS, store.load())
     for _, text in ipairs({"", "{\"access_tok", "[1,2]", "{\"access_token\": 5}"}) do
@@ -141,6 +144,16 @@ io.write(WHO, ' read bad ', bad, ' save failed ', failed, '\n')
       assert.equal("ignoring the token file " .. path .. ": it is corrupt (not the JSON tokens this store writes); "
                    .. "remove it and log in again", warning)
     end
+  end)
+
+  it("ignores a token file of another user, even with mode 600", function()
+    local path = dir .. "/tokens.json"
+    saved_file(path)
+    assert(os.execute("chown 65534:65534 " .. proc.quote(path)))
+    local t, warning = admin.file_store(path).load()
+    assert.is_nil(t)
+    assert.equal("ignoring the token file " .. path .. ": it is not a regular file of this user; "
+                 .. "remove it and log in again", warning)
   end)
 
   it("try_lock excludes other stores and processes until unlock", function()

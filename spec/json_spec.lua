@@ -130,6 +130,14 @@ describe("json: numbers", function()
     assert.equal(2 ^ 53, dec("9007199254740992"))
   end)
 
+  -- %g would write these with an exponent (1e+15), which an integer field refuses
+  it("integral floats within int64 are written as integers, never in exponent form", function()
+    assert.equal("1000000000000000", enc(1e15))
+    assert.equal("-1000000000000000", enc(-1e15))
+    assert.equal("1152921504606846976", enc(2.0 ^ 60))
+    assert.equal('{"n":100000000000000000}', enc({n = 1e17}))
+  end)
+
   it("floats round-trip exactly", function()
     for _, x in ipairs{0.1, 1.5, -2.25e-7, 1e300, 3.141592653589793, 1 / 3, 2 ^ -1074, 123456.789} do
       local text = enc(x)

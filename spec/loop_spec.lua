@@ -52,6 +52,33 @@ describe("one loop for all clients", function()
     c:close()
   end)
 
+  it("calls whose answers arrive together are all reported done", function()
+    emu.fault{path = "/usage/current", delay = 0.3, times = 4}
+    local c = emu.client{retry = false}
+    local handles = {}
+    for i = 1, 4 do handles[i] = c:spawn("usage.current") end
+    local function count_done()
+      local n = 0
+      for _, h in ipairs(handles) do n = n + (h.done and 1 or 0) end
+      return n
+    end
+    -- on the wire (the answers are held back by the delay) ...
+    local deadline = core.monotime() + 10
+    while #emu.requests_for("GET", "/usage/current") < 4 and core.monotime() < deadline do c:poll(0.005) end
+    -- ... then all answered before the next poll reads any: libcurl finishes them in one go
+    local function answered()
+      local n = 0
+      for _, status in ipairs(emu.statuses_for("GET", "/usage/current")) do n = n + (status == 200 and 1 or 0) end
+      return n
+    end
+    while answered() < 4 and core.monotime() < deadline do core.sleep(0.01) end
+    assert.equal(4, answered())
+    while count_done() < 4 and core.monotime() < deadline do c:poll(0.05) end
+    assert.equal(4, count_done())
+    for _, h in ipairs(handles) do assert.equal(5000, (h:result()).limit_messages) end
+    c:close()
+  end)
+
   it("a new loop keeps its clients' calls apart from the default loop's", function()
     local loop = admin.new_loop{pool_size = 2}
     local c = emu.client{retry = false, loop = loop}

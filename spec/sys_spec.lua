@@ -69,6 +69,23 @@ describe("core.sys", function()
       assert.matches(missing, err, 1, true)
     end)
 
+    it("never writes into a file that already has its temporary name (O_EXCL)", function()
+      -- a preloaded getentropy makes the unpredictable name known: 16 bytes 0xab
+      local shim = dir .. "/fixed_entropy.so"
+      assert(os.execute(("printf '%%s' %s | cc -shared -fPIC -x c -o %s -"):format(proc.quote(
+        "#include <string.h>\nint getentropy(void *p, size_t n) { memset(p, 0xab, n); return 0; }\n"),
+        proc.quote(shim))))
+      local path, planted = dir .. "/secret", dir .. "/.secret.abababababababab.tmp"
+      spit(planted, "planted")
+      local env = {LD_PRELOAD = shim}
+      for k, v in pairs(LUA_ENV) do env[k] = v end
+      local r = proc.run({interpreter, "-e", ("local ok, err = require('moltflow.core').sys.write_private(%q, 'new') "
+                                               .. "io.write(tostring(ok), ' ', tostring(err))"):format(path)}, {env = env})
+      assert.equal("nil cannot create a temporary file beside " .. path .. ": File exists", r.stdout, r.stderr)
+      assert.equal("planted", slurp(planted))
+      assert.is_nil(proc.mode(path))
+    end)
+
     it("replaces a symbolic link at the path instead of writing through it", function()
       local elsewhere = dir .. "/elsewhere"
       spit(elsewhere, "untouched")

@@ -1,8 +1,11 @@
 -- make mutate: applies each mutant of tools/mutants.txt, one at a time, to a
--- scratch copy of the tree and runs the Lua 5.4 suite against it (failing
--- fast). A mutant is caught when the suite fails. Reports caught, SURVIVED
--- or STALE (its snippet no longer matches exactly once) per mutant, and the
--- score; exits 1 unless every scored mutant is caught.
+-- scratch copy of the tree (a git repository of its own, both cores built)
+-- and runs the Lua 5.4 suite against it, failing fast: first the specs most
+-- likely to catch it, then the whole suite. The unmutated suite must pass
+-- there first. A mutant is caught when the build, the C unit tests or the
+-- suite fail, or the suite hangs. Reports caught, SURVIVED or STALE (its
+-- snippet no longer matches exactly once) per mutant, and the score; exits 1
+-- unless every scored mutant is caught.
 --
 --   lua5.4 tools/mutate.lua                 the whole catalogue
 --   MUTANTS=id,id lua5.4 tools/mutate.lua   a subset
@@ -10,10 +13,14 @@
 --   MUTATE_SPECS="spec/x_spec.lua ..."      other specs than spec/ (debugging)
 --   lua5.4 tools/mutate.lua --check         only report STALE mutants
 --
--- Internal: --worker DIR LIST OUT runs the mutants of LIST in scratch copy DIR.
+-- Internal: --worker DIR LIST OUT TIMEOUT runs the mutants of LIST in scratch
+-- copy DIR.
 
 local CATALOGUE = "tools/mutants.txt"
-local SUITE_TIMEOUT = 900 -- seconds: a mutant that hangs the suite counts as caught
+-- A mutant that hangs the suite is caught once the suite has run twice as
+-- long as it did unmutated (at least MIN_TIMEOUT s); the unmutated run itself
+-- gets BASELINE_TIMEOUT s.
+local BASELINE_TIMEOUT, MIN_TIMEOUT = 1200, 300
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -85,20 +92,46 @@ local function apply(text, m)
   return text:sub(1, at - 1) .. m.to .. text:sub(at + #m.from)
 end
 
-local function suite_cmd(dir)
-  local specs = os.getenv("MUTATE_SPECS") or "spec"
-  return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
-          "timeout %d lua5.4 /usr/bin/busted --no-keep-going --output=TAP %s >%s 2>&1")
-    :format(sh_quote(dir), SUITE_TIMEOUT, specs, sh_quote(dir .. "/.mutate-log"))
+-- Runs specs (the whole suite: "spec") in dir; keep_going runs every spec
+-- (the unmutated check lists all failures). Returns "passed", "hung" or the
+-- first failure.
+local function run_suite(dir, timeout, specs, keep_going)
+  local passed, _, code = os.execute(
+    ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' " ..
+     "timeout %d lua5.4 /usr/bin/busted %s --output=TAP %s >%s 2>&1")
+      :format(sh_quote(dir), timeout, keep_going and "" or "--no-keep-going", specs,
+              sh_quote(dir .. "/.mutate-log")))
+  if passed == true or passed == 0 then return "passed" end
+  if code == 124 then return "hung" end
+  local log = read(dir .. "/.mutate-log")
+  return (log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""):sub(1, 100)
+end
+
+-- The specs that most likely catch m, run before the whole suite (only
+-- to fail sooner: a mutant they miss still meets every spec). Its `specs:`
+-- field, else spec/<name>_spec.lua for its file's name or folder.
+local function first_specs(dir, m)
+  if m.specs then return m.specs end
+  local folder, name = m.file:match("([^/]+)/([^/.]+)%.%w+$")
+  for _, stem in ipairs{name, folder} do
+    local spec = "spec/" .. stem .. "_spec.lua"
+    local f = io.open(dir .. "/" .. spec)
+    if f then
+      f:close()
+      return spec
+    end
+  end
+  return nil
 end
 
 -- Runs the mutants named in list_file inside scratch copy dir; writes
 -- "id<TAB>result<TAB>seconds<TAB>detail" lines to out_file.
-local function worker(dir, list_file, out_file)
+local function worker(dir, list_file, out_file, timeout)
   local wanted = {}
   for id in read(list_file):gmatch("[^\n]+") do wanted[id] = true end
   local out = assert(io.open(out_file, "w"))
   out:setvbuf("line")
+  local specs = os.getenv("MUTATE_SPECS") or "spec"
   for _, m in ipairs(load_catalogue()) do
     if wanted[m.id] then
       local path = dir .. "/" .. m.file
@@ -114,12 +147,17 @@ local function worker(dir, list_file, out_file)
         if not built then
           -- it does not compile, or the C unit tests fail: caught
           result, detail = "caught", "by the build or the C unit tests"
-        elseif sh(suite_cmd(dir)) then
-          result, detail = "SURVIVED", "the suite passed"
         else
-          local log = read(dir .. "/.mutate-log")
-          local first = log:match("not ok %d+ %- ([^\n]*)") or log:match("([^\n]*)\n?$") or ""
-          result, detail = "caught", first:sub(1, 100)
+          local first = not os.getenv("MUTATE_SPECS") and first_specs(dir, m)
+          local outcome = first and run_suite(dir, timeout, first) or "passed"
+          if outcome == "passed" then outcome = run_suite(dir, timeout, specs) end
+          if outcome == "passed" then
+            result, detail = "SURVIVED", "the suite passed"
+          elseif outcome == "hung" then
+            result, detail = "caught", ("the suite hung (stopped after %d s)"):format(timeout)
+          else
+            result, detail = "caught", outcome
+          end
         end
         write(path, original)
         if is_c then sh(("cd %s && make -s LUA=lua5.4 >/dev/null 2>&1"):format(sh_quote(dir))) end
@@ -134,15 +172,17 @@ end
 -- built: the LuaJIT one too, for the OpenResty spec (nginx runs LuaJIT); a
 -- C mutant rebuilds only the Lua 5.4 core.
 local function make_scratch(dir)
-  assert(sh(("mkdir -p %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C %s")
-            :format(sh_quote(dir), sh_quote(dir))), "cannot copy the tree to " .. dir)
+  -- a repository of its own: specs list the checkout's files with git ls-files
+  assert(sh(("mkdir -p %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C %s " ..
+             "&& git -C %s init -q"):format(sh_quote(dir), sh_quote(dir), sh_quote(dir))),
+         "cannot copy the tree to " .. dir)
   assert(sh(("cd %s && make -s LUA=lua5.4 >.mutate-build 2>&1 && make -s LUA=luajit >>.mutate-build 2>&1 " ..
              "&& make -s test-c >>.mutate-build 2>&1"):format(sh_quote(dir))),
          "the unmutated tree does not build in " .. dir)
 end
 
 local function main()
-  if arg[1] == "--worker" then return worker(arg[2], arg[3], arg[4]) end
+  if arg[1] == "--worker" then return worker(arg[2], arg[3], arg[4], tonumber(arg[5]) or BASELINE_TIMEOUT) end
   local catalogue = load_catalogue()
   local subset
   if os.getenv("MUTANTS") and os.getenv("MUTANTS") ~= "" then
@@ -171,18 +211,34 @@ local function main()
 
   local jobs = math.max(1, math.floor(tonumber(os.getenv("MUTATE_JOBS")) or 1))
   local root = assert(io.popen("mktemp -d /tmp/moltflow-mutate.XXXXXX")):read("l")
+  -- mktemp's 0700 would hide the tree from the specs that run a process as
+  -- another user (file_store_spec's shared sticky directory)
+  assert(sh("chmod 755 " .. sh_quote(root)))
   local started = os.time()
   print(("mutate: %d mutants, %d job(s), scratch %s"):format(#chosen, jobs, root))
   io.stdout:flush()
-  local cmds = {}
+  local cmds, timeout = {}, MIN_TIMEOUT
   for j = 1, jobs do
     local dir = ("%s/tree%d"):format(root, j)
     make_scratch(dir)
+    local t0 = os.time()
+    if j == 1 and run_suite(dir, BASELINE_TIMEOUT, os.getenv("MUTATE_SPECS") or "spec", true) ~= "passed" then
+      -- a suite that fails unmutated would count every mutant as caught
+      print("mutate: the unmutated suite fails in the scratch copy:")
+      for name in read(dir .. "/.mutate-log"):gmatch("not ok %d+ %- ([^\n]*)") do print("  " .. name) end
+      sh("rm -rf " .. sh_quote(root))
+      os.exit(2)
+    end
+    if j == 1 then
+      timeout = math.max(MIN_TIMEOUT, 2 * (os.time() - t0))
+      print(("mutate: the unmutated suite passes (%d s); a suite that runs %d s hangs"):format(os.time() - t0, timeout))
+      io.stdout:flush()
+    end
     local ids = {}
     for i = j, #chosen, jobs do ids[#ids + 1] = chosen[i].id end
     write(("%s/list%d"):format(root, j), table.concat(ids, "\n") .. "\n")
-    cmds[#cmds + 1] = ("lua5.4 tools/mutate.lua --worker %s %s %s &"):format(
-      sh_quote(dir), sh_quote(("%s/list%d"):format(root, j)), sh_quote(("%s/out%d"):format(root, j)))
+    cmds[#cmds + 1] = ("lua5.4 tools/mutate.lua --worker %s %s %s %d &"):format(
+      sh_quote(dir), sh_quote(("%s/list%d"):format(root, j)), sh_quote(("%s/out%d"):format(root, j)), timeout)
   end
   sh(table.concat(cmds, " ") .. " wait")
 

@@ -68,6 +68,10 @@ M.cases = {
   {name = "chunk-without-crlf", kind = "network", hold = true,
    raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\n6\r\n" .. '{"ok":' ..
          "XX5\r\ntrue}\r\n0\r\n\r\n"},
+  -- one stray byte where the CRLF belongs, then a valid chunk: read on, it would parse
+  {name = "chunk-stray-byte", kind = "network", hold = true,
+   raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\n6\r\n" .. '{"ok":' ..
+         "X5\r\ntrue}\r\n0\r\n\r\n"},
   {name = "chunk-size-garbage", kind = "network", hold = true,
    raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: chunked\r\n\r\nzz\r\n" .. OK11 .. "\r\n0\r\n\r\n"},
   {name = "chunk-size-overflow", kind = "network", hold = true,
