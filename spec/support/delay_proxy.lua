@@ -38,31 +38,10 @@ function M.start(opts)
               "</dev/null >/dev/null 2>%s &")
     :format(M.lua, proc.quote(M.script), opts.target, tostring(opts.delay_ms or 25), opts.lifetime or 600,
             owner, proc.quote(port_file), proc.quote(dir .. "/stderr")))
-  -- the file appears (renamed into place) once the proxy listens
-  for _ = 1, 500 do
-    local line = proc.slurp(port_file)
-    local port, pid = line:match("^(%d+) (%d+)")
-    if port then
-      local p = setmetatable({port = tonumber(port), pid = tonumber(pid), dir = dir,
-                              delay_ms = opts.delay_ms or 25}, Proxy)
-      local function stop() p:stop() end
-      if newproxy then
-        p.sentinel = newproxy(true)
-        getmetatable(p.sentinel).__gc = stop
-      else
-        p.sentinel = setmetatable({}, {__gc = stop})
-      end
-      return p
-    end
-    local err = proc.slurp(dir .. "/stderr")
-    if err ~= "" then
-      os.execute("rm -rf " .. proc.quote(dir))
-      error("delay proxy failed: " .. err)
-    end
-    os.execute("sleep 0.01")
-  end
-  os.execute("rm -rf " .. proc.quote(dir))
-  error("delay proxy did not start")
+  local port, pid = proc.await_port_file(port_file, dir, "delay proxy")
+  local p = setmetatable({port = port, pid = pid, dir = dir, delay_ms = opts.delay_ms or 25}, Proxy)
+  p.sentinel = proc.on_collect(function() p:stop() end)
+  return p
 end
 
 return M

@@ -41,29 +41,11 @@ function M.start(opts)
   os.execute(("%s %s --port-file %s --log %s --owner-pid %s %s </dev/null >/dev/null 2>%s &")
     :format(M.lua, proc.quote(M.script), proc.quote(port_file), proc.quote(log), owner,
             opts.auth and ("--auth " .. proc.quote(opts.auth)) or "", proc.quote(dir .. "/stderr")))
-  for _ = 1, 500 do -- the file appears (renamed into place) once the proxy listens
-    local port, pid = proc.slurp(port_file):match("^(%d+) (%d+)")
-    if port then
-      local p = setmetatable({port = tonumber(port), pid = tonumber(pid), dir = dir, log = log}, Proxy)
-      p.url = ("http://%s127.0.0.1:%d"):format(opts.auth and (opts.auth .. "@") or "", p.port)
-      local function stop() p:stop() end
-      if newproxy then
-        p.sentinel = newproxy(true)
-        getmetatable(p.sentinel).__gc = stop
-      else
-        p.sentinel = setmetatable({}, {__gc = stop})
-      end
-      return p
-    end
-    local err = proc.slurp(dir .. "/stderr")
-    if err ~= "" then
-      os.execute("rm -rf " .. proc.quote(dir))
-      error("http proxy failed: " .. err)
-    end
-    os.execute("sleep 0.01")
-  end
-  os.execute("rm -rf " .. proc.quote(dir))
-  error("http proxy did not start")
+  local port, pid = proc.await_port_file(port_file, dir, "http proxy")
+  local p = setmetatable({port = port, pid = pid, dir = dir, log = log}, Proxy)
+  p.url = ("http://%s127.0.0.1:%d"):format(opts.auth and (opts.auth .. "@") or "", p.port)
+  p.sentinel = proc.on_collect(function() p:stop() end)
+  return p
 end
 
 return M

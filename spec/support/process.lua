@@ -107,4 +107,33 @@ function M.tmpdir()
   return assert(io.popen("mktemp -d /tmp/moltflow-spec-dir.XXXXXX")):read("*l")
 end
 
+-- A value that calls fn when it is collected, at the latest when the Lua
+-- state closes: a helper keeps it to stop its server with the specs. Lua 5.1
+-- and LuaJIT run __gc for userdata only (newproxy); later versions for tables.
+function M.on_collect(fn)
+  if newproxy then
+    local sentinel = newproxy(true)
+    getmetatable(sentinel).__gc = fn
+    return sentinel
+  end
+  return setmetatable({}, {__gc = fn})
+end
+
+-- Waits for a background server's port file ("PORT PID", renamed into place
+-- once it listens); raises with what it wrote to dir/stderr, or after 5 s.
+function M.await_port_file(port_file, dir, what)
+  for _ = 1, 500 do
+    local port, pid = M.slurp(port_file):match("^(%d+) (%d+)")
+    if port then return tonumber(port), tonumber(pid) end
+    local err = M.slurp(dir .. "/stderr")
+    if err ~= "" then
+      os.execute("rm -rf " .. M.quote(dir))
+      error(what .. " failed: " .. err)
+    end
+    os.execute("sleep 0.01")
+  end
+  os.execute("rm -rf " .. M.quote(dir))
+  error(what .. " did not start")
+end
+
 return M

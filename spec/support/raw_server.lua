@@ -100,7 +100,8 @@ if ... == "spec.support.raw_server" then
   local core = require "moltflow.core"
   local dkjson = require "dkjson"
   local http = require "spec.support.http"
-  local quote = require("spec.support.process").quote
+  local proc = require "spec.support.process"
+  local quote = proc.quote
   local here = debug.getinfo(1, "S").source:match("^@(.*)$")
 
   -- Starts the server once per process (a background lua5.4 that exits with
@@ -116,12 +117,7 @@ if ... == "spec.support.raw_server" then
     local function stop()
       os.execute(string.format("kill $(cat %s/pid) 2>/dev/null; rm -rf %s", quote(dir), quote(dir)))
     end
-    if newproxy then
-      M.sentinel = newproxy(true)
-      getmetatable(M.sentinel).__gc = stop
-    else
-      M.sentinel = setmetatable({}, {__gc = stop})
-    end
+    M.sentinel = proc.on_collect(stop)
     local deadline = core.monotime() + 10
     local port
     repeat
