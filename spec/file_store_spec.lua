@@ -13,20 +13,8 @@ local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
 
 local dir
 
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local spit, listing = proc.spit, proc.listing
 
-local function listing(d)
-  local p = assert(io.popen("ls -A " .. proc.quote(d)))
-  local names = {}
-  for name in p:lines() do names[#names + 1] = name end
-  p:close()
-  table.sort(names)
-  return table.concat(names, " ")
-end
 
 -- A shell command running Lua code with the SDK on its path (env -i: no PATH,
 -- nothing inherited); prefix goes before the interpreter (setpriv, prlimit).

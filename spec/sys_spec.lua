@@ -16,21 +16,8 @@ local dir
 
 local function slurp(path) return proc.slurp(path) end
 
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local spit, listing = proc.spit, proc.listing
 
--- The names in a directory, sorted.
-local function listing(d)
-  local p = assert(io.popen("ls -A " .. proc.quote(d)))
-  local names = {}
-  for name in p:lines() do names[#names + 1] = name end
-  p:close()
-  table.sort(names)
-  return table.concat(names, " ")
-end
 
 -- Runs Lua code in a child process with the core on its path.
 local function lua_child(code, opts)

@@ -107,6 +107,23 @@ function M.tmpdir()
   return assert(io.popen("mktemp -d /tmp/moltflow-spec-dir.XXXXXX")):read("*l")
 end
 
+-- Writes text to path (replacing it).
+function M.spit(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+-- The names in a directory, sorted, separated by spaces.
+function M.listing(dir)
+  local p = assert(io.popen("ls -A " .. M.quote(dir)))
+  local names = {}
+  for name in p:lines() do names[#names + 1] = name end
+  p:close()
+  table.sort(names)
+  return table.concat(names, " ")
+end
+
 -- A value that calls fn when it is collected, at the latest when the Lua
 -- state closes: a helper keeps it to stop its server with the specs. Lua 5.1
 -- and LuaJIT run __gc for userdata only (newproxy); later versions for tables.
