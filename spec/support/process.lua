@@ -124,6 +124,16 @@ function M.listing(dir)
   return table.concat(names, " ")
 end
 
+-- Specs that run a process as another user (uid 1, with setpriv) need the
+-- checkout readable by others: a clone under a private (0700) directory is not.
+M.others_can_read_checkout = M.sh("setpriv --reuid=1 --regid=1 --clear-groups test -r " ..
+  "lua/moltflow/admin.lua >/dev/null 2>&1")
+-- `it`, or `pending` with the reason when the checkout is private.
+function M.it_as_other_user(it)
+  if M.others_can_read_checkout then return it end
+  return function(name) pending(name .. " (the checkout is not readable by other users)") end
+end
+
 -- A value that calls fn when it is collected, at the latest when the Lua
 -- state closes: a helper keeps it to stop its server with the specs. Lua 5.1
 -- and LuaJIT run __gc for userdata only (newproxy); later versions for tables.
