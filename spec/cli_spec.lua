@@ -757,7 +757,7 @@ describe("moltflow-admin", function()
       assert.equal(130, rc)
     end)
 
-    proc.it_as_other_user(it)("logs in and works in a process that cannot start another one, with an empty PATH", function()
+    proc.it_as_other_user(it, pending)("logs in and works in a process that cannot start another one, with an empty PATH", function()
       assert(os.execute("chown 1 " .. proc.quote(config_dir)))
       local function run(argv, stdin)
         local words = {"setpriv", "--reuid=1", "--regid=1", "--clear-groups", "prlimit", "--nproc=1", "env", "-i",

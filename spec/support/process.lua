@@ -127,9 +127,9 @@ end
 -- Specs that run a process as another user (uid 1, with setpriv) need the
 -- checkout readable by others: a clone under a private (0700) directory is not.
 M.others_can_read_checkout = M.sh("setpriv --reuid=1 --regid=1 --clear-groups test -r " ..
-  "lua/moltflow/admin.lua >/dev/null 2>&1")
+  "\"$PWD/lua/moltflow/admin.lua\" >/dev/null 2>&1")
 -- `it`, or `pending` with the reason when the checkout is private.
-function M.it_as_other_user(it)
+function M.it_as_other_user(it, pending)
   if M.others_can_read_checkout then return it end
   return function(name) pending(name .. " (the checkout is not readable by other users)") end
 end
