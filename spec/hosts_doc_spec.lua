@@ -102,7 +102,7 @@ http {
       return port
     end
 
-    it("answers from a content handler on cosockets, and calls from the log phase through a timer", function()
+    proc.it_as_other_user(it, pending)("answers from a content handler on cosockets, and calls from the log phase through a timer", function()
       if not has_luajit_core then
         pending("build/luajit/moltflow/core.so is missing (make core-all)")
         return
