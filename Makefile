@@ -96,7 +96,7 @@ core-all:
 
 # The suite under each interpreter, then the hardening checks (Lua 5.4 only):
 # short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
-# minutes at most; spec/soak_spec.lua is short here).
+# minutes at most; spec/hardening/soak_spec.lua is short here).
 #
 # The seven spec passes mostly wait on sockets and servers (about a quarter of
 # their wall time is CPU), so they run TEST_JOBS at a time; each line of their
@@ -110,7 +110,7 @@ test: core-all embed test-c build/asan/lua build/asan/moltflow/core.so
 
 # C hosts with the core's sources compiled in: examples/embed/host.c, and
 # examples/embed/frame.c (a frame loop; its cc line is quoted in
-# examples/embed/README.md, and spec/embed_spec.lua checks that it matches).
+# examples/embed/README.md, and spec/hosts/embed_spec.lua checks that it matches).
 EMBED := build/embed/moltflow-embed
 FRAME := build/embed/moltflow-frame
 embed: $(EMBED) $(FRAME)
@@ -154,8 +154,8 @@ test-54:
 # LuaJIT), the TLS nginx and delay proxy helpers, the packaging (which builds
 # and runs every Lua version itself) and the generated docs. They run once, in
 # the Lua 5.4 pass.
-HOST_SPECS := emulator_spec openresty_spec openresty_conf_spec nvim_spec love_spec wan_support_spec \
-  rockspec_spec deb_spec annotations_spec docs_spec readme_spec
+HOST_SPECS := emulator_spec openresty_spec openresty_conf_spec nvim_spec love_spec wan_harness_spec \
+  rockspec_spec deb_spec annotations_spec doc_blocks_spec generated_docs_spec
 HOST_EXCLUDE := $(foreach s,$(HOST_SPECS),--exclude-pattern=$(s))
 # The ASan and valgrind passes also leave out the fleet: its work happens in
 # child processes that run the plain build, so there is nothing to instrument.
@@ -254,8 +254,8 @@ deb:
 
 # The LDoc HTML reference (build/docs, not committed) from the source comments,
 # and docs/api.md's endpoint reference, README's CLI credentials table and the
-# LuaLS annotations from the endpoint table (spec/readme_spec.lua and
-# spec/annotations_spec.lua fail when stale).
+# LuaLS annotations from the endpoint table (spec/docs/generated_docs_spec.lua and
+# spec/docs/annotations_spec.lua fail when stale).
 docs: all
 	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-endpoint-docs.lua docs/api.md README.md
 	LUA_PATH='lua/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) tools/gen-annotations.lua
@@ -355,12 +355,12 @@ check-sanitize: all build/asan/lua build/asan/moltflow/core.so
 	  LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
 	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec $(call tag,asan)
 
-# 100000 requests with random faults; RSS must stay flat (spec/soak_spec.lua).
+# 100000 requests with random faults; RSS must stay flat (spec/hardening/soak_spec.lua).
 # Under $(LUA) (Lua 5.4 unless LUA= names another).
 SOAK_REQUESTS ?= 100000
 soak: all
 	SOAK_REQUESTS=$(SOAK_REQUESTS) LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
-	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) spec/soak_spec.lua
+	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) spec/hardening/soak_spec.lua
 
 clean:
 	rm -rf build

@@ -10,7 +10,7 @@
 --   lua5.4 tools/mutate.lua                 the whole catalogue
 --   MUTANTS=id,id lua5.4 tools/mutate.lua   a subset
 --   MUTATE_JOBS=2                           two scratch copies in parallel
---   MUTATE_SPECS="spec/x_spec.lua ..."      other specs than spec/ (debugging)
+--   MUTATE_SPECS="spec/api/x_spec.lua ..."  other specs than spec/ (debugging)
 --   lua5.4 tools/mutate.lua --check         only report STALE mutants
 --
 -- Internal: --worker DIR LIST OUT TIMEOUT runs the mutants of LIST in scratch
@@ -109,16 +109,20 @@ end
 
 -- The specs that most likely catch m, run before the whole suite (only
 -- to fail sooner: a mutant they miss still meets every spec). Its `specs:`
--- field, else spec/<name>_spec.lua for its file's name or folder.
+-- field, else <name>_spec.lua for its file's name or folder, in spec/'s
+-- subject folders (spec/unit, spec/api, ...).
+local SPEC_FOLDERS = {"unit", "api", "hosts", "hardening", "packaging", "docs", "emulator"}
 local function first_specs(dir, m)
   if m.specs then return m.specs end
   local folder, name = m.file:match("([^/]+)/([^/.]+)%.%w+$")
   for _, stem in ipairs{name, folder} do
-    local spec = "spec/" .. stem .. "_spec.lua"
-    local f = io.open(dir .. "/" .. spec)
-    if f then
-      f:close()
-      return spec
+    for _, subject in ipairs(SPEC_FOLDERS) do
+      local spec = "spec/" .. subject .. "/" .. stem .. "_spec.lua"
+      local f = io.open(dir .. "/" .. spec)
+      if f then
+        f:close()
+        return spec
+      end
     end
   end
   return nil

@@ -6,7 +6,7 @@
 --
 -- With MOLTFLOW_LOVE_RESULT=path it measures itself instead: once every call
 -- is done it writes frame times and the cost of each poll to that file (JSON)
--- and quits. spec/love_spec.lua runs it so.
+-- and quits. spec/hosts/love_spec.lua runs it so.
 -- luacheck: globals love
 local admin = require "moltflow.admin"
 

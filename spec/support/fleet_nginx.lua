@@ -1,4 +1,4 @@
--- An nginx with two workers hosting the SDK, for spec/fleet_spec.lua: each
+-- An nginx with two workers hosting the SDK, for spec/hosts/fleet_spec.lua: each
 -- worker runs spec/support/fleet_worker.lua once, in a timer started by
 -- init_worker_by_lua (so both workers take part, whatever the kernel does
 -- with connections), on cosockets. No port is opened.

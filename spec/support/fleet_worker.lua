@@ -1,4 +1,4 @@
--- One member of a fleet for spec/fleet_spec.lua: a client on a shared store
+-- One member of a fleet for spec/hosts/fleet_spec.lua: a client on a shared store
 -- making calls. Run as a script (`lua fleet_worker.lua CONFIG.json OUT.json`)
 -- or, inside nginx, as a module (`require("spec.support.fleet_worker").run`).
 --

@@ -1,5 +1,5 @@
--- Run by spec/nvim_spec.lua inside headless Neovim (`nvim --headless --clean
--- -u NONE -i NONE -c "luafile spec/hosts/nvim_host.lua"`), as a plugin would
+-- Run by spec/hosts/nvim_spec.lua inside headless Neovim (`nvim --headless --clean
+-- -u NONE -i NONE -c "luafile spec/support/nvim_host.lua"`), as a plugin would
 -- use the SDK: calls started from a vim.loop timer, chained, and each result
 -- written to a scratch buffer from the completion callback via vim.schedule.
 -- Settings come from the environment (MOLTFLOW_SPEC_*); the outcome is

@@ -1,7 +1,7 @@
 -- The HTTP/1.1 response parser of transport/ngx.lua, over the table of raw
 -- responses in spec/support/raw_server.lua: run directly on byte sources that
 -- split the bytes every which way (plus a seeded fuzz), and the same table
--- served over loopback to libcurl (blocking and multi). spec/openresty_spec.lua
+-- served over loopback to libcurl (blocking and multi). spec/hosts/openresty_spec.lua
 -- serves it to the ngx transport inside nginx.
 local admin = require "moltflow.admin"
 local core = require "moltflow.core"

@@ -1,5 +1,5 @@
 -- Specs of the emulator's own rules, every one checked over real HTTP.
--- Run from the repository root: lua5.4 /usr/bin/busted spec/emulator_spec.lua
+-- Run from the repository root: lua5.4 /usr/bin/busted spec/emulator/emulator_spec.lua
 local dkjson = require "dkjson"
 local emu = require "spec.support.emulator"
 local http = require "spec.support.http"

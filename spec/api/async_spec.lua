@@ -166,7 +166,7 @@ describe("moltflow.async", function()
       local got
       local h = c:spawn("usage.history", {months = 3}):on_done(function(v) got = v end)
       assert.is_false(h.done)
-      -- (it is already on the wire: spec/loop_spec.lua)
+      -- (it is already on the wire: spec/api/loop_spec.lua)
       poll_until_done(c, h)
       local v, res = h:result()
       assert.equal(3, #v.months)

@@ -1,5 +1,5 @@
 -- The SDK in headless Neovim (Debian neovim 0.7, LuaJIT, vim.loop), as a
--- plugin uses it: spec/hosts/nvim_host.lua starts calls from a vim.loop
+-- plugin uses it: spec/support/nvim_host.lua starts calls from a vim.loop
 -- timer and writes each result into a buffer through vim.schedule. Asserts
 -- what the buffer holds and what the emulator saw; prints the chain's time
 -- and whether completion callbacks run in the fast context.
@@ -31,7 +31,7 @@ describe("the SDK in headless Neovim", function()
       local dir = proc.tmpdir()
       local out = dir .. "/out.json"
       local r = proc.run({"timeout", "60", "nvim", "--headless", "--clean", "-u", "NONE", "-i", "NONE",
-                          "-c", "luafile " .. emu.root .. "/spec/hosts/nvim_host.lua"},
+                          "-c", "luafile " .. emu.root .. "/spec/support/nvim_host.lua"},
                          {env = {MOLTFLOW_SPEC_ROOT = emu.root, MOLTFLOW_SPEC_URL = emu.url,
                                  MOLTFLOW_SPEC_KEY = emu.seed.keys.all, MOLTFLOW_SPEC_OUT = out,
                                  MOLTFLOW_SPEC_DRIVER = d.name, HOME = dir}})

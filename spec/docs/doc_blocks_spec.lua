@@ -25,7 +25,7 @@ local function blocks(path)
         code[#code + 1] = lines[i]
         i = i + 1
       end
-      -- a docs/hosts.md recipe runs in its own host (spec/hosts_doc_spec.lua)
+      -- a docs/hosts.md recipe runs in its own host (spec/docs/hosts_recipes_spec.lua)
       local marked = start > 1 and (lines[start - 1]:match("^<!%-%- fragment") or lines[start - 1]:match("^<!%-%- recipe:"))
       if not marked then out[#out + 1] = {line = start, code = table.concat(code, "\n") .. "\n"} end
     end
