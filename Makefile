@@ -3,7 +3,8 @@
 #   make LUA=X           build it for X = lua5.1 | lua5.2 | lua5.3 | lua5.4 | luajit
 #                        into build/5.1 ... build/5.4 | build/luajit (LUA_INC overrides
 #                        the header directory)
-#   make test            C unit tests, specs under Lua 5.1-5.4 and LuaJIT against the emulator, fuzz-short,
+#   make lint            luacheck (.luacheckrc) over every Lua file; the first step of make test
+#   make test            lint, C unit tests, specs under Lua 5.1-5.4 and LuaJIT against the emulator, fuzz-short,
 #                        check-sanitize, check-valgrind (see the hardening section below)
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
@@ -45,8 +46,14 @@ CFLAGS ?= -O2 -g
 DEP_INC := $(foreach d,$(CURL_INCDIR) $(OPENSSL_INCDIR),-I$(d))
 DEP_LIB := $(foreach d,$(CURL_LIBDIR) $(OPENSSL_LIBDIR),-L$(d))
 LIBFLAG ?= -shared
+# The one compile line of every C recipe (the core, the embedded hosts, the C
+# tests, the fuzz and sanitizer builds): $(call compile,COMPILER,FLAGS) is C11
+# with the warnings, FLAGS, then the Lua headers (LUA_INC) and the
+# dependencies' headers. The embedded hosts, fuzz targets and ASan build link
+# Lua 5.4, so they take the default LUA_INC (LUA=lua5.4).
+compile = $(1) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(2) -I$(LUA_INC) $(DEP_INC)
 # Hidden by default: core.so exports luaopen_moltflow_core alone (src/core.c).
-ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) -I$(LUA_INC) $(DEP_INC)
+SO_FLAGS := -fPIC -fvisibility=hidden
 LIBS := $(DEP_LIB) -lcurl -lcrypto -lpthread
 SRC := $(wildcard src/*.c)
 HDR := $(wildcard src/*.h)
@@ -74,7 +81,7 @@ BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFL
 # Dots on a terminal; one line per file and test otherwise (CI, logs), flushed as it goes.
 BUSTED_OUTPUT = --output=$$([ -t 1 ] && echo utfTerminal || echo gtest)
 
-.PHONY: all core core-all embed mutate test test-c test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
+.PHONY: all core core-all embed lint mutate test test-c test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
   bench-wan emulator install uninstall deps clean docs annotations deb rock rock-install rock-install-emulator \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
@@ -82,7 +89,7 @@ all: $(CORE)
 
 $(BUILD)/obj/%.o: src/%.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(call compile,$(CC),$(SO_FLAGS) $(CFLAGS)) -c $< -o $@
 
 $(CORE): $(OBJ)
 	@mkdir -p $(dir $@)
@@ -94,7 +101,7 @@ core-all:
 	  $(MAKE) --no-print-directory LUA=$$v CFLAGS="$(CFLAGS) -Werror" || exit 1; \
 	done
 
-# The suite under each interpreter, then the hardening checks (Lua 5.4 only):
+# Lint first (mk/lint.mk), then the suite under each interpreter, then the hardening checks (Lua 5.4 only):
 # short fuzzing, ASan+UBSan and valgrind runs of the whole suite (each a few
 # minutes at most; spec/hardening/soak_spec.lua is short here).
 #
@@ -103,7 +110,7 @@ core-all:
 # output is tagged with its pass ([lua5.1] ... [valgrind]).
 TEST_JOBS ?= 3
 TEST_PASSES := check-valgrind test-54 test-51 test-52 test-53 test-luajit check-sanitize
-test: core-all embed test-c build/asan/lua build/asan/moltflow/core.so
+test: lint core-all embed test-c build/asan/lua build/asan/moltflow/core.so
 	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES)
 	@$(MAKE) --no-print-directory fuzz-short
 	@echo "make test: every pass passed ($(TEST_PASSES) fuzz-short)"
@@ -117,12 +124,12 @@ embed: $(EMBED) $(FRAME)
 
 $(FRAME): examples/embed/frame.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc \
+	$(call compile,$(CC),$(CFLAGS) -Werror) -Isrc \
 	  -o $@ examples/embed/frame.c src/*.c $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -I/usr/include/lua5.4 -Isrc -o $@ \
+	$(call compile,$(CC),$(CFLAGS) -Werror) -Isrc -o $@ \
 	  examples/embed/host.c $(SRC) $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 # C unit tests (tests/c/*_test.c): what no spec can see from Lua, e.g. that
@@ -130,7 +137,7 @@ $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 C_TESTS := $(patsubst tests/c/%.c,build/ctest/%,$(wildcard tests/c/*_test.c))
 build/ctest/buffer_wipe_test: tests/c/buffer_wipe_test.c src/buffer.c src/buffer.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(CFLAGS) -Werror -Isrc -Wl,--wrap=free -o $@ $< src/buffer.c -lcrypto
+	$(call compile,$(CC),$(CFLAGS) -Werror) -Isrc -Wl,--wrap=free -o $@ $< src/buffer.c -lcrypto
 
 test-c: $(C_TESTS)
 	@for t in $(C_TESTS); do $$t || exit 1; done
@@ -280,87 +287,7 @@ deps:
 	  else service nginx stop >/dev/null 2>&1 || true; fi; \
 	fi
 
-# ---------------------------------------------------------------- hardening
-# make fuzz           every libFuzzer target for FUZZ_SECONDS (60) each
-# make fuzz-short     each for 3 s (part of make test)
-# make check-valgrind the Lua 5.4 specs under valgrind memcheck
-# make check-sanitize the specs on a core built with ASan + UBSan (build/asan)
-# make soak           SOAK_REQUESTS (100000) requests with random faults, flat RSS
-FUZZ_CC ?= clang
-FUZZ_TARGETS := json token response_headers error_body request
-FUZZ_SECONDS ?= 60
-SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_OBJ := $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRC))
-FUZZ_BIN := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
-
-build/fuzz/obj/%.o: src/%.c $(HDR)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer-no-link $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
-
-build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(FUZZ_OBJ)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
-	  $< $(FUZZ_OBJ) -l:liblua5.4.a $(LIBS) -lm -ldl -o $@
-
-# Request building alone (layers 1 and 2): no client, no http.c, no libcurl.
-FUZZ_LAYER2_OBJ := $(patsubst %,build/fuzz/obj/%.o,buffer json request response)
-build/fuzz/fuzz_request: fuzz/fuzz_request.c fuzz/harness.h $(FUZZ_LAYER2_OBJ)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer $(SAN_FLAGS) -I/usr/include/lua5.4 \
-	  $< $(FUZZ_LAYER2_OBJ) -l:liblua5.4.a -lcrypto -lm -ldl -o $@
-
-.SECONDARY: $(FUZZ_OBJ)
-fuzz-build: $(FUZZ_BIN)
-
-# New inputs go to build/fuzz/corpus; fuzz/corpus (seeds and regressions) is read only.
-fuzz fuzz-short: fuzz-build
-	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes; \
-	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=0 \
-	    -artifact_prefix=build/fuzz/crashes/$$t- build/fuzz/corpus/$$t fuzz/corpus/$$t \
-	    2> build/fuzz/$$t.log || { tail -40 build/fuzz/$$t.log; exit 1; }; \
-	  grep -E '^(#[0-9]+ +DONE|Done)' build/fuzz/$$t.log | tail -1; \
-	done
-
-fuzz-short: FUZZ_SECONDS = 3
-
-# Memcheck on the Lua 5.4 build: no error, nothing definitely or indirectly
-# lost (one-time libldap/SASL init suppressed: spec/support/valgrind.supp).
-VALGRIND := valgrind -q --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
-  --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --keep-debuginfo=yes \
-  --suppressions=spec/support/valgrind.supp --num-callers=30
-check-valgrind: all
-	SOAK_REQUESTS=$${SOAK_REQUESTS:-300} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	  $(VALGRIND) lua5.4 /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec $(call tag,valgrind)
-
-# ASan + UBSan: the core built into build/asan and loaded by a small Lua 5.4
-# host linked with the sanitizer runtimes (no LD_PRELOAD for child processes).
-ASAN_OBJ := $(patsubst src/%.c,build/asan/obj/%.o,$(SRC))
-.SECONDARY: $(ASAN_OBJ)
-
-build/asan/obj/%.o: src/%.c $(HDR)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 -c $< -o $@
-
-build/asan/moltflow/core.so: $(ASAN_OBJ)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -shared $(SAN_FLAGS) $(ASAN_OBJ) $(LIBS) -o $@
-
-build/asan/lua: spec/support/asan_lua.c
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -g -O1 $(WARN) $(SAN_FLAGS) -I/usr/include/lua5.4 $< -l:liblua5.4.a -lm -ldl -Wl,-E -o $@
-
-check-sanitize: all build/asan/lua build/asan/moltflow/core.so
-	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MOLTFLOW_ASAN_CPATH='build/asan/?.so' \
-	  LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='build/5.4/?.so;;' \
-	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec $(call tag,asan)
-
-# 100000 requests with random faults; RSS must stay flat (spec/hardening/soak_spec.lua).
-# Under $(LUA) (Lua 5.4 unless LUA= names another).
-SOAK_REQUESTS ?= 100000
-soak: all
-	SOAK_REQUESTS=$(SOAK_REQUESTS) LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
-	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) spec/hardening/soak_spec.lua
+include mk/hardening.mk mk/lint.mk
 
 clean:
 	rm -rf build

@@ -109,12 +109,14 @@ out(("End to end against the emulator (nginx + Lua, authenticating the key and c
 out()
 out("### Concurrency: `c:batch` beside a C curl-multi loop")
 out()
-out("| in flight | C curl-multi req/s | `c:batch` Lua 5.4 req/s | × C | `c:batch` LuaJIT req/s | × C | core start/poll/finish, Lua 5.4 | × C |")
+out("| in flight | C curl-multi req/s | `c:batch` Lua 5.4 req/s | × C | `c:batch` LuaJIT req/s | × C "
+    .. "| core start/poll/finish, Lua 5.4 | × C |")
 out("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for _, c in ipairs(CONC) do
-  local m, a, j, k = r["multi_c_" .. c], r["batch_sdk54_" .. c], r["batch_sdkjit_" .. c], r["core_sdk54_" .. c]
+  local m, a = r["multi_c_" .. c], r["batch_sdk54_" .. c]
+  local j, k = r["batch_sdkjit_" .. c], r["core_sdk54_" .. c]
   out(("| %d | %s | %s | %s | %s | %s | %s | %s |"):format(c, fmt_rps(m), fmt_rps(a), fmt_ratio(ratio(a, m)),
-                                                  fmt_rps(j), fmt_ratio(ratio(j, m)), fmt_rps(k), fmt_ratio(ratio(k, m))))
+    fmt_rps(j), fmt_ratio(ratio(j, m)), fmt_rps(k), fmt_ratio(ratio(k, m))))
 end
 out()
 out("### Cost, memory, start-up")
@@ -161,7 +163,8 @@ tl[#tl + 1] = ""
 tl[#tl + 1] = "| target | measured | wanted | | the same ratio by client CPU per request |"
 tl[#tl + 1] = "| --- | ---: | ---: | --- | ---: |"
 for _, ck in ipairs(checks) do
-  local v = ck[2] and (math.type and math.type(ck[2]) == "integer" and tostring(ck[2]) or ("%.2f"):format(ck[2])) or "n/a"
+  local exact = math.type and math.type(ck[2]) == "integer"
+  local v = ck[2] and (exact and tostring(ck[2]) or ("%.2f"):format(ck[2])) or "n/a"
   tl[#tl + 1] = ("| %s | %s | %s %s | %s | %s |"):format(ck[1], v, ck[3], ck[4], ck[5] and "met" or "**missed**",
                                                        ck[6] and ("%.2f"):format(ck[6]) or "")
 end
@@ -183,9 +186,9 @@ local gp = sh(("gnuplot -e \"datafile='%s'; outfile='bench/concurrency.png'; seq
 if gp ~= "" then io.stderr:write("gnuplot: ", gp, "\n") end
 
 -- BENCHMARKS.md
-local cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"):gsub("^%s+", "")
+local cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"):gsub("^%s+", "")
 local machine = {
-  ("- CPU: %s, %s cores (virtualised: %s)"):format(cpu, sh("nproc"),
+  ("- CPU: %s, %s cores (virtualised: %s)"):format(cpu_model, sh("nproc"),
                                                    sh("systemd-detect-virt 2>/dev/null || echo unknown")),
   ("- Kernel: %s"):format(sh("uname -sr")),
   ("- %s; %s"):format(sh("lua5.4 -v"), sh("luajit -v"):match("^(LuaJIT %S+)") or "LuaJIT"),

@@ -30,7 +30,8 @@ local key = step("2. create a scoped API key",
   c.api_keys:create{name = name, scopes = {"usage:read", "billing:manage"}, expires_in_days = 30})
 print(("   %s  prefix %s  scopes %s  expires %s"):format(key.name, key.key_prefix,
   table.concat(key.scopes, ","), tostring(key.expires_at)))
-print("   raw key shown once; the server keeps only its SHA-256: " .. admin.key_fingerprint(key.raw_key):sub(1, 16) .. "...")
+print("   raw key shown once; the server keeps only its SHA-256: "
+      .. admin.key_fingerprint(key.raw_key):sub(1, 16) .. "...")
 
 -- the new key works on its own, with only the scopes it was given
 local keyed = admin.new{api_key = key.raw_key}

@@ -131,7 +131,8 @@ local function render_endpoints()
   local out = {
     "Generated from `lua/moltflow/endpoints.lua` by `tools/gen-endpoint-docs.lua` (`make docs`); "
     .. "edit the table, not this text. Every method returns `value, res` on success and `nil, err` on "
-    .. "failure (see client.md, Results and Errors); bad arguments raise before any I/O. `field = type?` marks an optional field; "
+    .. "failure (see client.md, Results and Errors); bad arguments raise before any I/O. "
+    .. "`field = type?` marks an optional field; "
     .. "a `secret` is a string the SDK never puts in errors, hooks or `tostring()` and wipes from memory.",
     "",
   }

@@ -896,11 +896,11 @@ describe("moltflow-admin", function()
       end
       local stderr = io.stderr
       local path = config_dir .. "/stderr"
-      io.stderr = assert(io.open(path, "w"))
+      io.stderr = assert(io.open(path, "w")) -- luacheck: ignore 122 (the CLI writes its progress there)
       emu.fault{method = "GET", path = "/usage/current", delay = 1, times = 5}
       local ok, code = pcall(cli.main, {"--base-url", emu.url, "--api-key", seed.keys.all, "usage", "current"})
       io.stderr:close()
-      io.stderr = stderr
+      io.stderr = stderr -- luacheck: ignore 122
       admin_mod.new = new
       assert(ok, tostring(code))
       assert.equal(cli.EXIT.network, code)

@@ -207,9 +207,9 @@ describe("the docs' Lua blocks", function()
     local r = proc.run({"bash", "-c", code}, {cwd = dir, env = {
       PATH = root .. "/bin:" .. os.getenv("PATH"), HOME = dir,
       MOLTFLOW_API_URL = emu.url, MOLTFLOW_API_KEY = emu.seed.keys.all}})
-    local ls = io.popen("ls " .. proc.quote(dir))
-    local csv = ls:read("*a")
-    ls:close()
+    local listing = io.popen("ls " .. proc.quote(dir))
+    local csv = listing:read("*a")
+    listing:close()
     local name = csv:match("usage%-%d%d%d%d%-%d%d%-%d%d%.csv")
     local content = name and proc.slurp(dir .. "/" .. name) or ""
     os.execute("rm -rf " .. proc.quote(dir))

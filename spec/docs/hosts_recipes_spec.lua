@@ -8,7 +8,6 @@
 local dkjson = require "dkjson"
 local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
-local admin = require "moltflow.admin"
 
 local root = assert(io.popen("cd " .. proc.quote(emu.root) .. " && pwd")):read("*l")
 local doc = proc.slurp(root .. "/docs/hosts.md")

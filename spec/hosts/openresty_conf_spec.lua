@@ -116,7 +116,7 @@ describe_ngx("examples/openresty/nginx.conf", function()
   it("logs token users in once, from a timer, for every worker", function()
     local origin = start{MOLTFLOW_EMAIL = emu.seed.owner.email, MOLTFLOW_PASSWORD = emu.seed.owner.password,
                          MOLTFLOW_API_URL = emu.url}
-    local deadline, status, body = core.monotime() + 10, nil, nil
+    local deadline, status, body = core.monotime() + 10
     repeat -- 503 until the first login has finished
       status, body = get(origin .. "/usage")
       if status == 503 then core.sleep(0.02) end

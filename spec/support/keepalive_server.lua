@@ -36,7 +36,7 @@ if ... == "spec.support.keepalive_server" then
     end
     M.sentinel = newproxy and newproxy(true) or setmetatable({}, {__gc = stop})
     if newproxy then getmetatable(M.sentinel).__gc = stop end
-    local deadline, port = core.monotime() + 10, nil
+    local deadline, port = core.monotime() + 10
     repeat
       port = proc.slurp(dir .. "/port"):match("%d+")
       if not port then core.sleep(0.02) end

@@ -306,9 +306,9 @@ local function serve(conn)
       lines[i] = string.format('{"method":%s,"path":%s,"headers":%s,"sent":%d}', quote(e.method), quote(e.path),
                                e.headers, e.sent or 0)
     end
-    local body = "[" .. table.concat(lines, ",") .. "]"
-    head(conn, "200 OK", "application/json", "Content-Length: " .. #body .. "\r\n")
-    conn:send(body)
+    local listing = "[" .. table.concat(lines, ",") .. "]"
+    head(conn, "200 OK", "application/json", "Content-Length: " .. #listing .. "\r\n")
+    conn:send(listing)
     return
   elseif bare == "/_clear" then
     log = {}

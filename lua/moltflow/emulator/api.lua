@@ -151,7 +151,9 @@ end
 local function patch_me(_, p, body)
   local v = V.new("body", body)
   local name = v:string("full_name")
-  if name and #name == 0 then v:fail("full_name", "ensure this value has at least 1 characters", "value_error.any_str.min_length") end
+  if name and #name == 0 then
+    v:fail("full_name", "ensure this value has at least 1 characters", "value_error.any_str.min_length")
+  end
   if not v:ok() then return unprocessable(v) end
   if name then p.user.full_name = name end
   return 200, auth.user_object(p.user)
@@ -206,7 +208,9 @@ end
 local function create_key(_, p, body)
   local v = V.new("body", body)
   local name = v:string("name", true)
-  if name and #name == 0 then v:fail("name", "ensure this value has at least 1 characters", "value_error.any_str.min_length") end
+  if name and #name == 0 then
+    v:fail("name", "ensure this value has at least 1 characters", "value_error.any_str.min_length")
+  end
   local scopes = v:string_list("scopes", { required = true, non_empty = true, check = function(s)
     if not KNOWN_SCOPES[s] then return "unknown scope: " .. s, "value_error.scope" end
   end })

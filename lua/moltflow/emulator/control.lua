@@ -221,7 +221,8 @@ local function guard(req, path)
   local port = ngx.var.server_port
   local host = req.headers.host
   if host ~= "127.0.0.1:" .. port and host ~= "localhost:" .. port then
-    return reply(req, 403, { detail = "the control API answers only Host 127.0.0.1:" .. port .. " or localhost:" .. port })
+    return reply(req, 403,
+                 { detail = "the control API answers only Host 127.0.0.1:" .. port .. " or localhost:" .. port })
   end
   local origin = req.headers.origin
   if origin and origin ~= "http://127.0.0.1:" .. port and origin ~= "http://localhost:" .. port then

@@ -186,13 +186,15 @@ local function handle_api(req)
   if route.body then
     if req.body_raw:match("^%s*$") then
       if route.body == "required" then
-        return send(422, { detail = { { loc = json.array({ "body" }), msg = "field required", type = "value_error.missing" } } })
+        return send(422, { detail = { { loc = json.array({ "body" }), msg = "field required",
+                                        type = "value_error.missing" } } })
       end
     else
       local decoded = json.decode(req.body_raw)
       if decoded == nil then return send(400, { detail = "Invalid JSON body" }) end
       if type(decoded) ~= "table" or json.is_array(decoded) or decoded == json.null then
-        return send(422, { detail = { { loc = json.array({ "body" }), msg = "value is not a valid dict", type = "type_error.dict" } } })
+        return send(422, { detail = { { loc = json.array({ "body" }), msg = "value is not a valid dict",
+                                        type = "type_error.dict" } } })
       end
       body = decoded
     end

@@ -115,7 +115,7 @@ local function skip_ws(s, i)
   return s:find("[^ \t\r\n]", i) or #s + 1
 end
 
-local function decode_error(s, i, what)
+local function decode_error(_, i, what)
   error({ json_error = string.format("%s at byte %d", what, i) }, 0)
 end
 

@@ -95,8 +95,12 @@ function V:query_int(field, default, lo, hi)
     return self:fail(field, "value is not a valid integer", "type_error.integer")
   end
   local n = tonumber(raw)
-  if n < lo then return self:fail(field, "ensure this value is greater than or equal to " .. lo, "value_error.number.not_ge") end
-  if n > hi then return self:fail(field, "ensure this value is less than or equal to " .. hi, "value_error.number.not_le") end
+  if n < lo then
+    return self:fail(field, "ensure this value is greater than or equal to " .. lo, "value_error.number.not_ge")
+  end
+  if n > hi then
+    return self:fail(field, "ensure this value is less than or equal to " .. hi, "value_error.number.not_le")
+  end
   return n
 end
 
