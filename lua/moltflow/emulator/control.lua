@@ -9,6 +9,7 @@
 local api = require "moltflow.emulator.api"
 local faults = require "moltflow.emulator.faults"
 local json = require "moltflow.emulator.json"
+local response = require "moltflow.emulator.response"
 local state = require "moltflow.emulator.state"
 
 local M = {}
@@ -30,7 +31,7 @@ local function same_secret(given, want)
 end
 
 local function reply(req, status, body)
-  return require("moltflow.emulator").send(req, status, body)
+  return response.send(req, status, body)
 end
 
 -- Control bodies are optional JSON objects; returns body or nil after replying 400.

@@ -1,6 +1,7 @@
 -- Fault injection: specs register faults through POST /_emulator/faults and
 -- the next matching API requests are answered (or mis-answered) by them.
 local json = require "moltflow.emulator.json"
+local response = require "moltflow.emulator.response"
 local state = require "moltflow.emulator.state"
 
 local M = {}
@@ -89,7 +90,7 @@ end
 -- Answer `req` under fault `f`. status/body/headers are the real answer when
 -- the fault distorts it (nil when the fault answers itself).
 function M.apply(req, f, status, body, headers)
-  local send = require("moltflow.emulator").send
+  local send = response.send
   if f.drop then
     req.log.status = 444
     return ngx.exit(444)

@@ -9,6 +9,7 @@ local api = require "moltflow.emulator.api"
 local auth = require "moltflow.emulator.auth"
 local crypto = require "moltflow.emulator.crypto"
 local json = require "moltflow.emulator.json"
+local response = require "moltflow.emulator.response"
 local state = require "moltflow.emulator.state"
 
 local M = {}
@@ -71,25 +72,9 @@ function M.request()
 end
 
 ---------------------------------------------------------------- response
--- Write a complete JSON response. `body` is a table (encoded), a string
--- (sent verbatim) or nil (no body, e.g. 204).
-function M.send(req, status, body, headers)
-  ngx.status = status
-  ngx.header["X-Request-Id"] = req.id
-  if req.rate then
-    ngx.header["X-RateLimit-Remaining"] = req.rate.remaining
-    ngx.header["X-RateLimit-Reset"] = req.rate.reset
-    if req.rate.retry_after then ngx.header["Retry-After"] = req.rate.retry_after end
-  end
-  for k, v in pairs(headers or {}) do ngx.header[k] = v end
-  if req.log then req.log.status = status end
-  if body == nil then return ngx.exit(status) end
-  if type(body) ~= "string" then body = json.encode(body) end
-  ngx.header["Content-Type"] = ngx.header["Content-Type"] or "application/json"
-  ngx.header["Content-Length"] = #body
-  ngx.print(body)
-  return ngx.exit(ngx.HTTP_OK)
-end
+-- moltflow.emulator.response (control and faults answer through it too,
+-- without requiring this module back).
+M.send = response.send
 
 ---------------------------------------------------------------- rate limit
 -- Fixed one-minute windows on the emulator clock (config rate_limit_window
