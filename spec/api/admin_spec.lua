@@ -100,16 +100,14 @@ end
 
 local function key_client(key, opts)
   opts = opts or {}
-  opts.base_url, opts.api_key, opts.retry = emu.url, key or KEY_ALL, false
-  return admin.new(opts)
+  opts.api_key, opts.retry = key or KEY_ALL, false
+  return emu.client(opts)
 end
 
 local function anon_client(opts)
   opts = opts or {}
-  opts.base_url, opts.api_key, opts.retry = emu.url, nil, false
-  local c = admin.new(opts)
-  c:set_api_key(nil) -- whatever MOLTFLOW_API_KEY says
-  return c
+  opts.api_key, opts.retry = false, false -- no key, whatever MOLTFLOW_API_KEY says
+  return emu.client(opts)
 end
 
 local function login(user, opts)

@@ -11,9 +11,8 @@ local function log_size() return #emu.requests() end
 
 local function client(opts)
   opts = opts or {}
-  opts.base_url, opts.retry = opts.base_url or emu.url, false
-  if opts.api_key == nil then opts.api_key = KEY end
-  return admin.new(opts)
+  opts.retry = false
+  return emu.client(opts, {api_key = KEY})
 end
 
 -- Calls fn(...), expects it to raise a message containing every `want`

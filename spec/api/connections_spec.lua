@@ -26,7 +26,7 @@ end
 
 describe("writes on kept-alive connections", function()
   local origin = keepalive.start()
-  local function client() return admin.new{base_url = origin, api_key = "k", retry = false, pool = false} end
+  local function client() return emu.client{base_url = origin, api_key = "k", retry = false, pool = false} end
 
   it("a POST whose connection dies after the server read it is sent once and fails as `network`", function()
     local before = keepalive.log()
@@ -103,9 +103,7 @@ describe("one pool per Lua state, over TLS", function()
   end)
 
   local function tenant(server, extra)
-    local opts = {base_url = server.url, ca_file = server.ca, api_key = emu.seed.keys.all, retry = false}
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return admin.new(opts)
+    return emu.client(extra, {base_url = server.url, ca_file = server.ca, retry = false})
   end
 
   it("a session of GET, POST and PATCH calls uses one connection (nginx's log)", function()

@@ -12,20 +12,15 @@ local owner = seed.owner
 
 local function key_client(key, opts)
   opts = opts or {}
-  opts.base_url, opts.api_key = emu.url, key or seed.keys.all
-  if opts.retry == nil then opts.retry = false end
-  return admin.new(opts)
+  opts.api_key = key or seed.keys.all
+  return emu.client(opts, {retry = false})
 end
 
--- A client logged in as `user`, with no API key.
+-- A client logged in as `user`, with no API key (whatever MOLTFLOW_API_KEY says).
 local function login_client(user, opts)
   opts = opts or {}
-  opts.base_url = emu.url
-  if opts.retry == nil then opts.retry = false end
-  local c = admin.new(opts)
-  c:set_api_key(nil) -- whatever MOLTFLOW_API_KEY says
-  assert(c.auth:login{email = user.email, password = user.password})
-  return c
+  opts.login = {email = user.email, password = user.password}
+  return emu.client(opts, {retry = false})
 end
 
 -- A new key of the seed owner's tenant with exactly these scopes.

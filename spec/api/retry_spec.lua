@@ -11,11 +11,7 @@ local KEY = emu.seed.keys.all
 -- A client on the emulator whose sleep records the waits instead of sleeping.
 local function recording_client(opts)
   local waits = {}
-  opts = opts or {}
-  opts.base_url = opts.base_url or emu.url
-  if opts.api_key == nil then opts.api_key = KEY elseif opts.api_key == false then opts.api_key = nil end
-  if opts.sleep == nil then opts.sleep = function(s) waits[#waits + 1] = s end end
-  return admin.new(opts), waits
+  return emu.client(opts, {api_key = KEY, sleep = function(s) waits[#waits + 1] = s end}), waits
 end
 
 -- the statuses the server answered for method + path (after /api/v2), in order

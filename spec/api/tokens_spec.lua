@@ -23,9 +23,8 @@ local function client(opts)
   opts = opts or {}
   local log = {}
   opts.base_url = emu.url
-  opts.sleep = opts.sleep or function() end
   opts.on_tokens = function(t) log[#log + 1] = t == nil and "nil" or t end
-  return admin.new(opts), log
+  return emu.client(opts, {api_key = false, sleep = function() end}), log
 end
 
 local function login(c)

@@ -9,9 +9,7 @@ local emu = require "spec.support.emulator"
 local KEY = emu.seed.keys.all
 
 local function client(opts)
-  local o = {base_url = emu.url, api_key = KEY, retry = false}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return admin.new(o)
+  return emu.client(opts, {api_key = KEY, retry = false})
 end
 
 local function raises(pattern, fn, ...)

@@ -12,10 +12,7 @@ local function last_request()
 end
 
 local function key_client(opts)
-  opts = opts or {}
-  opts.base_url, opts.api_key = emu.url, opts.api_key or seed.keys.all
-  opts.sleep = opts.sleep or function() end
-  return admin.new(opts)
+  return emu.client(opts, {sleep = function() end})
 end
 
 describe("second checks", function()

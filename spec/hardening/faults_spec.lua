@@ -16,10 +16,7 @@ local raw = require "spec.support.raw_server" -- a misbehaving server on loopbac
 local closed_port = proc.free_port
 
 local function client(opts)
-  local o = {base_url = emu.url, api_key = KEY, retry = false, timeout = 2, connect_timeout = 2}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  if o.api_key == false then o.api_key = nil end
-  return admin.new(o)
+  return emu.client(opts, {api_key = KEY, retry = false, timeout = 2, connect_timeout = 2})
 end
 
 -- Runs fn(c) and returns its results plus the elapsed seconds.

@@ -67,8 +67,7 @@ local function pick()
 end
 
 local function new_client()
-  return admin.new{base_url = emu.url, api_key = emu.seed.keys.all, retry = false, timeout = 0.2,
-                   max_response_bytes = 16 * KB}
+  return emu.client{retry = false, timeout = 0.2, max_response_bytes = 16 * KB}
 end
 
 local ep = core.endpoint{label = "request", method = "GET", path = "/", auth = "any", raw = true}

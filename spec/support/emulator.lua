@@ -126,15 +126,27 @@ function M.statuses_for(method, path)
   return out
 end
 
--- An SDK client on the emulator: the seed key with every scope, or with
--- `login = {email, password}` a logged-in client instead.
-function M.client(opts)
-  opts = opts or {}
-  opts.base_url = M.start()
-  if opts.api_key == nil and not opts.login then opts.api_key = M.seed.keys.all end
-  local login = opts.login
-  opts.login = nil
-  local c = require("moltflow.admin").new(opts)
+-- The specs' one client factory: an SDK client (moltflow.admin.new) on the
+-- emulator. opts are admin.new's options (copied, never changed), where
+--   base_url  is the emulator's unless given (a raw server's, a TLS nginx's)
+--   api_key   is the seed key with every scope unless given; false: no key at
+--             all, not even $MOLTFLOW_API_KEY's
+--   login     = {email =, password =}: logged in instead (no API key unless
+--             one is given)
+-- defaults: a spec's own options for the keys opts leaves out (retry = false,
+-- a recording sleep ...).
+function M.client(opts, defaults)
+  local o = {}
+  for k, v in pairs(defaults or {}) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.base_url == nil then o.base_url = M.start() end
+  local login = o.login
+  o.login = nil
+  if o.api_key == nil and not login then o.api_key = M.seed.keys.all end
+  local no_key = o.api_key == false or (login ~= nil and o.api_key == nil)
+  if o.api_key == false then o.api_key = nil end
+  local c = require("moltflow.admin").new(o)
+  if no_key and (os.getenv("MOLTFLOW_API_KEY") or "") ~= "" then c:set_api_key(nil) end
   if login then assert(c.auth:login{email = login.email, password = login.password}) end
   return c
 end
