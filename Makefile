@@ -47,11 +47,15 @@ DEP_INC := $(foreach d,$(CURL_INCDIR) $(OPENSSL_INCDIR),-I$(d))
 DEP_LIB := $(foreach d,$(CURL_LIBDIR) $(OPENSSL_LIBDIR),-L$(d))
 LIBFLAG ?= -shared
 # The one compile line of every C recipe (the core, the embedded hosts, the C
-# tests, the fuzz and sanitizer builds): $(call compile,COMPILER,FLAGS) is C11
-# with the warnings, FLAGS, then the Lua headers (LUA_INC) and the
-# dependencies' headers. The embedded hosts, fuzz targets and ASan build link
-# Lua 5.4, so they take the default LUA_INC (LUA=lua5.4).
-compile = $(1) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(2) -I$(LUA_INC) $(DEP_INC)
+# tests, the fuzz and sanitizer builds): $(call compile,COMPILER,FLAGS[,LUA
+# HEADERS]) is C11 with the warnings, FLAGS, then the Lua headers (LUA_INC
+# unless named) and the dependencies' headers.
+compile = $(1) -std=c11 -D_DEFAULT_SOURCE $(WARN) $(2) -I$(or $(3),$(LUA_INC)) $(DEP_INC)
+# The embedded hosts, the fuzz targets and the ASan build link Lua 5.4
+# whatever LUA says: their headers are LUA_INC when LUA is lua5.4 (the
+# default), else LUA54_INC.
+LUA54_INC ?= /usr/include/lua5.4
+HOST_LUA_INC := $(if $(filter lua5.4,$(LUA)),$(LUA_INC),$(LUA54_INC))
 # Hidden by default: core.so exports luaopen_moltflow_core alone (src/core.c).
 SO_FLAGS := -fPIC -fvisibility=hidden
 LIBS := $(DEP_LIB) -lcurl -lcrypto -lpthread
@@ -124,12 +128,12 @@ embed: $(EMBED) $(FRAME)
 
 $(FRAME): examples/embed/frame.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(call compile,$(CC),$(CFLAGS) -Werror) -Isrc \
+	$(call compile,$(CC),$(CFLAGS) -Werror,$(HOST_LUA_INC)) -Isrc \
 	  -o $@ examples/embed/frame.c src/*.c $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 $(EMBED): examples/embed/host.c $(SRC) $(HDR)
 	@mkdir -p $(dir $@)
-	$(call compile,$(CC),$(CFLAGS) -Werror) -Isrc -o $@ \
+	$(call compile,$(CC),$(CFLAGS) -Werror,$(HOST_LUA_INC)) -Isrc -o $@ \
 	  examples/embed/host.c $(SRC) $(LDFLAGS) -llua5.4 $(LIBS) -lm
 
 # C unit tests (tests/c/*_test.c): what no spec can see from Lua, e.g. that

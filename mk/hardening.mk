@@ -14,16 +14,16 @@ FUZZ_BIN := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 
 build/fuzz/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer-no-link $(SAN_FLAGS)) -c $< -o $@
+	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer-no-link $(SAN_FLAGS),$(HOST_LUA_INC)) -c $< -o $@
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(FUZZ_OBJ)
-	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer $(SAN_FLAGS)) \
+	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer $(SAN_FLAGS),$(HOST_LUA_INC)) \
 	  $< $(FUZZ_OBJ) -l:liblua5.4.a $(LIBS) -lm -ldl -o $@
 
 # Request building alone (layers 1 and 2): no client, no http.c, no libcurl.
 FUZZ_LAYER2_OBJ := $(patsubst %,build/fuzz/obj/%.o,buffer json request response)
 build/fuzz/fuzz_request: fuzz/fuzz_request.c fuzz/harness.h $(FUZZ_LAYER2_OBJ)
-	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer $(SAN_FLAGS)) \
+	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer $(SAN_FLAGS),$(HOST_LUA_INC)) \
 	  $< $(FUZZ_LAYER2_OBJ) -l:liblua5.4.a -lcrypto -lm -ldl -o $@
 
 .SECONDARY: $(FUZZ_OBJ)
@@ -58,7 +58,7 @@ ASAN_OBJ := $(patsubst src/%.c,build/asan/obj/%.o,$(SRC))
 
 build/asan/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(call compile,$(FUZZ_CC),$(SO_FLAGS) -g -O1 $(SAN_FLAGS)) -c $< -o $@
+	$(call compile,$(FUZZ_CC),$(SO_FLAGS) -g -O1 $(SAN_FLAGS),$(HOST_LUA_INC)) -c $< -o $@
 
 build/asan/moltflow/core.so: $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
@@ -66,7 +66,7 @@ build/asan/moltflow/core.so: $(ASAN_OBJ)
 
 build/asan/lua: spec/support/asan_lua.c
 	@mkdir -p $(dir $@)
-	$(call compile,$(FUZZ_CC),-g -O1 $(SAN_FLAGS)) $< -l:liblua5.4.a -lm -ldl -Wl,-E -o $@
+	$(call compile,$(FUZZ_CC),-g -O1 $(SAN_FLAGS),$(HOST_LUA_INC)) $< -l:liblua5.4.a -lm -ldl -Wl,-E -o $@
 
 check-sanitize: all build/asan/lua build/asan/moltflow/core.so
 	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000} SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
