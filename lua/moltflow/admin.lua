@@ -188,6 +188,18 @@ local function default_base_url()
   return DEFAULT_BASE_URL
 end
 
+--- The base URL a client made with `base_url = url` talks to: `url`
+-- normalised (`admin.normalize_base_url`), else `$MOLTFLOW_API_URL`
+-- normalised, else the default (`https://apiv2.waiflow.app/api/v2`).
+-- @tparam[opt] string url the URL given, or nil
+-- @treturn string the URL
+-- @raise when `url` is neither a string nor nil
+function admin.base_url(url)
+  if url == nil then return default_base_url() end
+  if type(url) ~= "string" then error("moltflow.base_url: 'url' must be a string or nil", 2) end
+  return admin.normalize_base_url(url)
+end
+
 local function nonempty(s)
   if s == "" then return nil end
   return s
