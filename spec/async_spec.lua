@@ -321,7 +321,7 @@ h:cancel()
 h = nil
 c:spawn("usage.current")
 c:poll(0.05)
-c._loop = nil               -- the task, its coroutine and request become garbage mid-flight
+c._loop, c._link.loop = nil, nil -- the task, its coroutine and request become garbage mid-flight
 collectgarbage() collectgarbage()
 assert(c._core:running() == 0, "the collected request still runs")
 local d = admin.new{base_url = url, api_key = key}

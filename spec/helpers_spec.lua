@@ -9,10 +9,12 @@ local api_requests = emu.requests_for
 describe("moltflow.helpers", function()
   before_each(function() emu.reset() end)
 
-  it("is installed by require 'moltflow.admin'", function()
-    assert.equal("function", type(admin.Client.quota))
-    assert.equal("function", type(admin.groups.api_keys.ensure))
-    assert.equal(admin.helpers, require("moltflow.helpers").install(admin))
+  it("are plain functions the client's method tables reference", function()
+    local helpers = require "moltflow.helpers"
+    assert.equal(helpers.quota, admin.Client.quota)
+    assert.equal(helpers.ensure_key, admin.groups.api_keys.ensure)
+    assert.equal(helpers, admin.helpers)
+    assert.equal(helpers.to_csv, admin.to_csv)
   end)
 
   describe("c:quota()", function()
