@@ -31,12 +31,14 @@
 -- sleeps until it or its deadline, a blocking caller drives this client's
 -- spawned calls meanwhile (`async.wait_blocking`).
 --
--- The parts: `moltflow.async.loop` (the scheduler and the task I/O),
+-- The parts: `moltflow.async.loop` (the scheduler), `.runner` (the
+-- coroutines it runs and their I/O),
 -- `.io` (host coroutines' I/O, blocking waits), `.condition`, `.handle`
 -- (spawned calls), `.batch`. This module gathers what they export.
 
 local condition = require "moltflow.async.condition"
 local loops = require "moltflow.async.loop"
+local runner = require "moltflow.async.runner"
 local aio = require "moltflow.async.io"
 local handle = require "moltflow.async.handle"
 local batch = require "moltflow.async.batch"
@@ -66,6 +68,6 @@ async.Handle = handle.Handle
 async.run_batch = batch.run
 
 --- What a canceled call's coroutine is resumed with.
-async.CANCELED = loops.CANCELED
+async.CANCELED = runner.CANCELED
 
 return async

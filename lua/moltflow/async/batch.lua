@@ -6,11 +6,12 @@
 -- @module moltflow.async.batch
 
 local loops = require "moltflow.async.loop"
+local runner = require "moltflow.async.runner"
 
 local unpack = table.unpack or unpack
 local co_create = coroutine.create
 local pack = table.pack or function(...) return {n = select("#", ...), ...} end
-local DONE, add_runner = loops.DONE, loops.add_runner
+local DONE, add_runner = runner.DONE, runner.add_runner
 
 local M = {}
 

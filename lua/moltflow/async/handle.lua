@@ -3,11 +3,12 @@
 -- @module moltflow.async.handle
 
 local loops = require "moltflow.async.loop"
+local runner = require "moltflow.async.runner"
 
 local unpack = table.unpack or unpack
 local co_create, co_status = coroutine.create, coroutine.status
 local pack = table.pack or function(...) return {n = select("#", ...), ...} end
-local DONE = loops.DONE
+local DONE = runner.DONE
 
 local Handle = {}
 Handle.__index = Handle
@@ -43,7 +44,7 @@ function Handle:cancel()
   if status == "running" or status == "normal" then
     error("moltflow: handle:cancel(): a call cannot cancel itself", 2)
   end
-  if not loops.cancel_runner(task.loop, task) then loops.retire(task, loops.canceled()) end
+  if not runner.cancel_runner(task.loop, task) then runner.retire(task, runner.canceled()) end
 end
 
 
@@ -58,9 +59,9 @@ function M.spawn(loop, f, args)
     h.done = true
     if h._on_done then h._on_done(unpack(results, 1, results.n)) end
   end
-  loops.add_runner(loop, task, true)
+  runner.add_runner(loop, task, true)
   -- started at once, so a chain of calls costs no poll per hop
-  local ok, err = pcall(loops.start, loop, task)
+  local ok, err = pcall(runner.start, loop, task)
   if not ok then loop.pending_error = err end
   -- and on the wire: one turn of libcurl (a watching host gets a timer of 0 instead)
   if loop.watching then loop:flush() elseif loop:running() > 0 then loops.drive(loop, 0) end

@@ -8,10 +8,11 @@
 
 local core = require "moltflow.core"
 local loops = require "moltflow.async.loop"
+local runner = require "moltflow.async.runner"
 
 local co_running, co_isyieldable = coroutine.running, coroutine.isyieldable
 local monotime = core.monotime
-local drive, finish_request = loops.drive, loops.finish_request
+local drive, finish_request = loops.drive, runner.finish_request
 
 local M = {}
 
@@ -60,7 +61,7 @@ function M.current(default, host, by_coroutine)
   local co, is_main = co_running()
   if not co then return default end -- LuaJIT's main thread
   if not is_main then
-    local io = loops.task_io(co)
+    local io = runner.task_io(co)
     if io then return io end
     if host and (not co_isyieldable or co_isyieldable()) then return host end
   end
