@@ -272,7 +272,7 @@ end
 -- @param t a table of tokens, or nil
 -- @raise when `t` is neither, or a token is not a string
 function Client:set_tokens(t)
-  if t ~= nil and type(t) ~= "table" then error("moltflow: set_tokens: expected a table or nil", 2) end
+  if t ~= nil and type(t) ~= "table" then error("moltflow.set_tokens: expected a table or nil", 2) end
   t = t or {}
   self._tokens:set(t.access_token, t.refresh_token)
 end

@@ -8,6 +8,7 @@
 -- @module moltflow.helpers
 
 local core = require "moltflow.core"
+local errors = require "moltflow.errors"
 
 local helpers = {}
 
@@ -26,7 +27,7 @@ helpers.LIMITS = {
 helpers.DAILY_COLUMNS = {"date", "messages_sent", "messages_received", "total_messages", "api_calls"}
 
 local function fail(fn, msg)
-  error(("moltflow: %s: %s"):format(fn, msg), 3)
+  error(errors.message(fn, msg), 3)
 end
 
 local function check_table(fn, args, optional)

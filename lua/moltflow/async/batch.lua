@@ -35,26 +35,26 @@ local function resolve(call, default, where, index)
   local kind = type(call)
   if kind == "function" then return call, false, 0, 0 end
   if kind ~= "table" then
-    error(("moltflow: %s: expected a function or a table"):format(where_of(where, index)), 4)
+    error(("moltflow.%s: expected a function or a table"):format(where_of(where, index)), 4)
   end
   local client, first = default, 1
   if is_client(call[1]) then client, first = call[1], 2 end
   local label = call[first]
   if not client then
-    error(("moltflow: %s: a table call needs a client first: {c, \"group.name\", ...}")
+    error(("moltflow.%s: a table call needs a client first: {c, \"group.name\", ...}")
           :format(where_of(where, index)), 4)
   end
   local group, name = label_groups[label], label_names[label] -- (keys are strings)
   local known = group ~= nil
   if not known then
     if type(label) ~= "string" then
-      error(("moltflow: %s: expected \"group.name\" at [%d]"):format(where_of(where, index), first), 4)
+      error(("moltflow.%s: expected \"group.name\" at [%d]"):format(where_of(where, index), first), 4)
     end
     group, name = label:match("^([%w_]+)%.([%w_]+)$")
   end
   local g = group and rawget(client, group)
   if not g or type(g[name]) ~= "function" then
-    error(("moltflow: %s: unknown method '%s'"):format(where_of(where, index), label), 4)
+    error(("moltflow.%s: unknown method '%s'"):format(where_of(where, index), label), 4)
   end
   if not known then label_groups[label], label_names[label] = group, name end
   return g, name, first, call.n or #call
@@ -82,11 +82,11 @@ end
 
 local function check_concurrency(opts, where)
   if opts == nil then return 8 end
-  if type(opts) ~= "table" then error(("moltflow: %s: 'opts' must be a table"):format(where), 3) end
+  if type(opts) ~= "table" then error(("moltflow.%s: 'opts' must be a table"):format(where), 3) end
   local n = opts.concurrency
   if n == nil then return 8 end
   if type(n) ~= "number" or n < 1 or n ~= math.floor(n) then
-    error(("moltflow: %s: field 'concurrency' must be an integer >= 1"):format(where), 3)
+    error(("moltflow.%s: field 'concurrency' must be an integer >= 1"):format(where), 3)
   end
   return n
 end
@@ -105,7 +105,7 @@ end
 -- the host and returns true, or false where the host has none (see
 -- the host part of the nginx transport).
 local function run_batch(calls, opts, default, where, threads)
-  if type(calls) ~= "table" then error(("moltflow: %s: 'calls' must be a list"):format(where), 3) end
+  if type(calls) ~= "table" then error(("moltflow.%s: 'calls' must be a list"):format(where), 3) end
   local concurrency = check_concurrency(opts, where)
   local count = #calls
   -- call i: targets[i] (a function, or a group table and names[i]), its

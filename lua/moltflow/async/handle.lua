@@ -22,14 +22,14 @@ function Handle:is_done() return self.done end
 --- The call's results (`value, res` or `nil, err`); raises while it runs.
 function Handle:result()
   local task = self._task
-  if not task.done then error("moltflow: handle:result(): the call has not finished; poll first", 2) end
+  if not task.done then error("moltflow.handle:result(): the call has not finished; poll first", 2) end
   return unpack(task.results, 1, task.results.n)
 end
 
 --- Calls `fn(value, res)` (or `fn(nil, err)`) when the call finishes, at
 -- once when it already has.
 function Handle:on_done(fn)
-  if type(fn) ~= "function" then error("moltflow: handle:on_done: expected a function", 2) end
+  if type(fn) ~= "function" then error("moltflow.handle:on_done: expected a function", 2) end
   self._on_done = fn
   if self.done then fn(self:result()) end
   return self
@@ -42,7 +42,7 @@ function Handle:cancel()
   if task.done then return end
   local status = co_status(task.co)
   if status == "running" or status == "normal" then
-    error("moltflow: handle:cancel(): a call cannot cancel itself", 2)
+    error("moltflow.handle:cancel(): a call cannot cancel itself", 2)
   end
   if not runner.cancel_runner(task.loop, task) then runner.retire(task, runner.canceled()) end
 end

@@ -229,7 +229,7 @@ function Loop:watch(fns)
     return
   end
   if type(fns) ~= "table" or type(fns.socket) ~= "function" or type(fns.timer) ~= "function" then
-    error("moltflow: loop:watch: expected {socket = function(fd, what), timer = function(ms)}", 2)
+    error("moltflow.loop:watch: expected {socket = function(fd, what), timer = function(ms)}", 2)
   end
   self.watching, self.watch_timer, self.timer_ms = true, fns.timer, nil
   self._core:watch(fns.socket, function(ms)
@@ -284,7 +284,7 @@ end
 -- @return the number of calls still running
 function Loop:action(fd, what)
   if fd ~= nil and (type(fd) ~= "number" or (what ~= "in" and what ~= "out" and what ~= "inout")) then
-    error("moltflow: loop:action: expected (fd, \"in\"|\"out\"|\"inout\") or no argument", 2)
+    error("moltflow.loop:action: expected (fd, \"in\"|\"out\"|\"inout\") or no argument", 2)
   end
   self:_io(fd, what)
   return self:dispatch()

@@ -147,7 +147,7 @@ function Client:spawn(fn, ...)
     f = function() return g[name](g, unpack(call, first + 1, n)) end
     args = {n = 0}
   else
-    error("moltflow: spawn: expected a function or \"group.name\"", 2)
+    error("moltflow.spawn: expected a function or \"group.name\"", 2)
   end
   return handle.spawn(self._loop, f, args)
 end
@@ -159,7 +159,7 @@ end
 -- @return the number of calls still running
 function Client:poll(timeout)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
-    error("moltflow: poll: 'timeout' must be a number of seconds", 2)
+    error("moltflow.poll: 'timeout' must be a number of seconds", 2)
   end
   return self._loop:poll(math.max(0, timeout or 0))
 end
@@ -171,7 +171,7 @@ end
 -- nil turns it off. Calls from the main thread still block.
 function Client:set_scheduler(yield)
   if yield ~= nil and type(yield) ~= "function" then
-    error("moltflow: set_scheduler: expected a function or nil", 2)
+    error("moltflow.set_scheduler: expected a function or nil", 2)
   end
   self._host_io = yield and aio.host_io(yield) or false
 end

@@ -138,9 +138,9 @@ local raw_endpoints = {}
 -- @raise on a bad method, path or opts, before any I/O
 function Client:request(method, path, opts)
   if type(method) ~= "string" or not ({GET = 1, POST = 1, PUT = 1, PATCH = 1, DELETE = 1})[method] then
-    error("moltflow: request: 'method' must be GET, POST, PUT, PATCH or DELETE", 2)
+    error("moltflow.request: 'method' must be GET, POST, PUT, PATCH or DELETE", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then error("moltflow: request: 'opts' must be a table", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("moltflow.request: 'opts' must be a table", 2) end
   local auth = opts and opts.auth or "any"
   local key = method .. " " .. auth
   local ep = raw_endpoints[key]
