@@ -102,7 +102,6 @@ admin.jwt_claims = core.jwt_claims
 -- @return true, or nil and a message (the old file, if any, is kept)
 admin.write_private = core.sys.write_private
 
------------------------------------------------------------------- errors
 
 --- Makes an error table of the SDK's shape (for transports written in Lua),
 -- with the core's own constructor: every error, C or Lua, is made there.
@@ -144,7 +143,6 @@ admin.redis_store = require("moltflow.redis_store").new
 -- @function admin.shdict_store
 admin.shdict_store = require("moltflow.shdict_store").new
 
------------------------------------------------------------------- client
 
 --- Creates a client (moltflow.client): see docs/client.md, "Options".
 -- @function admin.new
@@ -167,7 +165,6 @@ function admin.register_transport(name, io)
   transport.register(name, io)
 end
 
------------------------------------------------------------------- loops
 
 --- The Lua state's default loop (moltflow.client): one curl multi handle
 -- under every client that is not given another.

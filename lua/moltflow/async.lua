@@ -32,9 +32,10 @@
 -- spawned calls meanwhile (`async.wait_blocking`).
 --
 -- The parts: `moltflow.async.loop` (the scheduler), `.runner` (the
--- coroutines it runs and their I/O),
--- `.io` (host coroutines' I/O, blocking waits), `.condition`, `.handle`
--- (spawned calls), `.batch`. This module gathers what they export.
+-- coroutines it runs and their I/O), `.io` (host coroutines' I/O, blocking
+-- waits), `.condition`, `.handle` (spawned calls), `.batch`. This module
+-- gathers what they export.
+-- @module moltflow.async
 
 local condition = require "moltflow.async.condition"
 local loops = require "moltflow.async.loop"

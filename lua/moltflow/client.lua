@@ -94,7 +94,6 @@ local function pick_transport(opts)
   return io
 end
 
------------------------------------------------------------------- loops
 
 local default_loop
 
@@ -128,7 +127,6 @@ local function pick_loop(opts)
   return M.loop()
 end
 
------------------------------------------------------------- constructor
 
 --- Creates a client (`admin.new`).
 -- @param opts options: `base_url`, `api_key`, `access_token`, `refresh_token`,
@@ -222,7 +220,6 @@ function M.new(opts)
   return self
 end
 
-------------------------------------------------------------- lifecycle
 
 function Client:__tostring()
   return tostring(self._core)

@@ -47,7 +47,6 @@ local function drive(lp, timeout)
   return any
 end
 
------------------------------------------------------------------- loops
 
 -- A loop runs coroutines (runners) whose SDK calls suspend instead of
 -- blocking. A runner is either waiting for a request (registered with its
@@ -192,7 +191,6 @@ function Loop:poll(timeout, cond)
   return self.live
 end
 
-------------------------------------------------- event-driven (watch)
 
 -- Tells the host what changed (sockets, the timer) when it watches.
 function Loop:flush()

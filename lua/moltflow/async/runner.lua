@@ -31,7 +31,6 @@ local function canceled()
   return pack(nil, errors.call("canceled", "the call was canceled"))
 end
 
------------------------------------------------------------- per loop
 
 -- A loop's requests in flight that someone waits for (`loop.waits`): key ->
 -- waiter. Weak values: a waiter collected with its coroutine (and request)

@@ -105,7 +105,7 @@ for _, e in ipairs(endpoints) do
     if impl then return impl(g, ...) end
     return g._client:_call(ep, ...)
   end
-  --- The compiled `auth.refresh`, for the token keeper's refresh call.
+  -- the compiled `auth.refresh`, for the token keeper's refresh call
   if label == "auth.refresh" then M.refresh_endpoint = ep.ud end
 end
 
