@@ -245,8 +245,10 @@ function Loop:after_blocking()
   self:_retime()
 end
 
--- libcurl's part of an action: no Lua callback of a call runs.
-function Loop:_io(fd, what)
+--- libcurl's part of an action: no Lua callback of a call runs (a host
+-- adapter that must not run Lua callbacks in its context calls this, then
+-- `loop:dispatch()` later; `loop:action` is both).
+function Loop:transfer(fd, what)
   if fd == nil then
     -- libcurl's timer is one-shot: fired, it is consumed (libcurl sets
     -- another through the callback if it wants one; a stale one would
@@ -259,7 +261,7 @@ function Loop:_io(fd, what)
   self._core:flush()
 end
 
--- Runs the calls whose wait ended: their callbacks run here.
+--- Runs the calls whose wait ended: their callbacks run here.
 function Loop:dispatch()
   local failed = self.pending_error
   if failed then
@@ -284,7 +286,7 @@ function Loop:action(fd, what)
   if fd ~= nil and (type(fd) ~= "number" or (what ~= "in" and what ~= "out" and what ~= "inout")) then
     error("moltflow.loop:action: expected (fd, \"in\"|\"out\"|\"inout\") or no argument", 2)
   end
-  self:_io(fd, what)
+  self:transfer(fd, what)
   return self:dispatch()
 end
 
