@@ -98,8 +98,16 @@ local HEADER = [[
 ---@field request_id? string
 ---@field duration? number
 
+---What a transport gets of the client (moltflow.transport.curl).
+---@class moltflow.TransportLink
+---@field core userdata the core client (`wire`, `read`, `send`, `start`, `finish`...)
+---@field loop table the client's loop
+---@field settings table the client's `info()`
+---@field conf any what the transport's `configure` returned
+---@field blocking? boolean the `blocking` option
+
 ---@class moltflow.Transport
----@field send fun(client: moltflow.Client, req: table): any, any
+---@field send fun(link: moltflow.TransportLink, req: table): any, any
 ---@field sleep fun(seconds: number)
 ---@field configure? fun(opts: moltflow.Options): any checks the options at `admin.new` (raises), returns the client's transport settings
 
@@ -231,6 +239,12 @@ function admin.memory_store() end
 ---@param path string
 ---@return moltflow.TokenStore
 function admin.file_store(path) end
+
+---The base URL a client made with `base_url = url` would use: `url` normalised, else
+---`$MOLTFLOW_API_URL` normalised, else the default.
+---@param url? string
+---@return string
+function admin.base_url(url) end
 
 ---Registers a transport by name, for the `transport` option.
 ---@param name string

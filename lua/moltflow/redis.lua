@@ -9,10 +9,9 @@
 --   local value, err = conn:call("GET", "key")   -- err: a message (never the password)
 -- @module moltflow.redis
 
-local M = {}
+local nginx = require "moltflow.transport.ngx.host"
 
-local NGX_YIELDABLE = {rewrite = true, access = true, content = true, timer = true,
-                       ssl_cert = true, ssl_session_fetch = true}
+local M = {}
 
 --- The RESP encoding of a command (an array of bulk strings).
 -- @param argv the command and its arguments (strings or numbers)
@@ -86,10 +85,6 @@ function M.parse_url(url)
           password = password ~= "" and password or nil}
 end
 
-local function in_cosocket_phase()
-  return ngx and ngx.socket and ngx.get_phase and NGX_YIELDABLE[ngx.get_phase()] and true or false
-end
-
 local Conn = {}
 Conn.__index = Conn
 Conn.__name = "moltflow.redis"
@@ -123,8 +118,8 @@ end
 
 -- A connected socket for this call: (sock, pooled) or nil, message.
 function Conn:_socket()
-  if in_cosocket_phase() then
-    local sock = ngx.socket.tcp()
+  local sock = nginx.cosocket() -- where nginx lets a request wait
+  if sock then
     sock:settimeout(self._timeout * 1000)
     local ok, err = sock:connect(self._host, self._port, {pool = self._pool})
     if not ok then return nil, err end
@@ -136,7 +131,7 @@ function Conn:_socket()
   end
   if self._sock then return self._sock, false end
   local socket = require "socket"
-  local sock = socket.tcp()
+  sock = socket.tcp()
   sock:settimeout(self._timeout)
   local ok, err = sock:connect(self._host, self._port)
   if not ok then sock:close() return nil, err end

@@ -12,6 +12,7 @@
 -- @module moltflow.shdict_store
 
 local core = require "moltflow.core"
+local nginx = require "moltflow.transport.ngx.host"
 
 local M = {}
 
@@ -22,7 +23,7 @@ function M.new(dict_name, opts)
   if type(dict_name) ~= "string" then error("moltflow.shdict_store: 'dict_name' must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("moltflow.shdict_store: 'opts' must be a table", 2) end
   opts = opts or {}
-  local dict = ngx and ngx.shared and ngx.shared[dict_name]
+  local dict = nginx.shared_dict(dict_name)
   if not dict then
     error(("moltflow.shdict_store: no lua_shared_dict named '%s'"):format(dict_name), 2)
   end
@@ -48,7 +49,7 @@ function M.new(dict_name, opts)
   --- Takes the refresh lock for `ttl` seconds without waiting: a handle, or
   -- nil when another holder has it (nil and a message on a dict error).
   function store.try_lock(_, ttl)
-    local handle = tostring(ngx.worker.pid()) .. ":" .. core.sha256(core.random_bytes(16))
+    local handle = tostring(nginx.worker_pid()) .. ":" .. core.sha256(core.random_bytes(16))
     local ok, err = dict:add(lock_key, handle, ttl)
     if ok then return handle end
     if err == "exists" then return nil end
@@ -59,11 +60,6 @@ function M.new(dict_name, opts)
     if dict:get(lock_key) == handle then dict:delete(lock_key) end
   end
   return store
-end
-
---- Adds `admin.shdict_store`.
-function M.install(admin)
-  admin.shdict_store = M.new
 end
 
 return M

@@ -1,7 +1,10 @@
 --- moltflow.tokens: the life of a login's tokens, in one place.
--- Loaded by `moltflow.admin`, whose public methods (`c:tokens()`,
--- `c:set_tokens()`, `c:forget_tokens()`, `c.auth:refresh()`) and call loop
--- (`Client:_run`) call it.
+-- Each client holds a keeper (`tokens.keeper{...}`) over its core; the
+-- client's public methods (`c:tokens()`, `c:set_tokens()`,
+-- `c:forget_tokens()`, `c.auth:refresh()`) and its call pipeline
+-- (moltflow.client.pipeline) call the keeper's methods. The keeper knows the
+-- client only through what it is given: the core, the store, the hooks'
+-- reporter, the transport link and a function that posts the refresh.
 --
 -- * Stores. A store is an object with `store:load()` (the saved tokens or
 --   nil) and `store:save(tokens_or_nil)` (true, or nil and a message), and
@@ -22,7 +25,7 @@
 --   with that same deadline as its expiry; a process that finds it taken waits
 --   (within its call's deadline), then reloads the tokens the winner saved.
 --   A lock that fails (Redis down) means this client's own single flight
---   only, with one warning (`Client:_store_trouble`) until the store answers;
+--   only, with one warning (the reporter's `store_trouble`) until the store answers;
 --   a refresh refused meanwhile keeps the tokens (another process may have
 --   won it: its pair is loaded from the store once it is back).
 -- * A refused refresh (4xx) clears the tokens (memory and store) and calls
@@ -31,12 +34,17 @@
 
 local core = require "moltflow.core"
 local compat = require "moltflow.compat"
-local async = require "moltflow.async"
+local condition = require "moltflow.async.condition"
+local aio = require "moltflow.async.io"
+local errors = require "moltflow.errors"
 
 local monotime = core.monotime
 local tokens = {}
 
-local admin -- set by tokens.install
+local Keeper = {}
+Keeper.__index = Keeper
+Keeper.__name = "moltflow.tokens"
+tokens.Keeper = Keeper
 
 -- Added to a flight's (and a store lock's) deadline: the refresh's own
 -- deadline is counted from its start, the lock's a little earlier.
@@ -73,44 +81,44 @@ function tokens.check_store(store)
 end
 
 local function refresh_error(kind, message)
-  return admin.error{kind = kind, message = message, method = "POST", path = "/auth/refresh"}
+  return errors.new{kind = kind, message = message, method = "POST", path = "/auth/refresh"}
 end
 
 -- Every token change goes through here: it first drops ensure_fresh's
 -- cached reading of the credentials (also when the core refuses a token).
 local function core_set(self, access, refresh)
-  self._cred_gen = false
-  self._core:set_tokens(access, refresh)
+  self.cred_gen = false
+  self.core:set_tokens(access, refresh)
 end
 
 -- The tokens changed: the store and on_tokens learn it (`to_store` false
 -- when they came from the store).
 local function changed(self, to_store)
-  self._token_gen = self._token_gen + 1
-  local t = self._core:tokens()
-  local store = self._store
+  self.gen = self.gen + 1
+  local t = self.core:tokens()
+  local store = self.store
   if store and to_store ~= false then
     local ok, saved, err = pcall(store.save, store, t)
-    if not ok then self:_hook_failed("token_store", saved)
-    elseif not saved then self:_store_trouble(err or "save failed")
-    else self:_store_ok() end
+    if not ok then self.report:failed("token_store", saved)
+    elseif not saved then self.report:store_trouble(err or "save failed")
+    else self.report:store_ok() end
   end
-  if self._on_tokens then self:_hook("on_tokens", self._on_tokens, t) end
+  if self.on_tokens then self.report:hook("on_tokens", self.on_tokens, t) end
 end
 
 --- Sets both tokens (nil clears) and tells the store and on_tokens.
-function tokens.set(self, access, refresh)
+function Keeper:set(access, refresh)
   core_set(self, access, refresh)
   changed(self)
 end
 
 --- Clears the tokens when there are any.
-function tokens.clear(self)
-  if self._core:tokens() then tokens.set(self, nil, nil) end
+function Keeper:clear()
+  if self.core:tokens() then self:set(nil, nil) end
 end
 
 --- Clears memory and store, and calls on_tokens(nil), whatever was held.
-function tokens.forget(self)
+function Keeper:forget()
   core_set(self, nil, nil)
   changed(self)
 end
@@ -127,43 +135,47 @@ function tokens.initial(store)
   if type(saved) == "table" then return saved.access_token, saved.refresh_token end
 end
 
--- The longest a refresh call can take: its attempts and the waits between
--- them (the retry policy's max_elapsed), plus the margin.
-local function refresh_budget(self)
-  local policy = self._retry
-  return self._connect_timeout + self._timeout + (policy and policy.max_elapsed or 0) + LOCK_MARGIN
+--- A client's keeper of tokens.
+-- @tparam table o `core` (the core client holding the tokens), `store`
+--   (or nil), `on_tokens` (or nil), `skew` (refresh_skew), `call_budget`
+--   (the longest a refresh call can take: its attempts and the waits between
+--   them), `report` (the hooks' reporter: `hook`, `failed`, `store_trouble`,
+--   `store_ok`, `store_down`), `link` and `io` (the client's transport link
+--   and transport), `host` (the host's services: `wait`), `post` (a
+--   function(io, refresh_token) that sends POST /auth/refresh)
+function tokens.keeper(o)
+  return setmetatable({
+    core = o.core, store = o.store, on_tokens = o.on_tokens, skew = o.skew,
+    budget = o.call_budget + LOCK_MARGIN, report = o.report, link = o.link, io = o.io,
+    host = o.host, post = o.post,
+    gen = 0,            -- the generation of the tokens: +1 at every change
+    flight = nil,       -- the refresh in flight in this Lua state
+    cred_gen = false,   -- ensure_fresh's reading of the credentials, for generation cred_gen
+    cred_access = false, cred_refresh = false, cred_exp = false,
+    early_exp = nil,    -- the exp of a token that arrived already near expiry
+  }, Keeper)
 end
 
---- A call's deadline (monotonic) from its start: `max_elapsed` of the
--- retry policy, or the client's `timeout` when retries are off.
-function tokens.deadline(self, started)
-  local policy = self._retry
-  return started + (policy and policy.max_elapsed or self._timeout)
+--- The generation of the tokens (it grows at every change).
+function Keeper:generation()
+  return self.gen
 end
 
-local NGX_YIELDABLE = {rewrite = true, access = true, content = true, timer = true,
-                       ssl_cert = true, ssl_session_fetch = true}
+--- The tokens held: `{access_token, refresh_token, expires_at}` or nil.
+function Keeper:held()
+  return self.core:tokens()
+end
 
 -- Waits until `cond` is signalled or `deadline`; returns whether signalled.
--- Loop tasks and host coroutines suspend (their io's `wait`), nginx
--- requests wait on a semaphore, blocking callers drive this client's
+-- Loop tasks and host coroutines suspend (their io's `wait`), a host that
+-- can wait does (nginx: a semaphore), blocking callers drive this client's
 -- spawned calls (the refresh may be one of them).
 local function wait(self, io, cond, deadline)
   if cond.signalled then return true end
-  if io.wait then return io.wait(self, cond, deadline) end
-  if ngx and ngx.get_phase and NGX_YIELDABLE[ngx.get_phase()] then
-    local sema = cond.sema
-    if not sema then
-      sema = require("ngx.semaphore").new()
-      cond.sema, cond.sema_waiters = sema, 0
-      cond:on_signal(function() sema:post(cond.sema_waiters) end)
-    end
-    cond.sema_waiters = cond.sema_waiters + 1
-    local left = deadline - monotime()
-    if left > 0 then sema:wait(left) end
-    return cond.signalled
-  end
-  if io == self._io then return async.wait_blocking(self, cond, deadline) end
+  if io.wait then return io.wait(self.link, cond, deadline) end
+  local signalled = self.host.wait(cond, deadline, monotime())
+  if signalled ~= nil then return signalled end
+  if io == self.io then return aio.wait_blocking(self.link.loop, cond, deadline) end
   -- a transport of the caller's own without `wait`: suspend through its sleep
   local step = 0.002
   while not cond.signalled do
@@ -186,12 +198,12 @@ local function lock_store(self, io, store, ttl, deadline)
   while true do
     local ok, handle, err = pcall(store.try_lock, store, ttl)
     if not ok or (not handle and err) then
-      self:_store_trouble(("the token store's lock failed, refreshing without it: %s")
+      self.report:store_trouble(("the token store's lock failed, refreshing without it: %s")
                           :format(tostring(ok and err or handle)))
       return false
     end
     if handle then
-      self:_store_ok()
+      self.report:store_ok()
       return handle, waited
     end
     local left = deadline - monotime()
@@ -207,10 +219,10 @@ end
 -- POST /auth/refresh under the store's lock; sets the new tokens. Returns
 -- true, value, res or false, err.
 local function post_refresh(self, io, flight, deadline)
-  local store = self._store
+  local store = self.store
   local handle
   if store and store.try_lock then
-    local held = self._core:tokens()
+    local held = self.core:tokens()
     local waited
     handle, waited = lock_store(self, io, store, math.ceil(flight.budget), math.min(deadline, flight.expires))
     if handle == nil then return false, waited end
@@ -224,39 +236,38 @@ local function post_refresh(self, io, flight, deadline)
        and saved.refresh_token ~= (held and held.refresh_token) then
       pcall(store.unlock, store, handle)
       adopt(self, saved)
-      return true, self._core:tokens(), {status = 200}
+      return true, self.core:tokens(), {status = 200}
     end
   end
-  local t = self._core:tokens()
+  local t = self.core:tokens()
   local rt = t and t.refresh_token
   if not rt then
     if handle then pcall(store.unlock, store, handle) end
     return false, refresh_error("auth", "no refresh token: log in first")
   end
-  local ok, v, err = compat.pcall(self._run, self, self._core:build(self._eps.refresh, {refresh_token = rt}),
-                           "POST", "none", io)
+  local ok, v, err = compat.pcall(self.post, io, rt)
   if not ok then
     if handle then pcall(store.unlock, store, handle) end
     error(v, 0)
   end
   if v ~= nil and (type(v) ~= "table" or type(v.access_token) ~= "string") then
-    v, err = nil, admin.error{kind = "decode", message = "the refresh answer holds no access_token",
-                              status = err.status, method = "POST", path = "/auth/refresh"}
+    v, err = nil, errors.new{kind = "decode", message = "the refresh answer holds no access_token",
+                             status = err.status, method = "POST", path = "/auth/refresh"}
   end
-  local current = self._flight == flight -- else a caller took over from this (late) owner
+  local current = self.flight == flight -- else a caller took over from this (late) owner
   if v == nil then
     -- refused: the tokens are spent, unless the shared store is failing (then
     -- another process may have refreshed them, and its pair will be loaded
     -- from the store when it answers again)
-    if current and err.status and err.status >= 400 and err.status < 500 and not self._store_down then
-      tokens.clear(self)
+    if current and err.status and err.status >= 400 and err.status < 500 and not self.report.store_down then
+      self:clear()
     end
   else
-    tokens.set(self, v.access_token, v.refresh_token or rt)
+    self:set(v.access_token, v.refresh_token or rt)
     -- Clocks that disagree by more than the skew would make every call refresh
     -- again: a token that arrives already "near expiry" is not renewed early.
-    local exp = select(4, self._core:credentials())
-    self._early_exp = exp and exp - core.time() < self._skew and exp or nil
+    local exp = select(4, self.core:credentials())
+    self.early_exp = exp and exp - core.time() < self.skew and exp or nil
   end
   if handle then pcall(store.unlock, store, handle) end
   if v == nil then return false, err end
@@ -264,21 +275,20 @@ local function post_refresh(self, io, flight, deadline)
 end
 
 --- Renews the access token, single flight (see the module's notes).
--- @param self the client
 -- @param io the caller's I/O
 -- @param deadline the caller's deadline (monotonic)
 -- @return true, value, res when a new access token is held; false, err otherwise
-function tokens.refresh(self, io, deadline)
+function Keeper:refresh(io, deadline)
   local me = coroutine.running() or "main"
-  local flight = self._flight
+  local flight = self.flight
   if flight then
     -- a hook of the refresh call itself calling the API cannot wait for it
     if flight.owner == me then return false, refresh_error("auth", "token refresh re-entered from a hook") end
     if monotime() < flight.expires then
-      local gen = self._token_gen
+      local gen = self.gen
       wait(self, io, flight.cond, math.min(deadline, flight.expires))
       if flight.done and not flight.aborted then
-        if self._token_gen ~= gen and self._core:credentials() then return true, self._core:tokens(), {status = 200} end
+        if self.gen ~= gen and self.core:credentials() then return true, self.core:tokens(), {status = 200} end
         return false, flight.err or refresh_error("auth", "the token refresh failed")
       end
       if not flight.done and monotime() < flight.expires then
@@ -287,13 +297,13 @@ function tokens.refresh(self, io, deadline)
     end
     -- its owner is gone (or stuck) past the longest a refresh can take, or
     -- its call ended by a Lua error (canceled): take over
-    if self._flight and self._flight ~= flight then return tokens.refresh(self, io, deadline) end
+    if self.flight and self.flight ~= flight then return self:refresh(io, deadline) end
   end
-  local budget = refresh_budget(self)
-  flight = {owner = me, budget = budget, expires = monotime() + budget, cond = async.condition()}
-  self._flight = flight
+  local budget = self.budget
+  flight = {owner = me, budget = budget, expires = monotime() + budget, cond = condition.new()}
+  self.flight = flight
   local ok, a, b, c = compat.pcall(post_refresh, self, io, flight, deadline)
-  if self._flight == flight then self._flight = nil end
+  if self.flight == flight then self.flight = nil end
   flight.done, flight.aborted = true, not ok
   if ok and not a then flight.err = b end
   flight.cond:signal()
@@ -305,16 +315,16 @@ end
 -- `refresh_skew` seconds left (by the core's reading of its exp, kept until
 -- the tokens change), or a refresh token alone, is renewed first.
 -- @return nil, or an error when waiting for a refresh passed the deadline
-function tokens.ensure_fresh(self, io, deadline)
-  if self._cred_gen ~= self._token_gen then
-    local has_access, has_refresh, _, exp = self._core:credentials()
-    self._cred_gen, self._cred_access, self._cred_refresh, self._cred_exp =
-      self._token_gen, has_access, has_refresh, exp or false
+function Keeper:ensure_fresh(io, deadline)
+  if self.cred_gen ~= self.gen then
+    local has_access, has_refresh, _, exp = self.core:credentials()
+    self.cred_gen, self.cred_access, self.cred_refresh, self.cred_exp =
+      self.gen, has_access, has_refresh, exp or false
   end
-  if not self._cred_refresh then return nil end
-  local exp = self._cred_exp
-  if not self._cred_access or (exp and exp ~= self._early_exp and exp - core.time() < self._skew) then
-    local ok, err = tokens.refresh(self, io, deadline)
+  if not self.cred_refresh then return nil end
+  local exp = self.cred_exp
+  if not self.cred_access or (exp and exp ~= self.early_exp and exp - core.time() < self.skew) then
+    local ok, err = self:refresh(io, deadline)
     if not ok and err.kind == "timeout" then return err end
   end
   return nil
@@ -324,20 +334,16 @@ end
 -- once (or takes what another call renewed meanwhile).
 -- @return true to replay the call; or false and, when waiting for a refresh
 --   passed the deadline, that error (else the call returns its 401)
-function tokens.on_unauthorized(self, io, gen, deadline)
-  if gen ~= self._token_gen then
-    return self._core:credentials() and true or false -- another call renewed (or cleared) them meanwhile
+function Keeper:on_unauthorized(io, gen, deadline)
+  if gen ~= self.gen then
+    return self.core:credentials() and true or false -- another call renewed (or cleared) them meanwhile
   end
-  if not select(2, self._core:credentials()) then return false end
-  local ok, err = tokens.refresh(self, io, deadline)
+  if not select(2, self.core:credentials()) then return false end
+  local ok, err = self:refresh(io, deadline)
   if ok then return true end
   if err.kind == "timeout" then return false, err end
-  if not self._store_down then tokens.clear(self) end -- the call returns the original 401
+  if not self.report.store_down then self:clear() end -- the call returns the original 401
   return false
-end
-
-function tokens.install(a)
-  admin = a
 end
 
 return tokens

@@ -239,6 +239,19 @@ describe("base_url", function()
       [[io.write(require("moltflow.admin").new{base_url = "https://mine.test/api/v2"}:info().base_url)]]))
   end)
 
+  it("admin.base_url(url) is the base URL admin.new would use, by the same rules", function()
+    local code = [[local admin = require "moltflow.admin"
+      io.write(admin.base_url(), " ", admin.base_url("https://x.test/"), " ", admin.base_url("https://x.test/proxy/"),
+               " ", admin.new{}:info().base_url)]]
+    assert.equal("https://apiv2.waiflow.app/api/v2 https://x.test/api/v2 https://x.test/proxy "
+                 .. "https://apiv2.waiflow.app/api/v2", child("", code))
+    assert.equal("https://api.example.test/api/v2 https://x.test/api/v2 https://x.test/proxy "
+                 .. "https://api.example.test/api/v2", child("MOLTFLOW_API_URL=https://api.example.test/", code))
+    assert.equal("https://apiv2.waiflow.app/api/v2", child("MOLTFLOW_API_URL=",
+                                                           [[io.write(require("moltflow.admin").base_url())]]))
+    raises({"moltflow.base_url", "'url'"}, admin.base_url, 42)
+  end)
+
   it("MOLTFLOW_API_KEY is the default api_key, sent as X-API-Key", function()
     emu.reset()
     local code = [[

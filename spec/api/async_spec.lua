@@ -138,13 +138,13 @@ describe("moltflow.async", function()
 
     it("raises on bad input before any I/O", function()
       local c = client()
-      assert.has_error(function() c:batch("nope") end, "moltflow: batch: 'calls' must be a list")
+      assert.has_error(function() c:batch("nope") end, "moltflow.batch: 'calls' must be a list")
       assert.has_error(function() c:batch({{"usage.current"}}, {concurrency = 0}) end,
-        "moltflow: batch: field 'concurrency' must be an integer >= 1")
+        "moltflow.batch: field 'concurrency' must be an integer >= 1")
       assert.has_error(function() c:batch({{"usage.current"}, {"usage.nope"}}) end,
-        "moltflow: batch: call 2: unknown method 'usage.nope'")
+        "moltflow.batch: call 2: unknown method 'usage.nope'")
       assert.has_error(function() admin.batch({{"usage.current"}}) end,
-        "moltflow: admin.batch: call 1: a table call needs a client first: {c, \"group.name\", ...}")
+        "moltflow.admin.batch: call 1: a table call needs a client first: {c, \"group.name\", ...}")
       assert.equal(0, #emu.requests())
     end)
 
@@ -191,7 +191,7 @@ describe("moltflow.async", function()
       c:poll(0)
       assert.is_true(core.monotime() - t0 < 0.2)
       assert.has_error(function() h:result() end,
-        "moltflow: handle:result(): the call has not finished; poll first")
+        "moltflow.handle:result(): the call has not finished; poll first")
       poll_until_done(c, h)
       assert.equal(800, h:result().messages_sent)
     end)
@@ -321,7 +321,7 @@ h:cancel()
 h = nil
 c:spawn("usage.current")
 c:poll(0.05)
-c._loop = nil               -- the task, its coroutine and request become garbage mid-flight
+c._loop, c._link.loop = nil, nil -- the task, its coroutine and request become garbage mid-flight
 collectgarbage() collectgarbage()
 assert(c._core:running() == 0, "the collected request still runs")
 local d = admin.new{base_url = url, api_key = key}

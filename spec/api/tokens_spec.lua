@@ -45,17 +45,18 @@ end
 -- Runs fns at once on client c, each in a coroutine whose I/O goes through
 -- the core's multi handle (start/poll/finish) and yields while it waits:
 -- the minimum an async host does (c._coio is the hook moltflow.async's
--- plain coroutines fall back to). Returns {value, res_or_err} per fn.
+-- plain coroutines fall back to; an I/O gets the client's transport link,
+-- `link.core`). Returns {value, res_or_err} per fn.
 local function concurrently(c, fns)
   local done, results = {}, {}
   local io = {}
-  function io.send(cl, req)
-    local ok, err = cl._core:start(req)
+  function io.send(link, req)
+    local ok, err = link.core:start(req)
     if not ok then return nil, err end
     local key = req:key()
     while not done[key] do coroutine.yield() end
     done[key] = nil
-    return cl._core:finish(req)
+    return link.core:finish(req)
   end
   function io.sleep(s)
     local t = core.monotime() + s

@@ -22,6 +22,8 @@ local EXACT = {
   ["moltflow.errors"] = 0,
   -- 1: scheduling, pacing, tokens
   ["moltflow.pacing"] = 1, ["moltflow.tokens"] = 1,
+  -- 2: transports (the choice by name, then each transport)
+  ["moltflow.transport"] = 2,
   -- 3: call pipeline, client, endpoint methods, helpers
   ["moltflow.client"] = 3, ["moltflow.helpers"] = 3,
   -- 4: the public facades and the stores
@@ -62,8 +64,6 @@ local NGX_REQUIRES = {
 local NGX_ALLOWED = {
   "^moltflow%.transport%.ngx$", "^moltflow%.transport%.ngx%.", -- the transport and its parts
   "^moltflow%.emulator$", "^moltflow%.emulator%.",              -- runs inside nginx
-  "^moltflow%.shdict_store$",                                   -- a shared dict
-  "^moltflow%.redis$",                                          -- cosockets
 }
 
 local function layer_of(name)

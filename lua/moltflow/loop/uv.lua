@@ -44,7 +44,7 @@ function M.attach(loop, uv, opts)
   -- Lua callbacks now or, with `schedule`, outside the fast context
   local function act(fd, what)
     if not attached then return end
-    loop:_io(fd, what)
+    loop:transfer(fd, what)
     if not schedule then
       loop:dispatch()
     elseif not scheduled then
