@@ -66,8 +66,10 @@ local function pick()
   return MIX[1]
 end
 
+local TIMEOUT = 0.2
+
 local function new_client()
-  return emu.client{retry = false, timeout = 0.2, max_response_bytes = 16 * KB}
+  return emu.client{retry = false, timeout = TIMEOUT, max_response_bytes = 16 * KB}
 end
 
 local ep = core.endpoint{label = "request", method = "GET", path = "/", auth = "any", raw = true}
@@ -99,9 +101,17 @@ describe("soak", function()
     local done, kinds, warm_rss, peak, warm_heap, peak_heap = 0, {}, nil, 0, nil, 0
     -- a short run inside the whole suite needs a longer warm-up (heaps still settling)
     local warmup = math.floor(REQUESTS >= 20000 and REQUESTS / 10 or REQUESTS / 2)
-    local function check(v, err, want, or_ok)
+    -- A call whose deadline really passed may end as `timeout` whatever its
+    -- fault: on a loaded machine the emulator can be that slow. Only then.
+    local function check(v, err, want, or_ok, started)
       if or_ok and v ~= nil then
         want = nil
+      end
+      if v == nil and admin.is_error(err) and err.kind == "timeout" and want ~= "timeout"
+         and core.monotime() - started >= TIMEOUT then
+        kinds.late = (kinds.late or 0) + 1
+        done = done + 1
+        return
       end
       if want == nil then
         assert(v ~= nil, "unexpected error: " .. tostring(err))
@@ -124,11 +134,13 @@ describe("soak", function()
         emu.fault(fault)
       end
       if math.random(4) == 1 then
-        for _, r in ipairs(run_async(c, batch)) do check(r[1], r[2], want, or_ok) end
+        local started = core.monotime()
+        for _, r in ipairs(run_async(c, batch)) do check(r[1], r[2], want, or_ok, started) end
       else
         for _ = 1, batch do
+          local started = core.monotime()
           local v, err = c.usage:current()
-          check(v, err, want, or_ok)
+          check(v, err, want, or_ok, started)
         end
       end
       if or_ok then emu.control("DELETE", "faults") end
