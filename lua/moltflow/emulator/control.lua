@@ -195,6 +195,30 @@ local function complete_checkout(req, sid)
   return reply(req, 200, { session_id = sid, tenant_id = tenant.id, subscription = api.subscription_object(tenant) })
 end
 
+-- Seeded tenants as the launcher's --tenants prints them: secrets included,
+-- since the caller holds the control token.
+local function tenant_rows(list)
+  local out = json.array()
+  for i, t in ipairs(list) do
+    out[i] = { tenant_id = t.id, name = t.name, owner_email = t.email, owner_password = t.password,
+               key_id = t.key_id, api_key = t.raw_key }
+  end
+  return out
+end
+M.tenant_rows = tenant_rows
+
+local MAX_NEW_TENANTS = 100000
+
+local function tenants(req)
+  local b = body_of(req)
+  if not b then return end
+  local n = b.count
+  if type(n) ~= "number" or n ~= math.floor(n) or n < 1 or n > MAX_NEW_TENANTS then
+    return reply(req, 422, { detail = "count must be an integer from 1 to " .. MAX_NEW_TENANTS })
+  end
+  return reply(req, 201, tenant_rows(state.new_tenants(n)))
+end
+
 -- Mail an email-verification token (the contract has no endpoint that sends one).
 local function email_verification(req)
   local b = body_of(req)
@@ -215,6 +239,7 @@ local routes = {
   { "^/consents$", { GET = function(req) return reply(req, 200, state.consents) end } },
   { "^/api%-keys$", { GET = stored_keys } },
   { "^/checkout/([^/]+)/complete$", { POST = complete_checkout } },
+  { "^/tenants$", { POST = tenants } },
   { "^/email%-verification$", { POST = email_verification } },
 }
 

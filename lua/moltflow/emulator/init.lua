@@ -32,7 +32,15 @@ function M.init(opts)
     f:close()
     assert(token and #token >= 32, "the control token file holds no token")
   end
-  require("moltflow.emulator.control").configure({ control_token = token })
+  local control = require("moltflow.emulator.control")
+  control.configure({ control_token = token })
+  -- --tenants N: the tenants' keys and owners' passwords for the caller (the
+  -- launcher made the prefix private, and the file is created 0600).
+  if opts.tenants_file then
+    local f = assert(io.open(opts.tenants_file, "wb"))
+    f:write(require("moltflow.emulator.json").encode(control.tenant_rows(state.seeded_tenants())), "\n")
+    f:close()
+  end
 end
 
 ---------------------------------------------------------------- request

@@ -8,7 +8,7 @@ local seed = require "moltflow.emulator.seed"
 local S = {}
 
 -- Values given at launch (nginx.conf's init_by_lua); reset() returns to them.
-local launch_config = { rate_limit = true, rate_limit_scale = 1 }
+local launch_config = { rate_limit = true, rate_limit_scale = 1, tenants = {} }
 
 -- HS256 secret for access tokens. Generated per process and kept across
 -- reset(): a reset restores data, it does not invalidate the signing key.
@@ -97,9 +97,31 @@ function S.new_id(prefix)
   return prefix .. crypto.random_hex(8)
 end
 
+-- Extra tenants for load tests and agency scripts: each a pro tenant with an
+-- owner and one all-scope key. Made once per process, so a reset brings back
+-- the same ids and raw keys.
+local function new_tenants(count, first)
+  local out = {}
+  for i = first, first + count - 1 do
+    local name = ("tenant-%05d"):format(i)
+    out[#out + 1] = { id = "t_" .. name:gsub("%-", "_"), name = name, email = "owner@" .. name .. ".test",
+                      password = "owner-pass-" .. crypto.random_hex(8),
+                      key_id = "key_" .. name:gsub("%-", "_"), raw_key = "mf_" .. crypto.random_alnum(40),
+                      -- distinct, repeatable usage, so that per-tenant reports differ
+                      messages_sent = (i * 373) % 4900 }
+  end
+  return out
+end
+
 function S.configure(opts)
   launch_config.rate_limit = opts.rate_limit ~= false
   launch_config.rate_limit_scale = opts.rate_limit_scale or 1
+  launch_config.tenants = new_tenants(opts.tenants or 0, 1)
+end
+
+-- The launch's seeded tenants, with their secrets (for the launcher's file).
+function S.seeded_tenants()
+  return launch_config.tenants
 end
 
 local function copy_list(t)
@@ -189,6 +211,40 @@ function S.reset()
     S.store_key({ id = k.id, tenant_id = k.tenant_id, user_id = k.user_id, name = k.name,
                   scopes = copy_list(k.scopes), created_at = now, is_active = true }, k.raw_key)
   end
+  S.add_tenants(launch_config.tenants)
+end
+
+-- Tenants made by S.configure or the control API's POST /tenants.
+function S.add_tenants(list)
+  local now = S.now_s()
+  for _, t in ipairs(list) do
+    S.tenants[t.id] = {
+      id = t.id, name = t.name,
+      settings = { allowed_numbers = json.array(), require_approval = false, ai_consent_enabled = false },
+      usage = { messages_sent = t.messages_sent, messages_received = math.floor(t.messages_sent / 2), leads_detected = 0,
+                sessions = 1, groups = 0, labels = 0, ai_replies_this_month = 0 },
+      subscription = { plan_id = "pro", billing_cycle = "monthly", status = "active",
+                       cancel_at_period_end = false, current_period_end = S.month_start(now, 1) },
+    }
+    local owner = { id = "usr_" .. t.id:sub(3), tenant_id = t.id, role = "owner", email = t.email,
+                    full_name = t.name .. " owner", email_verified = true,
+                    password_hash = crypto.hash_password(t.password) }
+    S.users[owner.id], S.users_by_email[owner.email] = owner, owner
+    S.store_key({ id = t.key_id, tenant_id = t.id, user_id = owner.id, name = t.name .. "-all",
+                  scopes = copy_list({ "*" }), created_at = now, is_active = true }, t.raw_key)
+  end
+end
+
+-- n more tenants, numbered after every tenant made so far.
+function S.new_tenants(n)
+  local first = 1
+  for _, t in pairs(S.tenants) do
+    local i = tonumber(t.name:match("^tenant%-(%d+)$"))
+    if i and i >= first then first = i + 1 end
+  end
+  local list = new_tenants(n, first)
+  S.add_tenants(list)
+  return list
 end
 
 S.copy_list = copy_list
