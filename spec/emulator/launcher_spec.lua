@@ -49,7 +49,7 @@ describe("moltflow-emulator", function()
     local out = proc.run({proc.lua, root .. "/examples/agency_usage.lua", prefix .. "/tenants.json"}, {env = env})
     assert.equal(0, out.code, out.stdout .. out.stderr)
     local seen, totals = 0, {}
-    for name, total in out.stdout:gmatch("(tenant%-%d+)%s+(%d+)") do
+    for _, total in out.stdout:gmatch("(tenant%-%d+)%s+(%d+)") do
       seen = seen + 1
       totals[total] = true
     end

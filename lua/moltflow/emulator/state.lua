@@ -221,8 +221,8 @@ function S.add_tenants(list)
     S.tenants[t.id] = {
       id = t.id, name = t.name,
       settings = { allowed_numbers = json.array(), require_approval = false, ai_consent_enabled = false },
-      usage = { messages_sent = t.messages_sent, messages_received = math.floor(t.messages_sent / 2), leads_detected = 0,
-                sessions = 1, groups = 0, labels = 0, ai_replies_this_month = 0 },
+      usage = { messages_sent = t.messages_sent, messages_received = math.floor(t.messages_sent / 2),
+                leads_detected = 0, sessions = 1, groups = 0, labels = 0, ai_replies_this_month = 0 },
       subscription = { plan_id = "pro", billing_cycle = "monthly", status = "active",
                        cancel_at_period_end = false, current_period_end = S.month_start(now, 1) },
     }
