@@ -114,7 +114,7 @@ local HEADER = [[
 ---Options of `admin.new`; an unknown option or a wrong type raises before any I/O.
 ---@class moltflow.Options
 ---@field base_url? string default `$MOLTFLOW_API_URL` + `/api/v2`, else the public API
----@field api_key? string sent as `X-API-Key`; default `$MOLTFLOW_API_KEY`
+---@field api_key? string|false sent as `X-API-Key`; default `$MOLTFLOW_API_KEY`; false: none (a client that only logs in)
 ---@field access_token? string
 ---@field refresh_token? string
 ---@field token_store? moltflow.TokenStore

@@ -32,7 +32,7 @@ end
 
 local OPTIONS = {
   blocking = "boolean", -- false: in nginx, a call from a phase without cosockets raises instead of blocking
-  base_url = "string", api_key = "string", access_token = "string", refresh_token = "string",
+  base_url = "string", api_key = "string|boolean", access_token = "string", refresh_token = "string",
   timeout = "number", connect_timeout = "number", max_response_bytes = "number",
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
@@ -153,8 +153,11 @@ function M.new(opts)
   end
   local access, refresh = opts.access_token, opts.refresh_token
   if store and not access and not refresh then access, refresh = tokens.initial(store) end
+  -- false: no key at all, not even $MOLTFLOW_API_KEY (a client that only logs in)
   local api_key = opts.api_key
+  if api_key == true then error("moltflow.new: field 'api_key' must be a string or false", 2) end
   if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
+  if api_key == false then api_key = nil end
   -- the transport's own checks (nginx's cosockets: proxy, ca_file), before any I/O
   local io_conf = io.configure and io.configure(opts)
   local cc = core.new{

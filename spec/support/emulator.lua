@@ -142,11 +142,8 @@ function M.client(opts, defaults)
   if o.base_url == nil then o.base_url = M.start() end
   local login = o.login
   o.login = nil
-  if o.api_key == nil and not login then o.api_key = M.seed.keys.all end
-  local no_key = o.api_key == false or (login ~= nil and o.api_key == nil)
-  if o.api_key == false then o.api_key = nil end
+  if o.api_key == nil then o.api_key = not login and M.seed.keys.all or false end
   local c = require("moltflow.admin").new(o)
-  if no_key and (os.getenv("MOLTFLOW_API_KEY") or "") ~= "" then c:set_api_key(nil) end
   if login then assert(c.auth:login{email = login.email, password = login.password}) end
   return c
 end
