@@ -6,7 +6,7 @@
 -- loops, batches, JSON and hash helpers, token stores and transports.
 -- @module moltflow.admin
 
-local core = require "moltflow.core"
+local core = require("moltflow.compat").require_core()
 local endpoints = require "moltflow.endpoints"
 local errors = require "moltflow.errors"
 local tokens = require "moltflow.tokens"

@@ -37,6 +37,7 @@
 -- gathers what they export.
 -- @module moltflow.async
 
+require("moltflow.compat").require_core() -- first: names the Lua to build it for
 local condition = require "moltflow.async.condition"
 local loops = require "moltflow.async.loop"
 local runner = require "moltflow.async.runner"

@@ -25,4 +25,30 @@ else
   end
 end
 
+-- The running VM, as a build directory names it: build/5.4, build/luajit.
+local function this_lua()
+  if jit then return tostring(jit.version), "luajit" end
+  local v = _VERSION:match("%d+%.%d+")
+  return _VERSION, "lua" .. v
+end
+
+--- require "moltflow.core", saying which Lua to build it for when the loaded
+-- file was built for another one: the dynamic linker's own message
+-- (`undefined symbol: lua_rotate`) names neither. Entry modules call this
+-- first; every later `require "moltflow.core"` gets the loaded module.
+function M.require_core()
+  local ok, core = pcall(require, "moltflow.core")
+  if ok then return core end
+  local message = tostring(core)
+  if not message:find("undefined symbol: lua", 1, true) then error(core, 0) end
+  local file = message:match("from file '([^']+)'") or "moltflow/core.so"
+  local built = file:match("build/([%w.]+)/moltflow/core%.so$") or file:match("/lua/(5%.%d)/moltflow/core%.so$")
+  local running, make_lua = this_lua()
+  error(("moltflow: %s was built for another Lua%s, and this is %s; build the core for this one "
+         .. "(make LUA=%s, which writes build/%s/moltflow/core.so, or make install LUA=%s) "
+         .. "and put it on package.cpath. The loader said: %s")
+    :format(file, built and (" (" .. built .. ")") or "", running, make_lua,
+            make_lua == "luajit" and "luajit" or make_lua:sub(4), make_lua, message), 0)
+end
+
 return M
