@@ -16,6 +16,7 @@
 #   make docs            LDoc reference in build/docs; docs/api.md, README's CLI table
 #                        and the LuaLS annotations (lua/moltflow/types/admin.lua)
 #   make install PREFIX=/usr/local LUA=X   modules under share/lua/<abi>, lib/lua/<abi>
+#   make uninstall PREFIX=/usr/local LUA=X the same files removed
 #   make deb             build/lua-moltflow-admin_<version>_<arch>.deb (Lua 5.1-5.4)
 #   make deps            Debian packages (as root)
 
@@ -207,14 +208,29 @@ emulator:
 	PORT=$(PORT) bin/moltflow-emulator --port $(PORT)
 
 # The command's shebang names the interpreter it was installed for.
+# The command's interpreter by its absolute path, so that it runs with any PATH
+# (cron's /usr/bin:/bin, or none under env -i).
+LUA_PROGRAM := $(or $(shell command -v $(LUA) 2>/dev/null),/usr/bin/env $(LUA))
+INSTALL_LUA_DIRS = $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)/moltflow $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/moltflow
 install: all
-	install -d $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)/moltflow $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/moltflow
+	install -d $(INSTALL_LUA_DIRS)
 	cp -r lua/moltflow/. $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)/moltflow/
 	install -m 0755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/moltflow/core.so
 	install -d $(DESTDIR)$(PREFIX)/bin
-	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/moltflow-admin >$(DESTDIR)$(PREFIX)/bin/moltflow-admin
+	sed '1s|^#!.*|#!$(LUA_PROGRAM)|' bin/moltflow-admin >$(DESTDIR)$(PREFIX)/bin/moltflow-admin
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/moltflow-admin
 	install -m 0755 bin/moltflow-emulator $(DESTDIR)$(PREFIX)/bin/
+
+# Undoes `make install` with the same PREFIX, DESTDIR and LUA: that Lua's
+# modules and core; the two commands too once no other Lua's modules are left
+# under PREFIX; then the directories it emptied. Nothing else is touched.
+uninstall:
+	rm -rf $(INSTALL_LUA_DIRS)
+	@set -e; left=$$(ls -d $(DESTDIR)$(PREFIX)/share/lua/*/moltflow 2>/dev/null || true); \
+	if [ -z "$$left" ]; then rm -f $(DESTDIR)$(PREFIX)/bin/moltflow-admin $(DESTDIR)$(PREFIX)/bin/moltflow-emulator; \
+	else echo "uninstall: moltflow-admin and moltflow-emulator stay for the other Lua versions in $$left"; fi
+	-@for d in share/lua/$(LUA_ABI) share/lua lib/lua/$(LUA_ABI) lib/lua; do \
+	  rmdir $(DESTDIR)$(PREFIX)/$$d 2>/dev/null; done; true
 
 # LuaRocks' side (build.type = "make" in the rockspecs): it passes LUA_INC
 # (LUA_INCDIR), CC, CFLAGS, LIBFLAG, the CURL_/OPENSSL_ directories and the

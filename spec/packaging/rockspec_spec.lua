@@ -102,20 +102,34 @@ describe("the moltflow-admin rockspec", function()
     assert.is_true(ok, log)
   end)
 
-  it_builds("luarocks make --deps-mode=none builds a tree offline from a checkout; its command runs", function()
+  it_builds("luarocks make --deps-mode=none builds a tree offline from a checkout; its command runs, from cron too",
+            function()
     local tmp = proc.tmpdir()
     copy_checkout(tmp, "src")
-    local ok, log = sh_ok(("cd %s/src && luarocks --lua-version=5.4 make --deps-mode=none --tree %s/tree %s")
-      :format(quote(tmp), quote(tmp), ROCKSPEC), tmp .. "/log")
-    local loaded = run_in_tree("lua5.4", "5.4", tmp .. "/tree", LOAD_CHECK)
-    local cli = proc.run({tmp .. "/tree/bin/moltflow-admin", "--json", "--base-url", emu.url, "plans"},
-      {cwd = "/", env = {LUA_PATH = tmp .. "/tree/share/lua/5.4/?.lua;;",
-                         LUA_CPATH = tmp .. "/tree/lib/lua/5.4/?.so;;"}})
+    -- the tree of `luarocks make --local`: ~/.luarocks
+    local tree = tmp .. "/home/.luarocks"
+    local ok, log = sh_ok(("cd %s/src && luarocks --lua-version=5.4 make --deps-mode=none --tree %s %s")
+      :format(quote(tmp), quote(tree), ROCKSPEC), tmp .. "/log")
+    local loaded = run_in_tree("lua5.4", "5.4", tree, LOAD_CHECK)
+    local cli = proc.run({tree .. "/bin/moltflow-admin", "--json", "--base-url", emu.url, "plans"},
+      {cwd = "/", env = {LUA_PATH = tree .. "/share/lua/5.4/?.lua;;",
+                         LUA_CPATH = tree .. "/lib/lua/5.4/?.so;;"}})
+    -- examples/cron_quota.sh's crontab line, under cron's PATH=/usr/bin:/bin
+    emu.reset()
+    local job = assert(proc.slurp(root .. "/examples/cron_quota.sh"):match("\n#%s+15 2 %* %* %*%s+([^\n]+)"))
+    assert(proc.sh(("mkdir -p %s/home/bin && cp %s/examples/cron_quota.sh %s/home/bin/"):format(
+      quote(tmp), quote(root), quote(tmp))))
+    local cron = proc.run({"env", "-i", "PATH=/usr/bin:/bin", "HOME=" .. tmp .. "/home", "CSV_DIR=" .. tmp .. "/csv",
+                           "MOLTFLOW_API_URL=" .. emu.url, "MOLTFLOW_CONFIG_DIR=" .. tmp .. "/config", "sh", "-c",
+                           (job:gsub("MOLTFLOW_API_KEY=mf_%.%.%.", "MOLTFLOW_API_KEY=" .. emu.seed.keys.all))})
+    local csv = proc.slurp(tmp .. "/csv/usage-" .. os.date("!%Y-%m-%d") .. ".csv")
     os.execute("rm -rf " .. quote(tmp))
     assert.is_true(ok, log)
     assert.equal(LOADED, loaded.stdout, loaded.stderr)
     assert.equal(0, cli.code, cli.stderr)
     assert.matches('"plans"', cli.stdout)
+    assert.equal(0, cron.code, cron.stdout .. cron.stderr)
+    assert.matches("^date,", csv)
   end)
 
   it_builds("luarocks pack makes a source rock that installs offline under Lua 5.1 and 5.4", function()
