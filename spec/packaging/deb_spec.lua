@@ -56,7 +56,7 @@ describe_deb("make deb", function()
     assert.equal("755", proc.mode(tree .. "/usr/bin/moltflow-admin"))
     assert.equal("#!/usr/bin/lua5.4", proc.slurp(tree .. "/usr/bin/moltflow-admin"):match("^[^\n]*"))
     -- /usr/bin/moltflow-admin would collide between two architectures of a Multi-Arch: same package
-    assert.equal("", output("dpkg-deb -f " .. quote(deb) .. " Multi-Arch"))
+    assert.not_equal("same", output("dpkg-deb -f " .. quote(deb) .. " Multi-Arch"))
   end)
 
   it("runs moltflow-admin plans against the emulator", function()
