@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -157,18 +158,22 @@ done:
   return 1;
 }
 
-/* Owned by this user and a directory; errno-style code otherwise. */
-static int check_own_dir(const char *path) {
+/* Owned by this user and a directory; errno-style code otherwise (EPERM:
+ * another user's; EACCES: group or others may write to it, *mode set). */
+static int check_own_dir(const char *path, mode_t *mode) {
   struct stat st;
   if (stat(path, &st)) return errno;
   if (!S_ISDIR(st.st_mode)) return ENOTDIR;
   if (st.st_uid != geteuid()) return EPERM;
+  *mode = st.st_mode & 07777;
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) return EACCES;
   return 0;
 }
 
 /* sys.mkdir_private(path): true, or nil, err, errno. Like mkdir -p with
  * mode 0700 for what it creates; refuses a final directory that exists but
- * belongs to another user. */
+ * belongs to another user, or that group or others may write to (they could
+ * plant or replace the files the caller then trusts). */
 static int l_mkdir_private(lua_State *L) {
   const char *path = check_path(L, 1, "mkdir_private");
   buffer copy = {NULL, 0, 0};
@@ -190,11 +195,21 @@ static int l_mkdir_private(lua_State *L) {
   } else if (errno != EEXIST) {
     return push_failure(L, "cannot create", path, errno);
   }
-  err = check_own_dir(path);
+  mode_t mode = 0;
+  err = check_own_dir(path, &mode);
   if (err == EPERM) {
     lua_pushnil(L);
     lua_pushfstring(L, "refusing %s: the directory belongs to another user", path);
     lua_pushinteger(L, EPERM);
+    return 3;
+  }
+  if (err == EACCES) {
+    char octal[8];
+    snprintf(octal, sizeof octal, "%03o", (unsigned)mode);
+    lua_pushnil(L);
+    lua_pushfstring(L, "refusing %s: group or others may write to the directory (mode %s); chmod go-w it", path,
+                    octal);
+    lua_pushinteger(L, EACCES);
     return 3;
   }
   if (err) return push_failure(L, "cannot use", path, err);
