@@ -293,12 +293,15 @@ static int setup(http *h, transfer *t, const request *r, credential cred) {
   /* libcurl silently sends a request again when a reused connection dies
    * before any answer. A body it can only send again by rewinding, which
    * on_seek refuses once it left; a request without body bytes it resends
-   * without asking, so a body-less POST or PATCH, or one of an endpoint
-   * marked `once`, gets a connection of its own (a fresh connection is
-   * never retried). GET, PUT and DELETE may be repeated. */
-  long fresh = !(r->has_body && r->body.len > 0) &&
-               (r->once || !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH"));
+   * without asking, so a body-less POST or PATCH gets a connection of its
+   * own (a fresh connection is never retried). GET, PUT and DELETE may be
+   * repeated. An endpoint marked `once` (an account deletion) always gets a
+   * connection of its own, body or not, closed after its answer: nothing
+   * else ever travels on it (SECURITY.md). */
+  long fresh = r->once || (!(r->has_body && r->body.len > 0) &&
+                           (!strcmp(r->method, "POST") || !strcmp(r->method, "PATCH")));
   rc |= (int)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_FORBID_REUSE, (long)r->once);
   /* Over TLS, calls started together wait for a connection being set up
    * to learn whether it multiplexes (HTTP/2) rather than open their own.
    * Not over plain http: that never multiplexes, and libcurl would hold
