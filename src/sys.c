@@ -248,13 +248,40 @@ static int take_signal(const sigset_t *held) {
 
 enum { READ_OK, READ_EOF, READ_SIGNAL, READ_ERROR, READ_TOO_LONG };
 
+/* Whether sig is pending (held). */
+static int is_pending(int sig) {
+  sigset_t pending;
+  return sigpending(&pending) == 0 && sigismember(&pending, sig) == 1;
+}
+
+/* Ctrl-Z (SIGTSTP, held while echo is off): the terminal is restored and the
+ * signal let through, so the process stops (or the host's own handler runs)
+ * with echo on for the shell; once continued (SIGCONT: this returns), the
+ * echo is hidden again and the prompt shown again (TCSAFLUSH dropped what
+ * was typed before). In the background after `bg`, hiding the echo stops the
+ * process again (SIGTTOU) until `fg`. No handler, so no global state: the
+ * read loop polls for the held signal as it does for the others. 0, or -1
+ * with errno. */
+static int stop_at_prompt(int fd, const struct termios *saved, const struct termios *quiet, const char *prompt) {
+  sigset_t tstp;
+  sigemptyset(&tstp);
+  sigaddset(&tstp, SIGTSTP);
+  tcsetattr(fd, TCSAFLUSH, saved);
+  write_all(fd, "\n", 1); /* the shell's next line starts on a line of its own */
+  sigprocmask(SIG_UNBLOCK, &tstp, NULL); /* delivered here: stopped until SIGCONT */
+  sigprocmask(SIG_BLOCK, &tstp, NULL);
+  if (tcsetattr(fd, TCSAFLUSH, quiet)) return -1;
+  return write_all(fd, prompt, strlen(prompt));
+}
+
 /* sys.read_tty(prompt, echo): the line typed on the controlling terminal
  * (without its newline), or nil, err[, signal]. With echo false the terminal
  * does not show it. SIGINT, SIGQUIT, SIGTERM and SIGHUP are held while it
  * waits (no handler, so no global state; a signal the process ignores stays
  * ignored): one of them ends the read, the terminal is restored, and the
- * answer is nil, "interrupted", the signal number. The line's buffer is
- * wiped. */
+ * answer is nil, "interrupted", the signal number. With echo off SIGTSTP is
+ * held too, and Ctrl-Z stops the process with the terminal restored
+ * (stop_at_prompt). The line's buffer is wiped. */
 static int l_read_tty(lua_State *L) {
   const char *prompt = luaL_optstring(L, 1, "");
   int echo = lua_toboolean(L, 2);
@@ -280,7 +307,13 @@ static int l_read_tty(lua_State *L) {
     if (sigaction(PROMPT_SIGNALS[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
       sigaddset(&held, PROMPT_SIGNALS[i]);
   }
-  sigprocmask(SIG_BLOCK, &held, &old_mask);
+  sigset_t blocked = held;
+  struct sigaction tstp_now;
+  int hold_tstp = !echo && sigaction(SIGTSTP, NULL, &tstp_now) == 0 && tstp_now.sa_handler != SIG_IGN;
+  if (hold_tstp) sigaddset(&blocked, SIGTSTP);
+  sigprocmask(SIG_BLOCK, &blocked, &old_mask);
+  /* already held by the caller: it is the caller's to deliver */
+  if (hold_tstp && sigismember(&old_mask, SIGTSTP) == 1) hold_tstp = 0;
 
   char line[4096];
   size_t len = 0;
@@ -300,6 +333,14 @@ static int l_read_tty(lua_State *L) {
     if ((sig = take_signal(&held))) {
       result = READ_SIGNAL;
       break;
+    }
+    if (hold_tstp && is_pending(SIGTSTP)) {
+      len = 0; /* what was read before is dropped with the rest of the line */
+      if (stop_at_prompt(fd, &saved, &quiet, prompt)) {
+        err = errno;
+        break;
+      }
+      continue;
     }
     /* held signals cannot interrupt a blocking read: wake up to look */
     struct pollfd pfd = {fd, POLLIN, 0};
