@@ -141,6 +141,13 @@ function M.it_as_other_user(it, pending)
   if M.others_can_read_checkout then return it end
   return function(name) pending(name .. " (the checkout is not readable by other users)") end
 end
+-- nginx started by root runs its workers as nobody, which must then read the
+-- checkout; started by anyone else, its workers are that user.
+M.nginx_workers_can_read_checkout = not M.is_root or M.others_can_read_checkout
+function M.it_nginx_reads_checkout(it, pending)
+  if M.nginx_workers_can_read_checkout then return it end
+  return function(name) pending(name .. " (nginx's workers, nobody, cannot read the checkout)") end
+end
 -- `it`, or `pending` with the reason when not root: for specs that chown a
 -- file of theirs to nobody (65534).
 function M.it_chowning(it, pending)
