@@ -170,6 +170,32 @@ static int check_own_dir(const char *path, mode_t *mode) {
   return 0;
 }
 
+/* sys.write_pipe(path, data): true, or nil, err, errno. Writes data into
+ * the named pipe at path in place (a reader on its other end, as with
+ * `export -o fifo`): opened without following a symbolic link and without
+ * becoming the controlling terminal, then checked to be a pipe, so nothing
+ * else is written to or replaced. Blocks until a reader opens the pipe. */
+static int l_write_pipe(lua_State *L) {
+  const char *path = check_path(L, 1, "write_pipe");
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  int fd = open(path, O_WRONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return push_failure(L, "cannot open", path, errno);
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISFIFO(st.st_mode)) {
+    close(fd);
+    lua_pushnil(L);
+    lua_pushfstring(L, "refusing %s: not a named pipe", path);
+    lua_pushinteger(L, EINVAL);
+    return 3;
+  }
+  int err = write_all(fd, data, n) ? errno : 0;
+  if (close(fd) && !err) err = errno;
+  if (err) return push_failure(L, "cannot write", path, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* sys.mkdir_private(path): true, or nil, err, errno. Like mkdir -p with
  * mode 0700 for what it creates; refuses a final directory that exists but
  * belongs to another user, or that group or others may write to (they could
@@ -422,10 +448,11 @@ static int l_stat(lua_State *L) {
   lua_setfield(L, -2, "uid");
   lua_pushboolean(L, st.st_uid == geteuid());
   lua_setfield(L, -2, "owned");
-  lua_pushstring(L, S_ISREG(st.st_mode)   ? "file"
-                    : S_ISDIR(st.st_mode) ? "directory"
-                    : S_ISLNK(st.st_mode) ? "link"
-                                          : "other");
+  lua_pushstring(L, S_ISREG(st.st_mode)    ? "file"
+                    : S_ISDIR(st.st_mode)  ? "directory"
+                    : S_ISLNK(st.st_mode)  ? "link"
+                    : S_ISFIFO(st.st_mode) ? "fifo"
+                                           : "other");
   lua_setfield(L, -2, "kind");
   lua_pushinteger(L, (lua_Integer)st.st_size);
   lua_setfield(L, -2, "size");
@@ -502,6 +529,7 @@ static int l_try_lock(lua_State *L) {
 void moltflow_sys_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"write_private", l_write_private},
+      {"write_pipe", l_write_pipe},
       {"mkdir_private", l_mkdir_private},
       {"isatty", l_isatty},
       {"read_tty", l_read_tty},
