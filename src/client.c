@@ -228,7 +228,7 @@ static int client_new(lua_State *L) {
   if (c->access_token)
     c->access_exp = moltflow_token_expiry(L, c->access_token, strlen(c->access_token), &c->scratch);
   http_options o = {c->timeout_ms, c->connect_timeout_ms, c->max_response_bytes, http1_only,
-                    c->user_agent, c->ca_file, c->proxy};
+                    opt_bool(L, 1, "insecure_http"), c->user_agent, c->ca_file, c->proxy};
   /* a loop of its own unless given one: the http handle holds the reference */
   moltflow_loop *own = lp ? NULL : moltflow_loop_new(MOLTFLOW_DEFAULT_POOL_SIZE);
   c->loop = lp ? lp : own;

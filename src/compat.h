@@ -186,7 +186,9 @@ static inline int mf_raise(lua_State *L, const char *fmt, ...) {
 }
 
 /* Registers a userdata metatable: methods as __index, the finaliser as __gc
- * (and as __close when closable), tostring as __tostring. */
+ * (and as __close when closable), tostring as __tostring. Protected: Lua code
+ * gets the class name from getmetatable and cannot replace it, so it cannot
+ * reach the finaliser to call it at a time of its choosing. */
 static inline void mf_class(lua_State *L, const char *name, const luaL_Reg *methods,
                             lua_CFunction finaliser, int closable, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
@@ -201,6 +203,8 @@ static inline void mf_class(lua_State *L, const char *name, const luaL_Reg *meth
   }
   lua_pushcfunction(L, tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);
 }
 

@@ -1,5 +1,6 @@
 /* Layer 3: the libcurl transport (see http.h). Callbacks never call into
  * Lua, and nothing here does, so no Lua error can longjmp across libcurl. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +22,8 @@ typedef struct {
   buffer body, headers;
   long status;
   int too_large;
+  int hop_refused;           /* plain http whose first hop was not loopback: nothing sent */
+  char hop_message[160];
   size_t max_bytes;
   struct curl_slist *header_list;
   int list_kind, list_body;  /* what header_list was built for */
@@ -89,6 +92,33 @@ static int on_seek(void *ud, curl_off_t offset, int origin) {
   return origin == SEEK_SET && offset == 0 && t->sent == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
 }
 
+/* Plain http:// carries the API key in clear, so it may go to loopback only
+ * (client.c checks the URL). A proxy, the `proxy` option or libcurl's own
+ * reading of http_proxy / ALL_PROXY (minus no_proxy), would carry it
+ * further: the rule is checked on the first hop libcurl actually connected
+ * to, once connected and before any byte of the request is sent. */
+static int is_loopback_ip(const char *ip) {
+  if (!ip) return 0;
+  if (!strncmp(ip, "::ffff:", 7)) ip += 7; /* an IPv4-mapped IPv6 address */
+  return !strcmp(ip, "::1") || !strncmp(ip, "127.", 4);
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port) {
+  transfer *t = ud;
+  (void)conn_local_ip;
+  (void)conn_local_port;
+  if (strncmp(t->upload->url.data, "http://", 7) || is_loopback_ip(conn_primary_ip)) return CURL_PREREQFUNC_OK;
+  t->hop_refused = 1;
+  snprintf(t->hop_message, sizeof t->hop_message,
+           "refusing to send plain http:// through %s port %d, which is not loopback (a proxy from "
+           "http_proxy or ALL_PROXY? list the host in no_proxy); nothing was sent",
+           conn_primary_ip ? conn_primary_ip : "?", conn_primary_port);
+  return CURL_PREREQFUNC_ABORT;
+}
+#endif
+
 static void free_header_list(transfer *t) {
   for (struct curl_slist *l = t->header_list; l; l = l->next) moltflow_buffer_wipe(l->data, strlen(l->data));
   curl_slist_free_all(t->header_list);
@@ -142,6 +172,14 @@ static transfer *transfer_new(const http_options *o, moltflow_loop *lp) {
                               o->http1_only ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
   if (o->ca_file) rc |= (int)curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
   if (o->proxy) rc |= (int)curl_easy_setopt(e, CURLOPT_PROXY, o->proxy);
+  if (!o->insecure_http) {
+#if LIBCURL_VERSION_NUM >= 0x075000
+    rc |= (int)curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    rc |= (int)curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+#else
+#error "libcurl 7.80 or later is needed (CURLOPT_PREREQFUNCTION checks the first hop of plain http)"
+#endif
+  }
   if (rc) {
     transfer_free(t);
     return NULL;
@@ -231,6 +269,7 @@ static int setup(http *h, transfer *t, const request *r, credential cred) {
   moltflow_buffer_clear(&t->headers);
   t->status = 0;
   t->too_large = 0;
+  t->hop_refused = 0;
   t->errbuf[0] = '\0';
   t->upload = r;
   t->sent = 0;
@@ -254,12 +293,15 @@ static int setup(http *h, transfer *t, const request *r, credential cred) {
   /* libcurl silently sends a request again when a reused connection dies
    * before any answer. A body it can only send again by rewinding, which
    * on_seek refuses once it left; a request without body bytes it resends
-   * without asking, so a body-less POST or PATCH, or one of an endpoint
-   * marked `once`, gets a connection of its own (a fresh connection is
-   * never retried). GET, PUT and DELETE may be repeated. */
-  long fresh = !(r->has_body && r->body.len > 0) &&
-               (r->once || !strcmp(r->method, "POST") || !strcmp(r->method, "PATCH"));
+   * without asking, so a body-less POST or PATCH gets a connection of its
+   * own (a fresh connection is never retried). GET, PUT and DELETE may be
+   * repeated. An endpoint marked `once` (an account deletion) always gets a
+   * connection of its own, body or not, closed after its answer: nothing
+   * else ever travels on it (SECURITY.md). */
+  long fresh = r->once || (!(r->has_body && r->body.len > 0) &&
+                           (!strcmp(r->method, "POST") || !strcmp(r->method, "PATCH")));
   rc |= (int)curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_FORBID_REUSE, (long)r->once);
   /* Over TLS, calls started together wait for a connection being set up
    * to learn whether it multiplexes (HTTP/2) rather than open their own.
    * Not over plain http: that never multiplexes, and libcurl would hold
@@ -280,7 +322,8 @@ static void result(transfer *t, CURLcode rc, http_result *out) {
   if (rc != CURLE_OK) {
     moltflow_buffer_clear(&t->body);
     const char *kind = t->too_large ? "too_large" : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
-    const char *msg = t->too_large ? "response body exceeds max_response_bytes"
+    const char *msg = t->too_large     ? "response body exceeds max_response_bytes"
+                      : t->hop_refused ? t->hop_message
                       : rc == CURLE_SEND_FAIL_REWIND
                           ? "the connection closed before an answer, after the request was sent: "
                             "not sent again (the server may have acted on it)"

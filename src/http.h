@@ -18,6 +18,7 @@ typedef struct {
   long timeout_ms, connect_timeout_ms;
   size_t max_response_bytes;
   int http1_only; /* http_version = "1.1": no HTTP/2 */
+  int insecure_http; /* plain http:// may leave the machine (else its first hop must be loopback) */
   /* owned by the caller, who frees the http handle before them */
   const char *user_agent, *ca_file, *proxy;
 } http_options;

@@ -4,6 +4,7 @@
  * libcurl. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 
 #include "loop.h"
 
@@ -180,11 +181,20 @@ moltflow_job *moltflow_loop_next_done(moltflow_loop *lp) {
 
 /* ------------------------------------------------------ event-driven */
 
+static const char *const EVENT_NAMES[] = {"remove", "in", "out", "inout", "remove"};
+
+static int record_event(moltflow_loop *lp, curl_socket_t fd, int what) {
+  if (grow((void **)&lp->events, &lp->capevents, lp->nevents + 1, sizeof *lp->events)) return -1;
+  lp->events[lp->nevents].fd = fd;
+  lp->events[lp->nevents].what = EVENT_NAMES[what];
+  lp->nevents++;
+  return 0;
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *socketp) {
   (void)easy;
   (void)socketp;
   moltflow_loop *lp = ud;
-  static const char *const names[] = {"remove", "in", "out", "inout", "remove"};
   if (what < CURL_POLL_NONE || what > CURL_POLL_REMOVE) return 0;
   if (what == CURL_POLL_NONE) return 0;
   if (what == CURL_POLL_REMOVE) {
@@ -195,11 +205,54 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
       if (lp->events[i].fd != fd) lp->events[kept++] = lp->events[i];
     lp->nevents = kept;
   }
-  if (grow((void **)&lp->events, &lp->capevents, lp->nevents + 1, sizeof *lp->events)) return -1;
-  lp->events[lp->nevents].fd = fd;
-  lp->events[lp->nevents].what = names[what];
-  lp->nevents++;
+  return record_event(lp, fd, what);
+}
+
+static int event_recorded(const moltflow_loop *lp, curl_socket_t fd) {
+  for (int i = 0; i < lp->nevents; i++)
+    if (lp->events[i].fd == fd) return 1;
   return 0;
+}
+
+/* The sockets and the timer of the transfers already running, for a host
+ * that starts watching (again) while they wait. libcurl reports a socket
+ * only when what it waits for changes, and acts only on sockets it reported
+ * through the callback: a socket of a transfer started while the loop was
+ * polled was never reported, one reported to a host since detached will not
+ * be again, and a call waiting for its answer would stall until its timeout.
+ * curl_multi_socket_all (deprecated, yet the one call that makes libcurl
+ * report every transfer's sockets through the callback) reports the first
+ * kind; curl_multi_fdset lists every socket libcurl waits on now, for the
+ * second (those below FD_SETSIZE: a host with more descriptors open still
+ * gets the timer, and libcurl's next change of each socket). */
+static int tell_live(moltflow_loop *lp) {
+  int still, rc = 0;
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+  curl_multi_socket_all(lp->multi, &still);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+  collect(lp); /* it may have finished some */
+  fd_set in, out, err;
+  int maxfd = -1;
+  FD_ZERO(&in);
+  FD_ZERO(&out);
+  FD_ZERO(&err);
+  if (curl_multi_fdset(lp->multi, &in, &out, &err, &maxfd) != CURLM_OK) maxfd = -1;
+  for (int fd = 0; fd <= maxfd && !rc; fd++) {
+    int what = (FD_ISSET(fd, &in) ? CURL_POLL_IN : 0) | (FD_ISSET(fd, &out) ? CURL_POLL_OUT : 0);
+    if (what && !event_recorded(lp, (curl_socket_t)fd)) rc = record_event(lp, (curl_socket_t)fd, what);
+  }
+  /* the timer libcurl wants now; 0 (act at once) when it cannot say or a
+   * transfer already finished */
+  long ms = 0;
+  if (lp->nqueue || curl_multi_timeout(lp->multi, &ms) != CURLM_OK) ms = 0; /* finished ones: at once */
+  lp->timer_pending = 1;
+  lp->timer_ms = ms;
+  return rc;
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
@@ -219,12 +272,7 @@ int moltflow_loop_watch(moltflow_loop *lp, int on) {
   lp->watching = on;
   lp->nevents = 0;
   lp->timer_pending = 0;
-  if (on && lp->running) {
-    /* tell the host about the transfers already running: the timer makes
-     * libcurl report their sockets on the first action */
-    lp->timer_pending = 1;
-    lp->timer_ms = 0;
-  }
+  if (on && lp->running) rc |= tell_live(lp);
   return rc ? -1 : 0;
 }
 

@@ -11,13 +11,45 @@
 
 typedef struct {
   moltflow_loop *lp; /* NULL once closed */
+  int busy;          /* a method runs: Lua code inside it cannot free the loop */
+  int closing;       /* finalised while busy: released when the method ends */
 } loop_ud;
 
 moltflow_loop *moltflow_loop_test(lua_State *L, int idx) {
   loop_ud *u = luaL_testudata(L, idx, LOOP_MT);
   if (!u) return NULL;
-  if (!u->lp) mf_raise(L, "moltflow: the loop is closed");
+  if (!u->lp || u->closing) mf_raise(L, "moltflow: the loop is closed");
   return u->lp;
+}
+
+static void loop_release(loop_ud *u) {
+  if (!u->lp) return;
+  moltflow_loop_watch(u->lp, 0);
+  moltflow_loop_release(u->lp);
+  u->lp = NULL;
+  u->closing = 0;
+}
+
+/* Runs body(L) (the method's arguments unchanged) with the loop pinned, as
+ * client_call does for a client: Lua code inside it (the host's watch
+ * functions, finalisers run by its allocations) may finalise the loop and
+ * close its last client, and the loop is then released when body returns,
+ * never under it. Under lua_pcall, so that it is released on errors too. */
+static int loop_call(lua_State *L, lua_CFunction body) {
+  loop_ud *u = luaL_checkudata(L, 1, LOOP_MT);
+  if (!u->lp || u->closing) return mf_raise(L, "moltflow: the loop is closed");
+  if (u->busy) return body(L); /* a method called from a watch function: already pinned */
+  int n = lua_gettop(L);
+  lua_pushvalue(L, 1); /* keeps the userdata alive below the call */
+  lua_pushcfunction(L, body);
+  lua_insert(L, 1);
+  lua_insert(L, 1);
+  u->busy = 1;
+  int rc = lua_pcall(L, n, LUA_MULTRET, 0);
+  u->busy = 0;
+  if (u->closing) loop_release(u);
+  if (rc != 0) return lua_error(L);
+  return lua_gettop(L) - 1;
 }
 
 static moltflow_loop *loop_check(lua_State *L) {
@@ -41,7 +73,7 @@ static int loop_new(lua_State *L) {
     lua_pop(L, 1);
   }
   loop_ud *u = lua_newuserdata(L, sizeof *u);
-  u->lp = NULL;
+  memset(u, 0, sizeof *u);
   luaL_setmetatable(L, LOOP_MT);
   lua_newtable(L); /* the watch functions: socket, timer */
   mf_setuservalue(L, -2);
@@ -52,17 +84,14 @@ static int loop_new(lua_State *L) {
 /* Its clients keep the C loop alive (a reference each) until they close. */
 static int loop_gc(lua_State *L) {
   loop_ud *u = luaL_checkudata(L, 1, LOOP_MT);
-  if (u->lp) {
-    moltflow_loop_watch(u->lp, 0);
-    moltflow_loop_release(u->lp);
-    u->lp = NULL;
-  }
+  if (u->busy) u->closing = 1;
+  else loop_release(u);
   return 0;
 }
 
 static int loop_tostring(lua_State *L) {
   loop_ud *u = luaL_checkudata(L, 1, LOOP_MT);
-  if (u->lp) lua_pushfstring(L, "moltflow.loop (%d running)", moltflow_loop_running(u->lp));
+  if (u->lp && !u->closing) lua_pushfstring(L, "moltflow.loop (%d running)", moltflow_loop_running(u->lp));
   else lua_pushliteral(L, "moltflow.loop (closed)");
   return 1;
 }
@@ -77,8 +106,9 @@ void moltflow_loop_collect(lua_State *L, moltflow_loop *lp, int idx, int *count)
 }
 
 /* Tells the host's watch functions what libcurl asked for, oldest first. */
-static int loop_flush(lua_State *L) {
+static int loop_flush_body(lua_State *L) {
   moltflow_loop *lp = loop_check(L);
+  const loop_ud *u = lua_touserdata(L, 1);
   mf_getuservalue(L, 1);
   int fns = lua_gettop(L);
   moltflow_socket_event ev;
@@ -91,6 +121,7 @@ static int loop_flush(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)ev.fd);
     lua_pushstring(L, ev.what);
     lua_call(L, 2, 0);
+    if (u->closing) return 0; /* finalised by the host: nothing more to tell */
   }
   long ms;
   if (moltflow_loop_timer_pending(lp, &ms)) {
@@ -119,7 +150,7 @@ static int push_done(lua_State *L, moltflow_loop *lp, int idx) {
 /* lp:poll(timeout, out): drives every transfer for at most timeout seconds
  * (waiting only while none has finished) -> keys of the finished requests
  * (in out when given), their count. */
-static int loop_poll(lua_State *L) {
+static int loop_poll_body(lua_State *L) {
   moltflow_loop *lp = loop_check(L);
   double timeout = luaL_optnumber(L, 2, 0);
   moltflow_loop_drive(lp, timeout > 0 ? timeout : 0); /* NaN too */
@@ -127,11 +158,11 @@ static int loop_poll(lua_State *L) {
 }
 
 /* lp:collect(out): the keys finished so far, without driving. */
-static int loop_collect(lua_State *L) { return push_done(L, loop_check(L), 2); }
+static int loop_collect_body(lua_State *L) { return push_done(L, loop_check(L), 2); }
 
 /* lp:action(fd, what): fd is ready ("in", "out", "inout"); lp:action(): the
  * timer fired. */
-static int loop_action(lua_State *L) {
+static int loop_action_body(lua_State *L) {
   moltflow_loop *lp = loop_check(L);
   if (lua_isnoneornil(L, 2)) {
     moltflow_loop_action(lp, CURL_SOCKET_TIMEOUT, 0);
@@ -147,7 +178,7 @@ static int loop_action(lua_State *L) {
 }
 
 /* lp:watch(socket_fn, timer_fn), or lp:watch() to go back to polling. */
-static int loop_watch(lua_State *L) {
+static int loop_watch_body(lua_State *L) {
   moltflow_loop *lp = loop_check(L);
   int on = !lua_isnoneornil(L, 2) || !lua_isnoneornil(L, 3);
   if (on) {
@@ -163,10 +194,17 @@ static int loop_watch(lua_State *L) {
   return 0;
 }
 
-static int loop_running(lua_State *L) {
+static int loop_running_body(lua_State *L) {
   lua_pushinteger(L, moltflow_loop_running(loop_check(L)));
   return 1;
 }
+
+static int loop_flush(lua_State *L) { return loop_call(L, loop_flush_body); }
+static int loop_poll(lua_State *L) { return loop_call(L, loop_poll_body); }
+static int loop_collect(lua_State *L) { return loop_call(L, loop_collect_body); }
+static int loop_action(lua_State *L) { return loop_call(L, loop_action_body); }
+static int loop_watch(lua_State *L) { return loop_call(L, loop_watch_body); }
+static int loop_running(lua_State *L) { return loop_call(L, loop_running_body); }
 
 void moltflow_loop_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"poll", loop_poll},       {"collect", loop_collect},

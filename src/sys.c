@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -157,18 +158,48 @@ done:
   return 1;
 }
 
-/* Owned by this user and a directory; errno-style code otherwise. */
-static int check_own_dir(const char *path) {
+/* Owned by this user and a directory; errno-style code otherwise (EPERM:
+ * another user's; EACCES: group or others may write to it, *mode set). */
+static int check_own_dir(const char *path, mode_t *mode) {
   struct stat st;
   if (stat(path, &st)) return errno;
   if (!S_ISDIR(st.st_mode)) return ENOTDIR;
   if (st.st_uid != geteuid()) return EPERM;
+  *mode = st.st_mode & 07777;
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) return EACCES;
   return 0;
+}
+
+/* sys.write_pipe(path, data): true, or nil, err, errno. Writes data into
+ * the named pipe at path in place (a reader on its other end, as with
+ * `export -o fifo`): opened without following a symbolic link and without
+ * becoming the controlling terminal, then checked to be a pipe, so nothing
+ * else is written to or replaced. Blocks until a reader opens the pipe. */
+static int l_write_pipe(lua_State *L) {
+  const char *path = check_path(L, 1, "write_pipe");
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  int fd = open(path, O_WRONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return push_failure(L, "cannot open", path, errno);
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISFIFO(st.st_mode)) {
+    close(fd);
+    lua_pushnil(L);
+    lua_pushfstring(L, "refusing %s: not a named pipe", path);
+    lua_pushinteger(L, EINVAL);
+    return 3;
+  }
+  int err = write_all(fd, data, n) ? errno : 0;
+  if (close(fd) && !err) err = errno;
+  if (err) return push_failure(L, "cannot write", path, err);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* sys.mkdir_private(path): true, or nil, err, errno. Like mkdir -p with
  * mode 0700 for what it creates; refuses a final directory that exists but
- * belongs to another user. */
+ * belongs to another user, or that group or others may write to (they could
+ * plant or replace the files the caller then trusts). */
 static int l_mkdir_private(lua_State *L) {
   const char *path = check_path(L, 1, "mkdir_private");
   buffer copy = {NULL, 0, 0};
@@ -190,11 +221,21 @@ static int l_mkdir_private(lua_State *L) {
   } else if (errno != EEXIST) {
     return push_failure(L, "cannot create", path, errno);
   }
-  err = check_own_dir(path);
+  mode_t mode = 0;
+  err = check_own_dir(path, &mode);
   if (err == EPERM) {
     lua_pushnil(L);
     lua_pushfstring(L, "refusing %s: the directory belongs to another user", path);
     lua_pushinteger(L, EPERM);
+    return 3;
+  }
+  if (err == EACCES) {
+    char octal[8];
+    snprintf(octal, sizeof octal, "%03o", (unsigned)mode);
+    lua_pushnil(L);
+    lua_pushfstring(L, "refusing %s: group or others may write to the directory (mode %s); chmod go-w it", path,
+                    octal);
+    lua_pushinteger(L, EACCES);
     return 3;
   }
   if (err) return push_failure(L, "cannot use", path, err);
@@ -233,13 +274,40 @@ static int take_signal(const sigset_t *held) {
 
 enum { READ_OK, READ_EOF, READ_SIGNAL, READ_ERROR, READ_TOO_LONG };
 
+/* Whether sig is pending (held). */
+static int is_pending(int sig) {
+  sigset_t pending;
+  return sigpending(&pending) == 0 && sigismember(&pending, sig) == 1;
+}
+
+/* Ctrl-Z (SIGTSTP, held while echo is off): the terminal is restored and the
+ * signal let through, so the process stops (or the host's own handler runs)
+ * with echo on for the shell; once continued (SIGCONT: this returns), the
+ * echo is hidden again and the prompt shown again (TCSAFLUSH dropped what
+ * was typed before). In the background after `bg`, hiding the echo stops the
+ * process again (SIGTTOU) until `fg`. No handler, so no global state: the
+ * read loop polls for the held signal as it does for the others. 0, or -1
+ * with errno. */
+static int stop_at_prompt(int fd, const struct termios *saved, const struct termios *quiet, const char *prompt) {
+  sigset_t tstp;
+  sigemptyset(&tstp);
+  sigaddset(&tstp, SIGTSTP);
+  tcsetattr(fd, TCSAFLUSH, saved);
+  write_all(fd, "\n", 1); /* the shell's next line starts on a line of its own */
+  sigprocmask(SIG_UNBLOCK, &tstp, NULL); /* delivered here: stopped until SIGCONT */
+  sigprocmask(SIG_BLOCK, &tstp, NULL);
+  if (tcsetattr(fd, TCSAFLUSH, quiet)) return -1;
+  return write_all(fd, prompt, strlen(prompt));
+}
+
 /* sys.read_tty(prompt, echo): the line typed on the controlling terminal
  * (without its newline), or nil, err[, signal]. With echo false the terminal
  * does not show it. SIGINT, SIGQUIT, SIGTERM and SIGHUP are held while it
  * waits (no handler, so no global state; a signal the process ignores stays
  * ignored): one of them ends the read, the terminal is restored, and the
- * answer is nil, "interrupted", the signal number. The line's buffer is
- * wiped. */
+ * answer is nil, "interrupted", the signal number. With echo off SIGTSTP is
+ * held too, and Ctrl-Z stops the process with the terminal restored
+ * (stop_at_prompt). The line's buffer is wiped. */
 static int l_read_tty(lua_State *L) {
   const char *prompt = luaL_optstring(L, 1, "");
   int echo = lua_toboolean(L, 2);
@@ -265,7 +333,13 @@ static int l_read_tty(lua_State *L) {
     if (sigaction(PROMPT_SIGNALS[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
       sigaddset(&held, PROMPT_SIGNALS[i]);
   }
-  sigprocmask(SIG_BLOCK, &held, &old_mask);
+  sigset_t blocked = held;
+  struct sigaction tstp_now;
+  int hold_tstp = !echo && sigaction(SIGTSTP, NULL, &tstp_now) == 0 && tstp_now.sa_handler != SIG_IGN;
+  if (hold_tstp) sigaddset(&blocked, SIGTSTP);
+  sigprocmask(SIG_BLOCK, &blocked, &old_mask);
+  /* already held by the caller: it is the caller's to deliver */
+  if (hold_tstp && sigismember(&old_mask, SIGTSTP) == 1) hold_tstp = 0;
 
   char line[4096];
   size_t len = 0;
@@ -285,6 +359,14 @@ static int l_read_tty(lua_State *L) {
     if ((sig = take_signal(&held))) {
       result = READ_SIGNAL;
       break;
+    }
+    if (hold_tstp && is_pending(SIGTSTP)) {
+      len = 0; /* what was read before is dropped with the rest of the line */
+      if (stop_at_prompt(fd, &saved, &quiet, prompt)) {
+        err = errno;
+        break;
+      }
+      continue;
     }
     /* held signals cannot interrupt a blocking read: wake up to look */
     struct pollfd pfd = {fd, POLLIN, 0};
@@ -366,10 +448,11 @@ static int l_stat(lua_State *L) {
   lua_setfield(L, -2, "uid");
   lua_pushboolean(L, st.st_uid == geteuid());
   lua_setfield(L, -2, "owned");
-  lua_pushstring(L, S_ISREG(st.st_mode)   ? "file"
-                    : S_ISDIR(st.st_mode) ? "directory"
-                    : S_ISLNK(st.st_mode) ? "link"
-                                          : "other");
+  lua_pushstring(L, S_ISREG(st.st_mode)    ? "file"
+                    : S_ISDIR(st.st_mode)  ? "directory"
+                    : S_ISLNK(st.st_mode)  ? "link"
+                    : S_ISFIFO(st.st_mode) ? "fifo"
+                                           : "other");
   lua_setfield(L, -2, "kind");
   lua_pushinteger(L, (lua_Integer)st.st_size);
   lua_setfield(L, -2, "size");
@@ -446,6 +529,7 @@ static int l_try_lock(lua_State *L) {
 void moltflow_sys_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"write_private", l_write_private},
+      {"write_pipe", l_write_pipe},
       {"mkdir_private", l_mkdir_private},
       {"isatty", l_isatty},
       {"read_tty", l_read_tty},

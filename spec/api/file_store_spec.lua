@@ -134,7 +134,7 @@ io.write(WHO, ' read bad ', bad, ' save failed ', failed, '\n')
     end
   end)
 
-  it("ignores a token file of another user, even with mode 600", function()
+  proc.it_chowning(it, pending)("ignores a token file of another user, even with mode 600", function()
     local path = dir .. "/tokens.json"
     saved_file(path)
     assert(os.execute("chown 65534:65534 " .. proc.quote(path)))

@@ -101,7 +101,7 @@ http {
       return port
     end
 
-    proc.it_as_other_user(it, pending)("answers from a content handler on cosockets, and calls from the log phase through a timer", function()
+    proc.it_nginx_reads_checkout(it, pending)("answers from a content handler on cosockets, and calls from the log phase through a timer", function()
       if not has_luajit_core then
         pending("build/luajit/moltflow/core.so is missing (make core-all)")
         return

@@ -1038,8 +1038,7 @@ describe("bin/moltflow-emulator", function()
     sh("chmod 700 " .. prefix)
   end)
 
-  it("refuses a prefix owned by another user", function()
-    if sh("id -u"):gsub("%s+$", "") ~= "0" then return pending("needs root to chown") end
+  process.it_chowning(it, pending)("refuses a prefix owned by another user", function()
     sh("chown nobody " .. prefix)
     local out, ok = sh(emu.launcher .. " --daemon --port 0 --prefix " .. prefix)
     assert.is_false(ok)

@@ -44,7 +44,8 @@ local function start(env)
     lua_package_cpath = ('"%s/build/luajit/?.so;;"'):format(root),
   }))
   f:close()
-  local argv = {"nginx", "-p", prefix, "-c", prefix .. "/nginx.conf", "-e", prefix .. "/logs/error.log"}
+  -- by its path: /usr/sbin is not on a normal user's PATH on Debian
+  local argv = {os.getenv("NGINX") or "/usr/sbin/nginx", "-p", prefix, "-c", prefix .. "/nginx.conf", "-e", prefix .. "/logs/error.log"}
   local r = proc.run(argv, {env = env})
   assert(r.code == 0, "nginx did not start: " .. r.stderr .. proc.slurp(prefix .. "/logs/error.log"))
   running[#running + 1] = prefix
@@ -69,8 +70,8 @@ local function get(url)
   return res.status, dkjson.decode(res.body), res.headers
 end
 
--- one nginx run is enough (under Lua 5.4); its workers (nobody) must read the checkout
-local describe_ngx = (proc.reference_run and proc.others_can_read_checkout) and describe or pending
+-- one nginx run is enough (under Lua 5.4); its workers (nobody under root) must read the checkout
+local describe_ngx = (proc.reference_run and proc.nginx_workers_can_read_checkout) and describe or pending
 
 describe_ngx("examples/openresty/nginx.conf", function()
   before_each(function() emu.reset() end)

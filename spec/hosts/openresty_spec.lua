@@ -303,13 +303,16 @@ describe_ngx("OpenResty: kept-alive writes, TLS sessions, proxy, phases, cjson",
   local tls_nginx = require "spec.support.tls_nginx"
   local http_proxy = require "spec.support.http_proxy"
   local PROXY_AUTH = "agent:p@ss word"
-  local dir, base, tls, proxy, untrusted
+  local dir, base, tls, proxy, untrusted, far
 
   setup(function()
     emu.start()
     tls = tls_nginx.start{upstream = emu.url}
     untrusted = tls_nginx.start{upstream = emu.url} -- a certificate of its own, not in lua_ssl_trusted_certificate
     proxy = http_proxy.start{auth = PROXY_AUTH}
+    -- a proxy on this machine's outside address: not loopback (issue 24)
+    local outside = http_proxy.outside_address()
+    if outside then far = http_proxy.start{host = outside} end
     -- the proxy URL carries the credential percent-encoded, as libcurl reads it
     local proxy_url = ("http://%s@127.0.0.1:%d"):format(PROXY_AUTH:gsub("[@ ]", {["@"] = "%40", [" "] = "%20"}),
                                                        proxy.port)
@@ -391,6 +394,16 @@ location = /t/proxy {
             local ok, err = pcall(admin.new, opts)
             return ok and "accepted" or err
         end
+        -- plain http through a proxy that is not on loopback: refused before
+        -- anything is sent; https through it: TLS end to end, allowed
+        if "@FAR@" ~= "" then
+            out.far = {}
+            for _, scheme in ipairs({"http", "https"}) do
+                local c = admin.new{base_url = bases[scheme], api_key = "@KEY@", retry = false, proxy = "@FAR@"}
+                local v, err = c.usage:current()
+                out.far[scheme] = v and v.messages_sent or {kind = err.kind, message = err.message}
+            end
+        end
         out.ca_file = refused{ca_file = "/etc/ssl/certs/ca-certificates.crt"}
         out.socks = refused{proxy = "socks5://127.0.0.1:1080"}
         ngx.say(admin.json_encode(out))
@@ -423,7 +436,8 @@ location = /t/cjson {
         }))
     }
 }
-]=]):gsub("@(%u+)@", {TLS = tls.url, UNTRUSTED = untrusted.url, PROXY = proxy_url, EMU = emu.url}),
+]=]):gsub("@(%u+)@", {TLS = tls.url, UNTRUSTED = untrusted.url, PROXY = proxy_url, EMU = emu.url,
+                          FAR = far and far.url or ""}),
       -- TLS 1.3 too (0.10.23 offers only up to 1.2 by default): its tickets
       -- arrive after the handshake, which session resumption must handle
       ("lua_ssl_trusted_certificate %s;\nlua_ssl_verify_depth 2;\nlua_ssl_protocols TLSv1.2 TLSv1.3;\n"):format(tls.ca))
@@ -433,6 +447,7 @@ location = /t/cjson {
     if tls then tls:stop() end
     if untrusted then untrusted:stop() end
     if proxy then proxy:stop() end
+    if far then far:stop() end
   end)
   before_each(function()
     emu.reset()
@@ -536,6 +551,19 @@ location = /t/cjson {
     assert.matches("^moltflow.new: ", out.ca_file)
     assert.matches("only http:// proxies", out.socks)
     assert.is_nil(dkjson.encode(out):find("p@ss", 1, true))
+  end)
+
+  it("refuses plain http through a proxy that is not on loopback, before sending anything (issue 24)", function()
+    if not far then return pending("this machine has no address but loopback") end
+    local out = fetch("/t/proxy")
+    assert.equal("network", out.far.http.kind)
+    assert.matches("refusing to send plain http:// through the proxy " .. far.url:match("//(.*)$")
+                   .. ", which is not loopback", out.far.http.message, 1, true)
+    assert.equal(800, out.far.https) -- CONNECT: the TLS inside is end to end
+    -- the http calls never reached it (each fetch of /t/proxy makes one), the https ones tunnelled
+    local lines = far:lines()
+    assert.is_true(#lines >= 1)
+    for _, l in ipairs(lines) do assert.matches("^CONNECT ", l.line) end
   end)
 
   it("warns once per worker about calls from the log phase, and raises with blocking = false", function()

@@ -3,7 +3,7 @@
 -- credential. Runs on luv (Debian lua-luv).
 --
 --   lua5.4 spec/support/http_proxy_server.lua --port-file PATH --log PATH
---          [--auth user:password] [--owner-pid PID] [--lifetime S]
+--          [--auth user:password] [--owner-pid PID] [--lifetime S] [--host ADDRESS]
 --
 -- Writes "PORT PID\n" to --port-file once listening. Each connection's
 -- first request line goes to --log as "<status> <line>" (407 when the
@@ -13,14 +13,14 @@
 -- is gone.
 local uv = require "luv"
 
-local opts = {lifetime = 600}
+local opts = {lifetime = 600, host = "127.0.0.1"}
 do
   local i = 1
   while arg[i] do
     local k, v = arg[i]:match("^%-%-(.+)$"), arg[i + 1]
     if k == "lifetime" or k == "owner-pid" then
       opts[k] = tonumber(v) or error("http_proxy_server: --" .. k .. " needs a number")
-    elseif k == "port-file" or k == "log" or k == "auth" then
+    elseif k == "port-file" or k == "log" or k == "auth" or k == "host" then
       opts[k] = v
     else
       error("http_proxy_server: unknown argument " .. tostring(arg[i]))
@@ -62,7 +62,7 @@ local function pipe(from, to, close_all)
 end
 
 local server = uv.new_tcp()
-assert(server:bind("127.0.0.1", 0))
+assert(server:bind(opts.host, 0))
 assert(server:listen(256, function(err)
   if err then return end
   local client = uv.new_tcp()

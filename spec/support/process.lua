@@ -124,14 +124,35 @@ function M.listing(dir)
   return table.concat(names, " ")
 end
 
+-- Specs about another user's files need a second user id. Root has one
+-- (chown, setpriv); a normal user has none: `unshare -r` maps this one user
+-- only, and a wider map needs newuidmap and an /etc/subuid range, which a
+-- stock Debian does not set up. Those specs are pending then, with the reason.
+M.is_root = M.sh("test \"$(id -u)\" = 0")
+local NEEDS_ROOT = " (needs root: only root can give a file to another user or run as one; "
+  .. "a user namespace (unshare -r) maps this user alone)"
 -- Specs that run a process as another user (uid 1, with setpriv) need the
 -- checkout readable by others: a clone under a private (0700) directory is not.
-M.others_can_read_checkout = M.sh("setpriv --reuid=1 --regid=1 --clear-groups test -r " ..
+M.others_can_read_checkout = M.is_root and M.sh("setpriv --reuid=1 --regid=1 --clear-groups test -r " ..
   "\"$PWD/lua/moltflow/admin.lua\" >/dev/null 2>&1")
--- `it`, or `pending` with the reason when the checkout is private.
+-- `it`, or `pending` with the reason when not root or the checkout is private.
 function M.it_as_other_user(it, pending)
+  if not M.is_root then return function(name) pending(name .. NEEDS_ROOT) end end
   if M.others_can_read_checkout then return it end
   return function(name) pending(name .. " (the checkout is not readable by other users)") end
+end
+-- nginx started by root runs its workers as nobody, which must then read the
+-- checkout; started by anyone else, its workers are that user.
+M.nginx_workers_can_read_checkout = not M.is_root or M.others_can_read_checkout
+function M.it_nginx_reads_checkout(it, pending)
+  if M.nginx_workers_can_read_checkout then return it end
+  return function(name) pending(name .. " (nginx's workers, nobody, cannot read the checkout)") end
+end
+-- `it`, or `pending` with the reason when not root: for specs that chown a
+-- file of theirs to nobody (65534).
+function M.it_chowning(it, pending)
+  if M.is_root then return it end
+  return function(name) pending(name .. NEEDS_ROOT) end
 end
 
 -- A value that calls fn when it is collected, at the latest when the Lua

@@ -21,13 +21,21 @@ function LoginStore.new(url)
   return setmetatable({url = url, file = admin.file_store(config.credentials_path())}, LoginStore)
 end
 
--- The server a saved login belongs to.
+-- The server a saved login belongs to (settings that cannot be trusted
+-- record none).
 local function bound(t)
-  return t.base_url or config.read_settings().base_url or "an unrecorded server"
+  local ok, settings = pcall(config.read_settings)
+  return t.base_url or (ok and settings.base_url) or "an unrecorded server"
 end
 
---- The saved tokens, or nil (none, or another server's).
+--- The saved tokens, or nil (none, or another server's, or in a directory
+-- another user could have written to).
 function LoginStore:load()
+  local unsafe = config.unsafe_dir()
+  if unsafe then
+    self.notice = ("ignoring the token file %s: %s"):format(config.credentials_path(), unsafe)
+    return nil
+  end
   local t, warning = self.file:load()
   self.notice = warning
   if not t then return nil end

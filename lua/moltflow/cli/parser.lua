@@ -117,7 +117,8 @@ function parser.new()
      :choices({"on", "off"})
 
   local export = cmd(p, "export", "Export all of the account's data as JSON (GDPR Art. 20).")
-  export:option("-o --output", "Write it to this file, created with mode 0600 (default: stdout)."):argname("<file>")
+  export:option("-o --output", "Write it to this file, created with mode 0600 (default, or -: stdout; a named pipe is "
+                                  .. "written in place; a symbolic link is refused)."):argname("<file>")
 
   local account = p:command("account", "The account itself: delete it (GDPR Art. 17).")
   account:command_target("subcommand")

@@ -107,6 +107,12 @@ local function exchange(link, req, wire, fresh, idempotent)
   local function left_ms()
     return math.max(1, math.ceil((deadline - ngx.now()) * 1000))
   end
+  -- plain http carries the key in clear: its first hop must be loopback,
+  -- as the base URL must (the libcurl transport checks the same)
+  if proxy and scheme == "http" and not proxy.plain_http_ok then
+    return fail(req, "network", ("refusing to send plain http:// through the proxy %s, which is not loopback; "
+      .. "nothing was sent"):format(proxy.authority))
+  end
   local sock = ngx.socket.tcp()
   sock:settimeouts(math.min(info.connect_timeout, info.timeout) * 1000, left_ms(), left_ms())
   -- a connection through a proxy is its own pool (a tunnel, or the proxy's)
@@ -232,8 +238,10 @@ local function send(link, req)
 end
 
 -- Options checked at admin.new: `proxy` is honoured (http:// only: CONNECT
--- for https, the absolute form for http); `ca_file` cannot be, since
--- cosockets verify against nginx's lua_ssl_trusted_certificate.
+-- for https, the absolute form for http; plain http only through a proxy on
+-- loopback); `ca_file` cannot be, since cosockets verify against nginx's
+-- lua_ssl_trusted_certificate. No environment variable names a proxy here:
+-- nginx clears the workers' environment, and the `proxy` option says it.
 -- Returns the client's transport settings (its proxy, or nil).
 local function configure(opts)
   if opts.ca_file ~= nil then
@@ -255,6 +263,10 @@ local function configure(opts)
   if not host then error("moltflow.new: field 'proxy' must be an http://host[:port] URL", 3) end
   port = tonumber(port) or 1080 -- libcurl's default proxy port
   local conf = {host = host, port = port, authority = host .. ":" .. port}
+  -- a loopback literal (as for the base URL: a name is not resolved here),
+  -- or insecure_http, lets plain http through the proxy
+  conf.plain_http_ok = opts.insecure_http == true or host == "localhost" or host == "::1"
+    or host:match("^127%.[%d.]+$") ~= nil
   if userinfo then
     conf.authorization = "Basic " .. ngx.encode_base64(ngx.unescape_uri(userinfo))
     -- connections opened with one credential are not lent to another

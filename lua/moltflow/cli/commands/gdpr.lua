@@ -17,13 +17,12 @@ local commands = {}
 commands.export = function(args)
   local v = Session.open(args):call("gdpr.export")
   local text = admin.json_encode(v) .. "\n"
-  if not args.output or args.output == "-" then
-    io.stdout:write(text)
-    return
-  end
-  config.write_private_file(args.output, text)
+  local how = config.write_output(args.output or "-", text)
+  if how == "stdout" then return end
   if args.json then
     print_json{exported = args.output}
+  elseif how == "pipe" then
+    out(("Exported the account's data into the pipe %s"):format(args.output))
   else
     out(("Exported the account's data to %s (mode 0600: it is personal data)"):format(args.output))
   end

@@ -41,7 +41,10 @@ commands["usage.daily"] = function(args)
     return failure.new("usage", "usage daily: --output writes CSV: add --csv")
   end
   if args.csv then
-    if args.output and args.output ~= "-" then return config.write_private_file(args.output, admin.to_csv(rows)) end
+    if args.output and args.output ~= "-" then
+      config.write_output(args.output, admin.to_csv(rows))
+      return
+    end
     io.stdout:write(admin.to_csv(rows))
     return
   end
