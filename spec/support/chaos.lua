@@ -28,7 +28,8 @@
 --   * ensure leaves at most one live key per name; a name whose ensure succeeded
 --     has exactly one, whose secret the caller holds; an ensure that failed
 --     names what it left on the server (`err.left`, the keys' ids), and that is
---     what the server holds.
+--     what the server holds, or says it could not tell (`err.left_unknown`);
+--     the caller then revokes what was left, as the message says.
 local admin = require "moltflow.admin"
 local core = require "moltflow.core"
 local dkjson = require "dkjson"
@@ -120,7 +121,7 @@ function M.run(opts)
   local weighted = {}
   for _, k in ipairs(M.KINDS) do weighted[#weighted + 1] = {k, M.WEIGHTS[k]} end
   local secrets, ensures = {}, 0 -- ensure name -> the raw key the caller holds
-  local ensure_last = {} -- ensure name -> the last call's record
+  local ensured = {} -- the names ensure was called for
 
   for i = 1, calls do
     local kind = pick(random, weighted)
@@ -175,7 +176,10 @@ function M.run(opts)
         violation("call %d: ensure '%s' returned a live key whose secret the caller never got", i, call.name)
       end
     end
-    if kind == "ensure" then ensure_last[call.name] = call end
+    if kind == "ensure" then
+      ensured[call.name] = true
+      if call.err then M.after_failed_ensure(call, secrets[call.name], violation) end
+    end
     if call.ok then stats.ok = stats.ok + 1 end
     report.calls[i] = call
   end
@@ -184,8 +188,43 @@ function M.run(opts)
     if entry.fault ~= "pass" then report.faults = report.faults + 1 end
   end
   proxy:clear()
-  M.check_server(report, secrets, ensure_last, violation)
+  M.check_server(report, secrets, ensured, violation)
   return report
+end
+
+local function live_keys(name)
+  local out = {}
+  for _, k in ipairs(emu.control("GET", "api-keys")) do
+    if k.is_active and k.name == name then out[#out + 1] = k end
+  end
+  return out
+end
+
+-- A failed ensure must have said what it left on the server (`err.left`),
+-- or that it could not tell (`err.left_unknown`, the message naming the key
+-- to look for). Then the caller does as the message says, here without
+-- faults: it revokes the keys of that name it holds no secret for, so that
+-- the next ensure of the name starts clean.
+function M.after_failed_ensure(call, held, violation)
+  local keys = {}
+  for _, k in ipairs(live_keys(call.name)) do
+    if not (held and k.key_hash == core.sha256(held)) then keys[#keys + 1] = k end -- not an earlier call's
+  end
+  if not call.err.left_unknown then
+    local said = {}
+    for _, k in ipairs(type(call.err.left) == "table" and call.err.left or {}) do said[k.id] = true end
+    for _, k in ipairs(keys) do
+      if not said[k.id] then
+        violation("call %d: ensure '%s' failed (%s) and left key %s on the server without saying so", call.i,
+                  call.name, tostring(call.err), k.id)
+      end
+    end
+  end
+  if #keys > 0 then
+    local direct = admin.new{base_url = emu.url, api_key = emu.seed.keys.all}
+    for _, k in ipairs(keys) do assert(direct.api_keys:revoke(k.id)) end
+    direct:close()
+  end
 end
 
 local function decode(body)
@@ -195,7 +234,7 @@ local function decode(body)
 end
 
 -- The invariants against the emulator's request log and stored keys.
-function M.check_server(report, secrets, ensure_last, violation)
+function M.check_server(report, secrets, ensured, violation)
   local sent, applied = {}, {} -- create name -> requests that reached the server, 201s
   local patched = {} -- idempotent write value -> 200s
   for _, r in ipairs(emu.requests()) do
@@ -258,23 +297,11 @@ function M.check_server(report, secrets, ensure_last, violation)
     end
   end
 
-  for name, call in pairs(ensure_last) do
+  for name in pairs(ensured) do
     local keys = live[name] or {}
     if #keys > 1 then violation("ensure '%s' left %d live keys", name, #keys) end
-    if secrets[name] then
-      if #keys ~= 1 or keys[1].key_hash ~= core.sha256(secrets[name]) then
-        violation("ensure '%s': the caller holds a secret, but no live key has it", name)
-      end
-    elseif call.err and not call.err.left_unknown then -- (unknown: its message says what may be left)
-      local left = type(call.err.left) == "table" and call.err.left or {}
-      local said = {}
-      for _, k in ipairs(left) do said[k.id] = true end
-      for _, k in ipairs(keys) do
-        if not said[k.id] then
-          violation("ensure '%s' failed (%s) and left key %s on the server without saying so", name,
-                    tostring(call.err), k.id)
-        end
-      end
+    if secrets[name] and (#keys ~= 1 or keys[1].key_hash ~= core.sha256(secrets[name])) then
+      violation("ensure '%s': the caller holds a secret, but no live key has it", name)
     end
   end
 end
