@@ -12,6 +12,7 @@ local function client(opts)
   local o = {base_url = emu.url, api_key = emu.seed.keys.all, pool = false,
              sleep = function(s) waits[#waits + 1] = s end}
   for k, v in pairs(opts or {}) do o[k] = v end
+  if o.api_key == false then o.api_key = nil end
   return admin.new(o), waits
 end
 
@@ -63,6 +64,18 @@ describe("idempotent calls after an ambiguous failure", function()
     assert.equal(1, err.attempts)
     assert.same({}, waits)
     assert.same({201}, seen("POST", "/api-keys"))
+    c:close()
+  end)
+
+  it("a token refresh whose answer was cut is not sent again (the old refresh token is spent)", function()
+    local c = client{api_key = false}
+    assert(c.auth:login{email = emu.seed.owner.email, password = emu.seed.owner.password})
+    emu.fault{method = "POST", path = "/auth/refresh", truncate = true}
+    local v, err = c.auth:refresh()
+    assert.is_nil(v)
+    assert.equal("network", err.kind)
+    assert.equal(1, err.attempts)
+    assert.same({200}, seen("POST", "/auth/refresh"))
     c:close()
   end)
 
