@@ -3,8 +3,8 @@
 -- answer they say nothing of whether the server acted (an idempotent call is
 -- retried, another is not), and "decode" stays the kind of an HTTP answer
 -- with a known status whose body is not JSON. The message says what happened
--- and carries no control byte. spec/ngx_parse_spec.lua and
--- spec/openresty_spec.lua give the same cases to the ngx transport.
+-- and carries no control byte, on both transports (spec/unit/ngx_response_parser_spec.lua
+-- and the OpenResty spec give every raw case to the ngx transport).
 local admin = require "moltflow.admin"
 local core = require "moltflow.core"
 local raw = require "spec.support.raw_server"
@@ -41,6 +41,22 @@ describe("a garbled answer", function()
       c:close()
     end)
   end
+
+  it("reads the same from the ngx transport's parser", function()
+    local transport = require "moltflow.transport.ngx"
+    for _, name in ipairs({"status-line-control-bytes", "not-http"}) do
+      local text, given = raw.cases[name].raw, false
+      local status, kind, message = transport.read_response(function()
+        if given then return nil, "closed" end
+        given = true
+        return text
+      end, 1024 * 1024, false)
+      assert.is_nil(status)
+      assert.equal("network", kind, name)
+      assert.equal("malformed answer, not HTTP (malformed status line): the server may have acted on the request",
+                   message, name)
+    end
+  end)
 
   it("is retried for an idempotent call, like a cut answer", function()
     local c = admin.new{base_url = origin, api_key = "mf_raw", timeout = 2, sleep = function() end,

@@ -155,7 +155,7 @@ function M.run(opts)
     stats.calls = stats.calls + 1
     if not ok then
       violation("call %d (%s) raised: %s", i, kind, tostring(v))
-      v, err = nil, nil
+      v = nil
     elseif v == nil and not admin.is_error(err) then
       violation("call %d (%s) failed without an SDK error: %s", i, kind, tostring(err))
     elseif v == nil then
