@@ -4,7 +4,8 @@
 # make fuzz-short     each for 3 s (part of make test)
 # make check-valgrind the Lua 5.4 specs under valgrind memcheck
 # make check-sanitize the specs on a core built with ASan + UBSan (build/asan)
-# make soak           SOAK_REQUESTS (100000) requests with random faults, flat RSS
+# make soak           SOAK_REQUESTS (100000) requests with random faults, flat RSS; then
+#                     the chaos run on CHAOS_SOAK_SEEDS (1-20) x CHAOS_SOAK_CALLS (400)
 FUZZ_CC ?= clang
 FUZZ_TARGETS := json token response_headers error_body request
 FUZZ_SECONDS ?= 60
@@ -75,8 +76,14 @@ check-sanitize: all build/asan/lua build/asan/moltflow/core.so
 	  build/asan/lua /usr/bin/busted $(BUSTED_OUTPUT) $(HARDENING_EXCLUDE) spec $(call tag,asan)
 
 # 100000 requests with random faults; RSS must stay flat (spec/hardening/soak_spec.lua).
+# Then the chaos spec on more seeds and calls than in `make test` (each seed's
+# success rates on stderr).
 # Under $(LUA) (Lua 5.4 unless LUA= names another).
 SOAK_REQUESTS ?= 100000
+CHAOS_SOAK_SEEDS ?= 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20
+CHAOS_SOAK_CALLS ?= 400
 soak: all
 	SOAK_REQUESTS=$(SOAK_REQUESTS) LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
 	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) spec/hardening/soak_spec.lua
+	CHAOS_SEEDS=$(CHAOS_SOAK_SEEDS) CHAOS_CALLS=$(CHAOS_SOAK_CALLS) LUA_PATH='$(SPEC_LUA_PATH)' \
+	  LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) spec/hardening/chaos_spec.lua

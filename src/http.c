@@ -318,9 +318,27 @@ static void fail(http_result *out, const char *kind, const char *message, int co
   out->connect_failed = connect_failed;
 }
 
+/* An answer that is not HTTP (a status line with control bytes, a bare
+ * binary reply taken for HTTP/0.9) stays kind "network": like a cut answer,
+ * it says nothing of whether the server acted, and it is retried as one.
+ * "decode" is kept for an HTTP answer whose body is not JSON (its status is
+ * known). The message names the case, with libcurl's reason; should that
+ * ever quote the bytes received, their control bytes come out as '?'. */
+static void describe_malformed(transfer *t, CURLcode rc) {
+  char reason[CURL_ERROR_SIZE - 96]; /* leaves room for the words around it */
+  snprintf(reason, sizeof reason, "%.*s", (int)sizeof reason - 1, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+  for (char *p = reason; *p; p++)
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) *p = '?';
+  snprintf(t->errbuf, sizeof t->errbuf, "malformed answer, not HTTP (%s): the server may have acted on the request",
+           reason);
+}
+
 static void result(transfer *t, CURLcode rc, http_result *out) {
   if (rc != CURLE_OK) {
     moltflow_buffer_clear(&t->body);
+    /* the base URL's scheme is checked at moltflow.new, so at this point an
+     * unsupported protocol is an answer libcurl took for HTTP/0.9 */
+    if (rc == CURLE_WEIRD_SERVER_REPLY || rc == CURLE_UNSUPPORTED_PROTOCOL) describe_malformed(t, rc);
     const char *kind = t->too_large ? "too_large" : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
     const char *msg = t->too_large     ? "response body exceeds max_response_bytes"
                       : t->hop_refused ? t->hop_message

@@ -82,8 +82,9 @@ local function render_endpoint(d)
   local special = SPECIAL[d.label] or {}
   add(("#### `c.%s:%s`"):format(d.group, d.name))
   add("")
-  add(("`%s %s` · auth: %s%s"):format(d.method, d.path, AUTH_TEXT[d.auth],
-                                      d.scope and (" · API-key scope: `" .. d.scope .. "`") or ""))
+  add(("`%s %s` · auth: %s%s · %s"):format(d.method, d.path, AUTH_TEXT[d.auth],
+                                           d.scope and (" · API-key scope: `" .. d.scope .. "`") or "",
+                                           d.idempotent and "idempotent" or "not idempotent"))
   add("")
   local syntax = call_text(d, function(x, kind)
     if kind == "param" then return x end
@@ -133,7 +134,10 @@ local function render_endpoints()
     .. "edit the table, not this text. Every method returns `value, res` on success and `nil, err` on "
     .. "failure (see client.md, Results and Errors); bad arguments raise before any I/O. "
     .. "`field = type?` marks an optional field; "
-    .. "a `secret` is a string the SDK never puts in errors, hooks or `tostring()` and wipes from memory.",
+    .. "a `secret` is a string the SDK never puts in errors, hooks or `tostring()` and wipes from memory. "
+    .. "An **idempotent** call (sending it twice leaves the server as sending it once) is sent again after an "
+    .. "ambiguous failure (a reset, a cut or garbled answer, a timeout), under the client's `retry` policy; a "
+    .. "**not idempotent** one only when the server certainly did not act (see tokens-and-retries.md, Retries).",
     "",
   }
   local group

@@ -192,7 +192,7 @@ end
 
 --- The compiled endpoint list, for generated docs and tools.
 -- @function admin.describe
--- @return a list of `{label, group, name, method, path, auth, scope, body, once,
+-- @return a list of `{label, group, name, method, path, auth, scope, body, once, idempotent,
 --   params, fields = {{name, type, required}, ...}}`, in the order of
 --   `moltflow.endpoints` (`body`: the fields go in a JSON body; `once`: never
 --   retried)

@@ -192,6 +192,57 @@ function helpers.find_key(g, args)
   return find_by_name(g, args.name)
 end
 
+-- The failures after which nobody knows whether the server created the
+-- key: an answer lost (network, timeout; not a connection that never
+-- opened), or a server error (5xx) that may come after it acted.
+local function outcome_unknown(err)
+  if err.kind == "network" or err.kind == "timeout" then return not err.connect_failed end
+  return type(err.status) == "number" and err.status >= 500
+end
+
+local function left_behind(err, left, text)
+  err.left = left
+  err.message = ("%s; api_keys.ensure: %s"):format(tostring(err.message), text)
+  return nil, err
+end
+
+-- Creates the key. When the answer is lost, lists the keys by name: a key
+-- of that name that appeared is the orphan of that create (its secret never
+-- reached the caller), so it is revoked and the key created again, up to
+-- three creates. Returns the created key and its response, or nil and the
+-- last error with `err.left`: the keys of that name this call leaves live
+-- on the server without their secret (empty when none), or
+-- `err.left_unknown = true` when the keys could not be listed.
+local ENSURE_CREATES = 3
+local function create_reconciled(g, name, body)
+  for round = 1, ENSURE_CREATES do
+    local created, err = g:create(body)
+    if created ~= nil then return created, err end
+    if not outcome_unknown(err) then -- refused: nothing was created
+      err.left = {}
+      return nil, err
+    end
+    local key, lerr = find_by_name(g, name)
+    if key == nil then
+      err.left_unknown = true
+      return left_behind(err, nil, ("the key may have been created with its secret lost, and the keys could "
+                                    .. "not be listed (%s): find the key named '%s' and revoke it")
+                                   :format(tostring(lerr and lerr.message), name))
+    end
+    if key and key.is_active ~= false then
+      local gone, rerr = g:revoke(key.id)
+      if gone == nil and rerr.status ~= 404 then -- 404: already revoked
+        return left_behind(err, {key}, ("key %s was created but its secret was lost, and revoking it failed "
+                                         .. "(%s): revoke it (c.api_keys:revoke)")
+                                        :format(tostring(key.id), tostring(rerr.message)))
+      end
+    end
+    if round == ENSURE_CREATES then
+      return left_behind(err, {}, ("no key created after %d tries; none is left on the server"):format(round))
+    end
+  end
+end
+
 --- Creates an API key unless an active key with that name exists already.
 -- A raw key is never shown twice: an existing key comes back without
 -- `raw_key`.
@@ -203,7 +254,13 @@ end
 --   when it was created now; or the existing key with `created = false`, no
 --   `raw_key`, and `scopes_differ = true` when its scopes are not the ones
 --   asked for; and the response table
--- @return[2] nil and an error table when listing or creating fails
+-- @return[2] nil and an error table when listing or creating fails, with
+--   `err.left`: the keys of that name the call leaves live on the server
+--   without their secret (`{}` when none), or `err.left_unknown = true` when
+--   it could not tell (the message names the key to look for). A create whose
+--   answer was lost is reconciled: the keys are listed by name, the orphan
+--   (created, its secret lost) revoked and the key created again, up to three
+--   creates (docs/tokens-and-retries.md, "Creates whose answer was lost").
 -- @raise on bad arguments, before any I/O
 function helpers.ensure_key(g, args)
   if not is_a(g, "moltflow.api_keys") then fail("api_keys.ensure", "call it with ':' (c.api_keys:ensure{...})") end
@@ -223,7 +280,10 @@ function helpers.ensure_key(g, args)
     fail("api_keys.ensure", "field 'expires_in_days' must be a positive integer")
   end
   local key, res = find_by_name(g, args.name)
-  if key == nil then return nil, res end
+  if key == nil then
+    res.left = {} -- nothing created
+    return nil, res
+  end
   if key and key.is_active ~= false then
     key.raw_key = nil
     key.created = false
@@ -238,7 +298,7 @@ function helpers.ensure_key(g, args)
   end
   local scopes = core.json_array({})
   for i, s in ipairs(args.scopes) do scopes[i] = s end
-  local created, cres = g:create{name = args.name, scopes = scopes, expires_in_days = days}
+  local created, cres = create_reconciled(g, args.name, {name = args.name, scopes = scopes, expires_in_days = days})
   if created == nil then return nil, cres end
   created.created = true
   return created, cres

@@ -3,10 +3,15 @@
 -- sleeps with the client's sleep function.
 --
 -- Rules:
--- * GET, HEAD, OPTIONS, PUT and DELETE (idempotent) are retried on network
---   errors, timeouts and the statuses of `retry_on`.
--- * POST and PATCH are retried only when the server certainly did not act:
+-- * A call declared idempotent (the endpoint's `idempotent` flag in
+--   `moltflow.endpoints`, or `idempotent = true` given to `c:request`) is
+--   retried on network errors, timeouts and the statuses of `retry_on`:
+--   sending it again is safe even when the server acted on the failed attempt.
+-- * Any other call is retried only when the server certainly did not act:
 --   the connection failed (`err.connect_failed`), or it answered 429.
+-- * A raw `c:request` that declares nothing follows HTTP's rule for its
+--   method (RFC 9110: GET, HEAD, OPTIONS, PUT and DELETE are idempotent;
+--   POST and PATCH are not): `retry.method_idempotent`.
 -- * The wait is exponential backoff with full jitter, `random() * min(max_delay,
 --   base_delay * 2^(attempt - 1))`, unless the server said how long:
 --   `Retry-After` (seconds or an HTTP date, read by the core), or on a 429
@@ -32,7 +37,16 @@ function retry.defaults()
           retry_on = {408, 429, 500, 502, 503, 504}}
 end
 
-local IDEMPOTENT = {GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true}
+-- RFC 9110, 9.2.2 (the methods this SDK sends; TRACE never)
+local IDEMPOTENT_METHODS = {GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true}
+
+--- HTTP's rule, for a raw request that declares nothing: whether `method` is
+-- idempotent by RFC 9110.
+-- @tparam string method the HTTP method
+-- @treturn boolean
+function retry.method_idempotent(method)
+  return IDEMPOTENT_METHODS[method] == true
+end
 
 local function is_integer(v)
   return type(v) == "number" and v == math.floor(v) and v > -math.huge and v < math.huge
@@ -74,32 +88,44 @@ function retry.policy(opts)
   return p
 end
 
---- Whether an error may be retried at all for this method.
+local function check_idempotent(fn, idempotent)
+  if type(idempotent) ~= "boolean" then
+    error(("moltflow.retry.%s: 'idempotent' must be a boolean (the endpoint's flag, or "
+           .. "retry.method_idempotent(method) for a raw request)"):format(fn), 3)
+  end
+end
+
+--- Whether an error may be retried at all.
 -- @param policy a table from `retry.policy`
--- @param method the HTTP method
+-- @tparam boolean idempotent whether the call is idempotent (the endpoint's
+--   flag; for a raw request its declaration or `retry.method_idempotent`)
 -- @param err the error table of the failed attempt
 -- @treturn boolean
-function retry.retryable(policy, method, err)
+-- @raise when `idempotent` is not a boolean (a method name is not enough)
+function retry.retryable(policy, idempotent, err)
+  check_idempotent("retryable", idempotent)
   if err.kind == "network" or err.kind == "timeout" then
-    return IDEMPOTENT[method] == true or err.connect_failed == true
+    return idempotent or err.connect_failed == true
   end
   if err.status and policy.retry_set[err.status] then
-    return IDEMPOTENT[method] == true or err.status == 429
+    return idempotent or err.status == 429
   end
   return false
 end
 
 --- The wait before attempt `attempt + 1`, or nil when the error is final.
 -- @param policy a table from `retry.policy`
--- @param method the HTTP method
+-- @tparam boolean idempotent whether the call is idempotent (as for `retryable`)
 -- @param err the error table of the failed attempt
 -- @param attempt attempts made so far (1 after the first)
 -- @param elapsed seconds spent so far (attempts and sleeps)
 -- @param now Unix time, for `X-RateLimit-Reset`
 -- @param random optional function returning [0, 1), for tests
 -- @return seconds to wait, or nil: give up
-function retry.delay(policy, method, err, attempt, elapsed, now, random)
-  if attempt >= policy.max_attempts or not retry.retryable(policy, method, err) then return nil end
+-- @raise when `idempotent` is not a boolean
+function retry.delay(policy, idempotent, err, attempt, elapsed, now, random)
+  check_idempotent("delay", idempotent)
+  if attempt >= policy.max_attempts or not retry.retryable(policy, idempotent, err) then return nil end
   local wait
   if err.retry_after then
     wait = err.retry_after

@@ -46,26 +46,37 @@ describe("moltflow.retry policy", function()
     assert.has_error(new("yes"), "moltflow.new: field 'retry' must be a table or boolean (got string)")
   end)
 
-  it("what may be retried: idempotent methods on errors, POST/PATCH only when the server did not act", function()
+  it("what may be retried: idempotent calls on errors, others only when the server did not act", function()
     local p = retry.policy()
     local net, connect = {kind = "network"}, {kind = "network", connect_failed = true}
     local timeout, s503, s429, s404 = {kind = "timeout"}, {kind = "http", status = 503},
       {kind = "http", status = 429}, {kind = "http", status = 404}
-    for _, m in ipairs{"GET", "PUT", "DELETE"} do
-      assert.is_true(retry.retryable(p, m, net))
-      assert.is_true(retry.retryable(p, m, timeout))
-      assert.is_true(retry.retryable(p, m, s503))
-      assert.is_false(retry.retryable(p, m, s404))
+    assert.is_true(retry.retryable(p, true, net))
+    assert.is_true(retry.retryable(p, true, timeout))
+    assert.is_true(retry.retryable(p, true, s503))
+    assert.is_false(retry.retryable(p, true, s404))
+    assert.is_false(retry.retryable(p, false, net))
+    assert.is_false(retry.retryable(p, false, timeout))
+    assert.is_false(retry.retryable(p, false, s503))
+    assert.is_true(retry.retryable(p, false, connect))
+    assert.is_true(retry.retryable(p, false, s429))
+    assert.is_false(retry.retryable(retry.policy{retry_on = {503}}, true, {kind = "http", status = 500}))
+    assert.is_false(retry.retryable(p, true, {kind = "auth", status = 401}))
+  end)
+
+  it("HTTP's method rule is for raw requests; the policy itself takes only a declared boolean", function()
+    for _, m in ipairs{"GET", "HEAD", "OPTIONS", "PUT", "DELETE"} do assert.is_true(retry.method_idempotent(m)) end
+    for _, m in ipairs{"POST", "PATCH", "get", "TRACE"} do assert.is_false(retry.method_idempotent(m)) end
+    local p = retry.policy()
+    for _, bad in ipairs{"GET", "POST", 1} do
+      assert.has_error(function() retry.retryable(p, bad, {kind = "network"}) end,
+        "moltflow.retry.retryable: 'idempotent' must be a boolean (the endpoint's flag, or "
+        .. "retry.method_idempotent(method) for a raw request)")
+      assert.has_error(function() retry.delay(p, bad, {kind = "network"}, 1, 0, 0) end,
+        "moltflow.retry.delay: 'idempotent' must be a boolean (the endpoint's flag, or "
+        .. "retry.method_idempotent(method) for a raw request)")
     end
-    for _, m in ipairs{"POST", "PATCH"} do
-      assert.is_false(retry.retryable(p, m, net))
-      assert.is_false(retry.retryable(p, m, timeout))
-      assert.is_false(retry.retryable(p, m, s503))
-      assert.is_true(retry.retryable(p, m, connect))
-      assert.is_true(retry.retryable(p, m, s429))
-    end
-    assert.is_false(retry.retryable(retry.policy{retry_on = {503}}, "GET", {kind = "http", status = 500}))
-    assert.is_false(retry.retryable(p, "GET", {kind = "auth", status = 401}))
+    assert.has_error(function() retry.delay(p, nil, {kind = "network"}, 1, 0, 0) end)
   end)
 
   it("exponential backoff with full jitter, capped by max_delay", function()
@@ -74,13 +85,13 @@ describe("moltflow.retry policy", function()
     local one = function() return 1 end
     local caps = {0.5, 1, 2, 4, 8, 8, 8}
     for attempt, cap in ipairs(caps) do
-      assert.equal(cap, retry.delay(p, "GET", err, attempt, 0, 0, one))
-      assert.equal(0, retry.delay(p, "GET", err, attempt, 0, 0, function() return 0 end))
+      assert.equal(cap, retry.delay(p, true, err, attempt, 0, 0, one))
+      assert.equal(0, retry.delay(p, true, err, attempt, 0, 0, function() return 0 end))
     end
     -- full jitter: spread over the whole [0, cap] range
     local lo, hi = math.huge, 0
     for _ = 1, 2000 do
-      local w = retry.delay(p, "GET", err, 3, 0, 0)
+      local w = retry.delay(p, true, err, 3, 0, 0)
       assert.is_true(w >= 0 and w <= 2)
       lo, hi = math.min(lo, w), math.max(hi, w)
     end
@@ -89,12 +100,12 @@ describe("moltflow.retry policy", function()
 
   it("server hints win; max_attempts and max_elapsed end the call", function()
     local p = retry.policy()
-    assert.equal(7, retry.delay(p, "GET", {status = 503, retry_after = 7}, 1, 0, 0))
-    assert.equal(4 + retry.RESET_MARGIN, retry.delay(p, "POST", {status = 429, rate_limit = {reset = 1004}}, 1, 0, 1000))
-    assert.equal(2, retry.delay(p, "GET", {status = 429, retry_after = 2, rate_limit = {reset = 1004}}, 1, 0, 1000))
-    assert.is_nil(retry.delay(p, "GET", {status = 503}, 3, 0, 0))
-    assert.is_nil(retry.delay(p, "GET", {status = 503, retry_after = 7}, 1, 24, 0))
-    assert.equal(6, retry.delay(p, "GET", {status = 503, retry_after = 6}, 1, 24, 0))
+    assert.equal(7, retry.delay(p, true, {status = 503, retry_after = 7}, 1, 0, 0))
+    assert.equal(4 + retry.RESET_MARGIN, retry.delay(p, false, {status = 429, rate_limit = {reset = 1004}}, 1, 0, 1000))
+    assert.equal(2, retry.delay(p, true, {status = 429, retry_after = 2, rate_limit = {reset = 1004}}, 1, 0, 1000))
+    assert.is_nil(retry.delay(p, true, {status = 503}, 3, 0, 0))
+    assert.is_nil(retry.delay(p, true, {status = 503, retry_after = 7}, 1, 24, 0))
+    assert.equal(6, retry.delay(p, true, {status = 503, retry_after = 6}, 1, 24, 0))
   end)
 end)
 

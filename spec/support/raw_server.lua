@@ -85,6 +85,12 @@ M.cases = {
    raw = "HTTP/1.1 200 OK\r\n" .. JSON .. "Transfer-Encoding: gzip, chunked\r\n\r\nb\r\n" .. OK11 .. "\r\n0\r\n\r\n"},
   {name = "status-line-garbage", kind = "network", hold = true,
    raw = "HTTP/1.1 2x0 OK\r\n" .. JSON .. "Content-Length: 11\r\n\r\n" .. OK11},
+  -- a status line with control bytes (an escape sequence, a NUL) for a terminal or a log to trip on
+  {name = "status-line-control-bytes", kind = "network", hold = true,
+   raw = "HTTP/1.1 2\1\27[0m0 O\0K\r\n" .. JSON .. "Content-Length: 11\r\n\r\n" .. OK11},
+  -- bytes that are not HTTP at all (libcurl takes them for HTTP/0.9)
+  {name = "not-http", kind = "network",
+   raw = "\22\3\1\0\165\1\0\0\161\3\3\27[2J\0\255\254binary\r\n\r\n"},
   {name = "switching-protocols", kind = "network", curl_kind = "timeout", hold = true,
    raw = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n" .. OK11},
   {name = "closed-before-status", kind = "network", raw = ""},

@@ -71,7 +71,7 @@ special["gdpr.delete_account"] = function(ep)
   end
 end
 
-local FLAGS = {body = true, once = true}
+local FLAGS = {body = true, once = true, idempotent = true}
 
 --- The method tables of the endpoint groups, by group name (`groups.api_keys`...).
 M.groups = {}
@@ -89,7 +89,7 @@ for _, e in ipairs(endpoints) do
   local ep = {ud = core.endpoint{label = label, method = method, path = path, auth = auth, fields = fields,
                                  body = flags.body, once = flags.once},
               group = group, name = name, method = method, path = path, auth = auth, scope = scope,
-              label = label, once = flags.once or nil}
+              label = label, once = flags.once or nil, idempotent = flags.idempotent == true}
   M.compiled[#M.compiled + 1] = ep
   local mt = M.groups[group]
   if not mt then
@@ -181,7 +181,7 @@ function M.describe()
   local out = {}
   for i, ep in ipairs(M.compiled) do
     local d = ep.ud:describe()
-    d.group, d.name, d.scope = ep.group, ep.name, ep.scope
+    d.group, d.name, d.scope, d.idempotent = ep.group, ep.name, ep.scope, ep.idempotent
     out[i] = d
   end
   return out

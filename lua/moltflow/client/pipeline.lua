@@ -54,10 +54,13 @@ end
 -- the same plus status, kind (on errors), request_id and duration; never
 -- headers, bodies or tokens. `once` (the endpoint flag): one attempt only,
 -- no retry and no replay after a 401 (it may mean a wrong password).
+-- `idempotent` (the endpoint's flag, or a raw request's declaration or
+-- method rule; absent: not idempotent, as for the token refresh) is what the
+-- retry policy decides by.
 -- Waiting for a token refresh or for the rate limit's reset ends at the
 -- call's deadline (`max_elapsed`, or `timeout` without retries). A hook that
 -- raises is reported (`on_hook_error`) and the call goes on.
-function Client:_run(req, method, auth, io, once)
+function Client:_run(req, method, auth, io, once, idempotent)
   io = io or self:_current_io()
   local policy, keeper, pacer, report = self._retry, self._tokens, self._pacer, self._report
   -- The deadline counts the waits asked for even when the sleep function
@@ -114,7 +117,7 @@ function Client:_run(req, method, auth, io, once)
     end
     if not replay then
       local elapsed = math.max(core.monotime() - started, slept) -- no closure: the hot path allocates none
-      local wait = policy and not once and retry.delay(policy, method, err, attempt, elapsed, core.time())
+      local wait = policy and not once and retry.delay(policy, idempotent == true, err, attempt, elapsed, core.time())
       if not wait then return nil, err end
       slept = slept + self:_wait(io, wait)
     end
@@ -124,7 +127,7 @@ end
 -- Runs endpoint `ep` (compiled by moltflow.client.methods) with its arguments.
 function Client:_call(ep, ...)
   local req = self._core:build(ep.ud, ...)
-  return self:_run(req, ep.method, ep.auth, nil, ep.once)
+  return self:_run(req, ep.method, ep.auth, nil, ep.once, ep.idempotent)
 end
 
 local raw_endpoints = {}
@@ -133,7 +136,10 @@ local raw_endpoints = {}
 -- syntax: `value, res = c:request(method, path, {query = {...}, body = {...}, auth = "any"})`
 -- @param method "GET", "POST", "PUT", "PATCH" or "DELETE"
 -- @param path relative to the base URL, e.g. "/usage/current"
--- @param[opt] opts `query` (table), `body` (table), `auth` ("none", "any" or "token"; default "any")
+-- @param[opt] opts `query` (table), `body` (table), `auth` ("none", "any" or "token"; default "any"),
+--   `idempotent` (boolean: whether sending the request twice leaves the server as once does, so
+--   that it may be sent again after an ambiguous failure; default: HTTP's rule for the method,
+--   `retry.method_idempotent`)
 -- @return value, res on success; nil and an error table on failure
 -- @raise on a bad method, path or opts, before any I/O
 function Client:request(method, path, opts)
@@ -141,6 +147,12 @@ function Client:request(method, path, opts)
     error("moltflow.request: 'method' must be GET, POST, PUT, PATCH or DELETE", 2)
   end
   if opts ~= nil and type(opts) ~= "table" then error("moltflow.request: 'opts' must be a table", 2) end
+  local idempotent = opts and opts.idempotent
+  if idempotent == nil then
+    idempotent = retry.method_idempotent(method)
+  elseif type(idempotent) ~= "boolean" then
+    error("moltflow.request: field 'idempotent' must be a boolean", 2)
+  end
   local auth = opts and opts.auth or "any"
   local key = method .. " " .. auth
   local ep = raw_endpoints[key]
@@ -149,7 +161,7 @@ function Client:request(method, path, opts)
     raw_endpoints[key] = ep
   end
   local req = self._core:build(ep, path, opts)
-  return self:_run(req, method, auth)
+  return self:_run(req, method, auth, nil, nil, idempotent)
 end
 
 return M

@@ -179,7 +179,9 @@ local function head(st)
   if not line then return failed(st, err, "before the status line") end
   local version, status = line:match("^HTTP/1%.([01]) ([1-9]%d%d)")
   if not status or not (#line == 12 or line:sub(13, 13) == " ") then
-    return nil, "network", "malformed status line"
+    -- kind network, as libcurl's (src/http.c): no more known than after a cut answer
+    return nil, "network",
+           "malformed answer, not HTTP (malformed status line): the server may have acted on the request"
   end
   local h = {status = tonumber(status), lines = {line}, close = version == "0", te = nil}
   while true do
