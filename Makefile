@@ -69,7 +69,7 @@ CORE := $(BUILD)/moltflow/core.so
 # (redis, neovim, LÖVE under Xvfb). Installed without recommended packages.
 DEBIAN_PACKAGES := build-essential git lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
   lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
-  libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
+  libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket lua-sec nginx \
   libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-discount lua-check luarocks valgrind \
   clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests \
   redis-server libhiredis-dev neovim love lua-luv xvfb xauth dh-lua debhelper dpkg-dev
