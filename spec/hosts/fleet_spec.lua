@@ -161,7 +161,7 @@ describe("admin.redis_store", function()
     assert.has_error(function() admin.redis_store() end, "moltflow.redis_store: expected a table of options")
     assert.has_error(function() admin.redis_store{url = 5} end, "moltflow.redis_store: field 'url' must be a string")
     assert.has_error(function() admin.redis_store{url = "http://x"} end,
-                     "moltflow.redis_store: field 'url': the url must start with redis://")
+                     "moltflow.redis_store: field 'url': the url must start with redis:// or rediss://")
     assert.has_error(function() admin.redis_store{url = server.url, prefix = 1} end,
                      "moltflow.redis_store: field 'prefix' must be a string")
     assert.has_error(function() admin.redis_store{url = server.url, timeout = 0} end,
