@@ -410,7 +410,11 @@ function Conn:_connect()
     end
     if sock:getreusedtimes() > 0 then return sock, cosocket_reader(sock) end
     if self._tls then
-      local hok, herr = sock:sslhandshake(nil, self._server_name, true)
+      local hok, herr = sock:sslhandshake(false, self._server_name, true) -- false: no session object
+      -- nginx-lua 0.10.23 can report success for a certificate it refused
+      -- (its name did not match) after closing the connection: a closed
+      -- socket answers getreusedtimes() with nil, and nothing was sent on it
+      if hok and not sock:getreusedtimes() then hok, herr = nil, "the certificate was refused (connection closed)" end
       if not hok then
         sock:close()
         return fail(herr == "timeout" and "timeout" or "tls", "the TLS handshake failed: " .. tostring(herr))
