@@ -260,10 +260,10 @@ local function luasocket_reader(sock)
   return function(max, deadline)
     while true do
       local left = deadline - monotime()
-      if left <= 0 then return nil, "timeout", "timed out: no complete reply before the deadline" end
+      if left <= 0 then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
       if not (sock.dirty and sock:dirty()) then -- bytes LuaSocket or LuaSec already buffered
         local ready = socket.select({sock}, nil, left)
-        if not ready or not ready[1] then return nil, "timeout", "timed out: no complete reply before the deadline" end
+        if not ready or not ready[1] then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
       end
       sock:settimeout(0)
       local data, err, partial = sock:receive(max)
@@ -279,11 +279,11 @@ end
 local function cosocket_reader(sock)
   return function(max, deadline)
     local left = deadline - monotime()
-    if left <= 0 then return nil, "timeout", "timed out: no complete reply before the deadline" end
+    if left <= 0 then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
     sock:settimeout(math.max(1, math.floor(left * 1000)))
     local data, err = sock:receiveany(max)
     if data and #data > 0 then return data end
-    if err == "timeout" then return nil, "timeout", "timed out: no complete reply before the deadline" end
+    if err == "timeout" then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
     return nil, "network", "the connection " .. tostring(err)
   end
 end
