@@ -32,6 +32,16 @@ local seal = require "moltflow.seal"
 
 local M = {}
 
+-- KEYS: api_key, api_key:version. ARGV: the version this publication follows,
+-- its version, the record. -1 when published; else the version found (another
+-- publication came first).
+local PUBLISH = [[
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur ~= tonumber(ARGV[1]) then return cur end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2])
+return -1]]
+
 -- KEYS: tokens, gen. ARGV: new gen, "set" or "del", value. A write that
 -- happens now: replaces whatever is there.
 local SAVE = [[
@@ -266,6 +276,94 @@ function M.new(opts)
   -- Releases the lock if `handle` still holds it (compare-and-delete).
   function store.unlock(_, handle)
     send(true, "EVAL", UNLOCK, 1, lock_key, handle)
+  end
+
+  -- The shared API key: `api_key` (the record {version, id, key,
+  -- published_at}: JSON, or sealed), `api_key:version` (its version alone, for
+  -- the workers' cheap check), `api_key:reports` (worker -> "version time": who
+  -- adopted what), `api_key:rotation` (the state of a rotation in progress).
+  local key_key, version_key = prefix .. "api_key", prefix .. "api_key:version"
+  local reports_key, rotation_key = prefix .. "api_key:reports", prefix .. "api_key:rotation"
+
+  local function decode_record(text, purpose)
+    local json, err = seal.decode(sealer, text, purpose)
+    if not json then return nil, store_error("GET", err) end
+    local rec = core.json_decode(json)
+    if type(rec) ~= "table" then return nil, store_error("GET", "the stored " .. purpose .. " is not JSON") end
+    return rec
+  end
+
+  -- The version of the published key: 0 when none; or nil and an error.
+  function store.api_key_version()
+    local v, err = call("GET", version_key)
+    if v == nil then return nil, err end
+    return tonumber(v) or 0
+  end
+
+  -- The published key {version, id, key, published_at}; false when none; or nil and an error.
+  function store.load_api_key()
+    local text, err = call("GET", key_key)
+    if text == nil then return nil, err end
+    if not text then return false end
+    local rec, rerr = decode_record(text, "api key")
+    if not rec then return nil, rerr end
+    if type(rec.key) ~= "string" or type(rec.version) ~= "number" then
+      return nil, store_error("GET", "the stored API key record is malformed")
+    end
+    return rec
+  end
+
+  -- Publishes `rec` if the published version is still `after`: true; false
+  -- and the version found; or nil and an error.
+  function store.publish_api_key(_, rec, after)
+    local text, serr = seal.encode(sealer, core.json_encode(rec), "api key")
+    if not text then return nil, store_error("SET", serr) end
+    local v, err = call("EVAL", PUBLISH, 2, key_key, version_key, tostring(after), tostring(rec.version), text)
+    if v == nil then return nil, err end
+    if v == -1 then return true end
+    return false, v
+  end
+
+  -- A worker says it uses `version` (at `now`, Unix seconds).
+  function store.report_api_key(_, worker, version, now)
+    local v, err = call("HSET", reports_key, worker, ("%d %.3f"):format(version, now))
+    if v == nil then return nil, err end
+    call("EXPIRE", reports_key, 86400)
+    return true
+  end
+
+  -- The workers' reports: {worker = {version = n, at = unix seconds}}; or nil and an error.
+  function store.api_key_reports()
+    local v, err = call("HGETALL", reports_key)
+    if v == nil then return nil, err end
+    local out = {}
+    for i = 1, #v - 1, 2 do
+      local version, at = v[i + 1]:match("^(%d+) ([%d.]+)$")
+      if version then out[v[i]] = {version = tonumber(version), at = tonumber(at)} end
+    end
+    return out
+  end
+
+  -- The state of a rotation in progress (a table), false when none; or nil and an error.
+  function store.load_rotation()
+    local text, err = call("GET", rotation_key)
+    if text == nil then return nil, err end
+    if not text then return false end
+    return decode_record(text, "rotation")
+  end
+
+  -- Saves (or with nil, ends) the rotation's state: true, or nil and an error.
+  function store.save_rotation(_, state)
+    local v, err
+    if state == nil then
+      v, err = call("DEL", rotation_key)
+    else
+      local text, serr = seal.encode(sealer, core.json_encode(state), "rotation")
+      if not text then return nil, store_error("SET", serr) end
+      v, err = call("SET", rotation_key, text)
+    end
+    if v == nil then return nil, err end
+    return true
   end
 
   local function budget_keys(budget_id)

@@ -22,7 +22,9 @@ local core = require "moltflow.core"
 
 local M = {}
 
-local AAD = "moltflow tokens"
+-- The additional data binds a sealed value to what it holds: tokens cannot
+-- be swapped for an API key record or a rotation's state.
+local function aad(purpose) return "moltflow " .. (purpose or "tokens") end
 
 local error_mt = {__tostring = function(e) return "moltflow.seal: " .. e.message end}
 local function seal_error(message)
@@ -76,28 +78,28 @@ function M.from_options(opts, fn, level)
   local id = core.seal_key_id(key)
   local sealer = {key_id = id}
 
-  --- Seals `plaintext` with the current key.
-  function sealer.seal(_, plaintext)
-    local text, err = core.seal(key, plaintext, AAD)
+  --- Seals `plaintext` with the current key (`purpose`: "tokens" by default).
+  function sealer.seal(_, plaintext, purpose)
+    local text, err = core.seal(key, plaintext, aad(purpose))
     if not text then return nil, seal_error(err) end
     return text
   end
 
   --- Opens a sealed value: the plaintext and whether an old key opened it;
   -- or nil and an error of kind "seal" (not sealed, an unknown key, tampered).
-  function sealer.unseal(_, text)
+  function sealer.unseal(_, text, purpose)
     if not M.is_sealed(text) then
-      return nil, seal_error("the store holds tokens that are not sealed, and this process has a seal key: "
-                             .. "ignored (log in again to replace them)")
+      return nil, seal_error(("the store holds %s that are not sealed, and this process has a seal key: "
+                              .. "ignored (write them again to replace them)"):format(purpose or "tokens"))
     end
     local kid = text:sub(4, 11)
     local k = keys[kid]
     if not k then
-      return nil, seal_error(("the stored tokens are sealed with key id %s, which this process does not have "
-                              .. "(seal_key is %s)"):format(kid, id))
+      return nil, seal_error(("the stored %s are sealed with key id %s, which this process does not have "
+                              .. "(seal_key is %s)"):format(purpose or "tokens", kid, id))
     end
-    local plain, err = core.unseal(k, text, AAD)
-    if not plain then return nil, seal_error("the stored tokens cannot be opened: " .. err) end
+    local plain, err = core.unseal(k, text, aad(purpose))
+    if not plain then return nil, seal_error(("the stored %s cannot be opened: %s"):format(purpose or "tokens", err)) end
     return plain, kid ~= id
   end
 
@@ -106,8 +108,8 @@ function M.from_options(opts, fn, level)
 end
 
 --- The stored text of a tokens table: JSON, sealed when `sealer` is set.
-function M.encode(sealer, json)
-  if sealer then return sealer:seal(json) end
+function M.encode(sealer, json, purpose)
+  if sealer then return sealer:seal(json, purpose) end
   return json
 end
 
@@ -115,11 +117,11 @@ end
 -- error of kind "seal" when it cannot be (see `sealer.unseal`), or when it is
 -- sealed and this process has no key. The second value on success: whether
 -- the text should be sealed again (an old key opened it).
-function M.decode(sealer, text)
-  if sealer then return sealer:unseal(text) end
+function M.decode(sealer, text, purpose)
+  if sealer then return sealer:unseal(text, purpose) end
   if M.is_sealed(text) then
-    return nil, seal_error("the stored tokens are sealed and this process has no seal key "
-                           .. "(set seal_key or MOLTFLOW_SEAL_KEY)")
+    return nil, seal_error(("the stored %s are sealed and this process has no seal key "
+                            .. "(set seal_key or MOLTFLOW_SEAL_KEY)"):format(purpose or "tokens"))
   end
   return text, false
 end

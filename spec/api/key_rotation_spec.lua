@@ -1,0 +1,129 @@
+-- Issue 23: rotating the API key a fleet shares (moltflow.key_rotation):
+-- create -> publish -> drain -> revoke, against the emulator and a real
+-- redis-server; re-run after a stop at any step, it finishes with no key
+-- orphaned or left unrevoked, and the published key always works.
+local emu = require "spec.support.emulator"
+local redis_server = require "spec.support.redis"
+local admin = require "moltflow.admin"
+local core = require "moltflow.core"
+local rotation = require "moltflow.key_rotation"
+
+local USAGE_KEY = "key_acme_usage" -- usage:read, used by the "fleet"
+
+describe("key rotation for a fleet", function()
+  local server, manager
+  setup(function() server = redis_server.start() end)
+  teardown(function() server:stop() end)
+  before_each(function()
+    emu.reset()
+    server:cli("FLUSHALL")
+    manager = admin.new{base_url = emu.url, api_key = emu.seed.keys.all} -- account:manage
+  end)
+
+  local function store() return admin.redis_store{url = server.url, seal_key = false, on_warning = function() end} end
+  local function works(raw_key)
+    return admin.new{base_url = emu.url, api_key = raw_key, retry = false}.usage:current() ~= nil
+  end
+  local function rotation_keys()
+    local out = {}
+    for _, k in ipairs(assert(manager.api_keys:list())) do
+      if tostring(k.description):find("^moltflow rotation ") then out[#out + 1] = k end
+    end
+    return out
+  end
+
+  it("creates a key with the old one's scopes and versioned name, publishes it, waits, revokes the old", function()
+    local s = store()
+    local steps = {}
+    local result = assert(rotation.rotate{client = manager, store = s, id = USAGE_KEY, grace = 0.2,
+                                          on_step = function(step, info)
+                                            steps[#steps + 1] = step
+                                            assert.is_nil(info.new_key)
+                                          end})
+    assert.same({"create", "publish", "drain", "revoke", "done"}, steps)
+    assert.equal("grace", result.drained)
+    local published = assert(s:load_api_key())
+    assert.equal(1, published.version)
+    assert.equal(result.new_id, published.id)
+    assert.equal(1, s:api_key_version())
+    local new = assert(manager.api_keys:get(result.new_id))
+    assert.equal("acme-usage@v1", new.name) -- names are unique and final: a version suffix
+    assert.same({"usage:read"}, new.scopes)
+    assert.is_true(works(published.key))
+    local _, err = manager.api_keys:get(USAGE_KEY)
+    assert.equal(404, err.status)
+    assert.is_false(s:load_rotation())
+    -- the next rotation starts from the published key
+    local again = assert(rotation.rotate{client = manager, store = s, id = result.new_id, grace = 0.01})
+    assert.equal(2, again.version)
+    assert.equal("acme-usage@v2", manager.api_keys:get(again.new_id).name)
+    assert.is_false(works(published.key))
+    assert.is_true(works(s:load_api_key().key))
+  end)
+
+  it("the workers' reports end the drain early", function()
+    local s = store()
+    s:report_api_key("worker-a", 0, core.time())
+    local started = core.monotime()
+    local result = assert(rotation.rotate{client = manager, store = s, id = USAGE_KEY, grace = 30,
+      sleep = function(t)
+        s:report_api_key("worker-a", 1, core.time()) -- adopted the new key
+        core.sleep(t)
+      end})
+    assert.equal("reports", result.drained)
+    assert.is_true(core.monotime() - started < 10)
+  end)
+
+  -- A store whose save_rotation fails once at `step`: the run stops there.
+  local function failing_at(step)
+    local s = store()
+    local real = s.save_rotation
+    local failed = false
+    s.save_rotation = function(self, state)
+      if not failed and state and state.step == step then
+        failed = true
+        return nil, "injected failure"
+      end
+      return real(self, state)
+    end
+    return s
+  end
+
+  for _, step in ipairs{"create", "publish", "drain", "revoke"} do
+    it("stopped when recording '" .. step .. "': a second run finishes; no orphan, the old key revoked", function()
+      local v, err = rotation.rotate{client = manager, store = failing_at(step), id = USAGE_KEY, grace = 0.01}
+      assert.is_nil(v)
+      assert.equal("store", err.kind)
+      -- meanwhile the fleet is not locked out: the old key, or a published new one, works
+      local published = store():load_api_key()
+      assert.is_true(works(published and published.key or emu.seed.keys.usage_only))
+      local result = assert(rotation.rotate{client = manager, store = store(), id = USAGE_KEY, grace = 0.01})
+      local keys = rotation_keys()
+      assert.equal(1, #keys, "orphaned keys")
+      assert.equal(result.new_id, keys[1].id)
+      assert.equal(404, select(2, manager.api_keys:get(USAGE_KEY)).status)
+      assert.is_true(works(store():load_api_key().key))
+      assert.is_false(store():load_rotation())
+    end)
+  end
+
+  it("a key created but not recorded (a crash between them) is revoked by the next run", function()
+    local s = failing_at("publish") -- the new key exists; its secret was never stored
+    assert.is_nil(rotation.rotate{client = manager, store = s, id = USAGE_KEY, grace = 0.01})
+    assert.equal(1, #rotation_keys())
+    local orphan = rotation_keys()[1].id
+    local result = assert(rotation.rotate{client = manager, store = store(), id = USAGE_KEY, grace = 0.01})
+    assert.are_not.equal(orphan, result.new_id)
+    assert.equal(404, select(2, manager.api_keys:get(orphan)).status)
+  end)
+
+  it("refuses to rotate a key the store does not publish, and another key while one is in progress", function()
+    local s = store()
+    assert(rotation.rotate{client = manager, store = s, id = USAGE_KEY, grace = 0.01})
+    local v, err = rotation.rotate{client = manager, store = s, id = "key_acme_all", grace = 0.01}
+    assert.is_nil(v)
+    assert.equal("usage", err.kind)
+    assert.matches("rotate that one", tostring(err), 1, true)
+    assert.is_true(works(emu.seed.keys.all))
+  end)
+end)
