@@ -52,6 +52,11 @@ describe("key rotation for a fleet", function()
     assert.is_true(works(published.key))
     local _, err = manager.api_keys:get(USAGE_KEY)
     assert.equal(404, err.status)
+    -- the emulator's record of the revoke
+    local revoked = emu.control("GET", "revoked-keys")
+    assert.equal(1, #revoked)
+    assert.equal(USAGE_KEY, revoked[1].id)
+    assert.is_number(revoked[1].revoked_at)
     assert.is_false(s:load_rotation())
     -- the next rotation starts from the published key
     local again = assert(rotation.rotate{client = manager, store = s, id = result.new_id, grace = 0.01})
