@@ -132,3 +132,64 @@ describe("key rotation for a fleet", function()
     assert.is_true(works(emu.seed.keys.all))
   end)
 end)
+
+describe("moltflow.shared_key: a worker's keeper", function()
+  local shared_key = require "moltflow.shared_key"
+  local server
+  setup(function() server = redis_server.start() end)
+  teardown(function() server:stop() end)
+  before_each(function() server:cli("FLUSHALL") end)
+
+  -- A Redis store that counts the commands of each method.
+  local function counted()
+    local s = admin.redis_store{url = server.url, seal_key = false, on_warning = function() end}
+    local counts = {}
+    for _, name in ipairs{"api_key_version", "load_api_key", "report_api_key"} do
+      local f = s[name]
+      counts[name] = 0
+      s[name] = function(...) counts[name] = counts[name] + 1 return f(...) end
+    end
+    return s, counts
+  end
+
+  it("no key published: nil (the client's own key); then a published one, checked at most once a second", function()
+    local s, counts = counted()
+    local keeper = shared_key.new(s, {check_every = 1})
+    assert.is_nil((keeper:current()))
+    assert(s:publish_api_key({version = 1, id = "k1", key = "mf_one"}, 0))
+    for _ = 1, 50 do keeper:current() end
+    assert.equal(1, counts.api_key_version) -- within the second: no read at all
+    keeper.checked_at = -math.huge          -- a second later
+    assert.same({"mf_one", 1}, {keeper:current()})
+    assert.equal(2, counts.api_key_version)
+    assert.equal(1, counts.load_api_key)
+    assert.equal(1, s:api_key_reports()[keeper.worker].version) -- adoption reported
+    assert.is_nil(tostring(keeper):find("mf_one", 1, true))
+  end)
+
+  it("a 401 on an older key: refresh gives the newer one at once; nothing newer: nil", function()
+    local s = counted()
+    local keeper = shared_key.new(s, {check_every = 60})
+    assert(s:publish_api_key({version = 1, id = "k1", key = "mf_one"}, 0))
+    keeper.checked_at = -math.huge
+    assert.same({"mf_one", 1}, {keeper:current()})
+    assert(s:publish_api_key({version = 2, id = "k2", key = "mf_two"}, 1))
+    assert.same({"mf_one", 1}, {keeper:current()}) -- not checked again for a minute
+    assert.same({"mf_two", 2}, {keeper:refresh(1)})
+    assert.is_nil(keeper:refresh(2))
+  end)
+
+  it("a store that fails: the key in use is kept, one warning until it answers", function()
+    local warnings = {}
+    local s = admin.redis_store{url = server.url, seal_key = false, on_warning = function() end, timeout = 0.3,
+                                retry_after = 0.01}
+    local keeper = shared_key.new(s, {check_every = 0, warn = function(m) warnings[#warnings + 1] = m end})
+    assert(s:publish_api_key({version = 1, id = "k1", key = "mf_one"}, 0))
+    assert.equal("mf_one", (keeper:current()))
+    server:kill()
+    for _ = 1, 3 do assert.equal("mf_one", (keeper:current())) end
+    assert.equal(1, #warnings)
+    assert.is_nil(warnings[1]:find("mf_one", 1, true))
+    server:restart()
+  end)
+end)
