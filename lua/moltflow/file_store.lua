@@ -133,6 +133,105 @@ function M.new(path, opts)
     if handle ~= nil then handle:unlock() end
   end
 
+  -- The shared API key (admin.new{api_key_store = store}, admin.rotate_shared_key):
+  -- `<path>.api-key` (the record {version, id, key}), `<path>.api-key-reports`
+  -- (worker -> {version, at}) and `<path>.rotation` (a rotation in progress),
+  -- each written like the tokens (mode 0600, atomic, sealed with a seal key).
+  local key_path, reports_path, rotation_path = path .. ".api-key", path .. ".api-key-reports", path .. ".rotation"
+
+  local function read_record(file, purpose)
+    local text, err = read_all(file)
+    if not text then
+      if not sys.stat(file, true) then return false end -- none yet
+      return nil, store_error(("cannot read %s: %s"):format(file, tostring(err)), file)
+    end
+    local json, serr = seal.decode(sealer, text, purpose)
+    if not json then return nil, store_error(tostring(serr.message), file) end
+    local rec = core.json_decode(json)
+    if type(rec) ~= "table" then return nil, store_error("not the JSON this store writes", file) end
+    return rec
+  end
+
+  local function write_record(file, rec, purpose)
+    local text, serr = seal.encode(sealer, core.json_encode(rec), purpose)
+    if not text then return nil, store_error(tostring(serr), file) end
+    local ok, err = sys.write_private(file, text)
+    if not ok then return nil, store_error(err, file) end
+    return true
+  end
+
+  -- Runs fn under the store's lock (waiting up to 2 s for it).
+  local function locked(fn)
+    local deadline = core.monotime() + 2
+    while true do
+      local handle, err = sys.try_lock(lock_path)
+      if handle then
+        local ok, a, b = pcall(fn)
+        handle:unlock()
+        if not ok then error(a, 0) end
+        return a, b
+      end
+      if handle == nil then return nil, store_error(err, lock_path) end
+      if core.monotime() > deadline then return nil, store_error("the lock stayed taken", lock_path) end
+      core.sleep(0.005)
+    end
+  end
+
+  function store.api_key_version()
+    local rec, err = read_record(key_path, "api key")
+    if rec == nil then return nil, err end
+    return rec and tonumber(rec.version) or 0
+  end
+
+  function store.load_api_key()
+    local rec, err = read_record(key_path, "api key")
+    if rec == nil then return nil, err end
+    if rec and (type(rec.key) ~= "string" or type(rec.version) ~= "number") then
+      return nil, store_error("the stored API key record is malformed", key_path)
+    end
+    return rec
+  end
+
+  function store.publish_api_key(...)
+    local rec, after = args(...)
+    return locked(function()
+      local cur, err = read_record(key_path, "api key")
+      if cur == nil then return nil, err end
+      local version = cur and cur.version or 0
+      if version ~= after then return false, version end
+      return write_record(key_path, rec, "api key")
+    end)
+  end
+
+  function store.report_api_key(...)
+    local worker, version, now = args(...)
+    return locked(function()
+      local reports = read_record(reports_path, "reports") or {}
+      reports[worker] = {version = version, at = now}
+      return write_record(reports_path, reports, "reports")
+    end)
+  end
+
+  function store.api_key_reports()
+    local reports, err = read_record(reports_path, "reports")
+    if reports == nil then return nil, err end
+    return reports or {}
+  end
+
+  function store.load_rotation()
+    return read_record(rotation_path, "rotation")
+  end
+
+  function store.save_rotation(...)
+    local state = args(...)
+    if state == nil then
+      os.remove(rotation_path)
+      if sys.stat(rotation_path, true) then return nil, store_error("cannot delete", rotation_path) end
+      return true
+    end
+    return write_record(rotation_path, state, "rotation")
+  end
+
   return store
 end
 
