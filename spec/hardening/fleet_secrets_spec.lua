@@ -91,6 +91,23 @@ describe("fleet stores: no secret in any output", function()
     keep(admin.file_store(dir .. "/t", {seal_key = false}):load())
     os.execute("rm -rf " .. proc.quote(dir))
 
+    -- a key rotation: its steps, its result, its errors; the new raw keys are secrets too
+    local rotation = require "moltflow.key_rotation"
+    local manager = admin.new{base_url = emu.url, api_key = emu.seed.keys.all}
+    local key_store = store{prefix = "rot:"}
+    local real_save = key_store.save_rotation
+    key_store.save_rotation = function(self, st)
+      if st and st.step == "drain" and not self.failed_once then self.failed_once = true return nil, "injected" end
+      return real_save(self, st)
+    end
+    local infos = {}
+    local function run() return rotation.rotate{client = manager, store = key_store, id = "key_acme_usage",
+                                                 grace = 0.01, on_step = function(_, i) infos[#infos + 1] = i end} end
+    keep(run())
+    keep(run(), infos)
+    local new_key = assert(key_store:load_api_key()).key
+    keep(tostring(require("moltflow.shared_key").new(key_store)), server:cli("GET", "rot:api_key"))
+
     assert.is_true(#warnings >= 5, #warnings .. " warnings")
     assert.is_true(#hooks >= 1, #hooks .. " hook messages")
     assert.matches("could not be loaded", r.stderr, 1, true)
@@ -99,7 +116,7 @@ describe("fleet stores: no secret in any output", function()
       ["redis password"] = PASSWORD, ["redis password, url-encoded"] = PASSWORD:gsub(" ", "%%20"),
       ["seal key"] = SEAL, ["other seal key"] = OTHER_SEAL, ["seal key bytes"] = raw_seal,
       ["access token"] = held.access_token, ["refresh token"] = held.refresh_token,
-      ["owner password"] = OWNER.password,
+      ["owner password"] = OWNER.password, ["published key"] = new_key, ["old key"] = emu.seed.keys.usage_only,
     })
   end)
 end)
