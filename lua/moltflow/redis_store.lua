@@ -410,7 +410,8 @@ function M.new(opts)
     conn:close()
   end
 
-  return setmetatable(store, {__tostring = function() return "moltflow.redis_store(" .. tostring(conn) .. ")" end})
+  local name = ("moltflow.redis_store(%s, prefix %s)"):format(tostring(conn), prefix)
+  return setmetatable(store, {__tostring = function() return name end})
 end
 
 return M

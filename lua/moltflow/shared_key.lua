@@ -90,8 +90,12 @@ function Keeper:current()
   local now = core.monotime()
   if now - self.checked_at >= self.check_every then
     self.checked_at = now
-    local v = self.cached_version and self.cached_version()
-    local err
+    local v, err
+    if self.cached_version then
+      v = self.cached_version()
+      -- another worker is reading the store: keep the key in use (a first key is read here)
+      if v == nil and self._key() then return self._key(), self.version end
+    end
     if v == nil then v, err = self.store:api_key_version() end
     if v == nil then
       self:_trouble(err)
