@@ -123,7 +123,7 @@ local function make_certificates(dir)
     "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext",
     "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt",
   }, " && ")
-  assert(sh("(" .. script .. ") >openssl.log 2>&1"), "openssl could not make the test certificates")
+  assert(sh("(" .. script .. ") >" .. q(dir .. "/openssl.log") .. " 2>&1"), "openssl could not make the test certificates")
 end
 
 -- The ACL file: `default` off, each user on with its password and every key and command.
