@@ -28,10 +28,15 @@ local core = require "moltflow.core"
 
 local M = {}
 
-local error_mt = {__tostring = function(e) return "moltflow.rotate_shared_key: " .. e.message end}
-local function fail(kind, message, cause)
-  return nil, setmetatable({kind = kind, message = message, status = cause and cause.status, cause = cause},
-                           error_mt)
+-- The failures of rotating key `id`: SDK errors (tostring "moltflow: <kind>
+-- ROTATE <id>: <message>"); `cause`: the error behind one.
+local function failures(id)
+  return function(kind, message, cause)
+    local err = core.new_error{kind = kind, message = message, method = "ROTATE", path = id,
+                               status = type(cause) == "table" and cause.status or nil}
+    err.cause = cause
+    return nil, err
+  end
 end
 
 local function describe(rotation) return "moltflow rotation " .. rotation end
@@ -46,6 +51,7 @@ local function describe(rotation) return "moltflow rotation " .. rotation end
 -- @return {old_id, new_id, version, drained = "reports" or "grace"}, or nil and an error
 function M.rotate(opts)
   local c, store, sleep = opts.client, opts.store, opts.sleep or core.sleep
+  local fail = failures(tostring(opts.id))
   local grace = opts.grace or 60
   local on_step = opts.on_step or function() end
   local state, err = store:load_rotation()
