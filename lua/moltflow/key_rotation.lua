@@ -80,6 +80,8 @@ function M.rotate(opts)
   elseif state.old_id ~= opts.id then
     return fail("usage", ("a rotation of key %s is in progress in this store: run it again for that key first")
                 :format(tostring(state.old_id)))
+  elseif opts.grace then
+    state.grace = opts.grace -- a run that resumes may shorten (or lengthen) the drain
   end
 
   if state.step == "create" then
