@@ -166,7 +166,8 @@ test-54:
 # and runs every Lua version itself) and the generated docs. They run once, in
 # the Lua 5.4 pass.
 HOST_SPECS := emulator_spec openresty_spec openresty_conf_spec nvim_spec love_spec wan_harness_spec \
-  rockspec_spec deb_spec annotations_spec doc_blocks_spec generated_docs_spec
+  rockspec_spec deb_spec annotations_spec doc_blocks_spec generated_docs_spec redis_tls_nginx_spec \
+  shdict_seal_spec key_rotation_wrk_spec
 HOST_EXCLUDE := $(foreach s,$(HOST_SPECS),--exclude-pattern=$(s))
 # The ASan and valgrind passes also leave out the fleet: its work happens in
 # child processes that run the plain build, so there is nothing to instrument.
