@@ -107,9 +107,10 @@ function Reader:line()
     if pending > self.limits.max_line then
       return fail("too_large", ("a reply line is longer than max_line (%d bytes)"):format(self.limits.max_line))
     end
-    from = math.max(self.pos, #self.buf) -- a CR may end the buffer
-    local ok, err = self:fill()
+    local searched = math.max(0, #self.buf - self.pos) -- from the last byte: a CR may end the buffer
+    local ok, err = self:fill() -- (which may move the unread bytes to the buffer's start)
     if not ok then return nil, err end
+    from = self.pos + searched
   end
 end
 

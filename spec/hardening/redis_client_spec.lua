@@ -22,16 +22,17 @@ describe("moltflow.redis against a hostile server", function()
     return v, err, core.monotime() - started
   end
 
-  it("answers a well-formed reply", function()
+  it("answers a well-formed reply, also one that comes a byte at a time", function()
     assert.equal("ok", (call("ok")))
+    assert.same({"abc", 42, "OK", false}, (call("bytewise", {timeout = 5})))
   end)
 
-  for _, mode in ipairs{"trickle", "trickle-line"} do
+  for _, mode in ipairs{"trickle", "trickle-line", "trickle-array"} do
     it(mode .. ": one deadline for the whole reply, however slowly the bytes come", function()
       local v, err, took = call(mode, {timeout = 0.5})
       assert.is_nil(v)
       assert.equal("timeout", err.kind)
-      -- the server sends a byte every 50 ms for 60 s: a deadline per read would never end
+      -- a byte every 50 ms, or an element every 200 ms: a timeout per read would wait a minute or more
       print(("\n  %s: ended after %.2f s (timeout 0.5 s)"):format(mode, took))
       assert.is_true(took < 3, ("%.2f s"):format(took))
     end)

@@ -8,6 +8,8 @@
 -- Modes (the key of the GET):
 --   trickle        "$100000\r\n" then one byte every 50 ms, for up to 60 s
 --   trickle-line   "+" then one byte every 50 ms, never a CRLF
+--   trickle-array  "*1000\r\n" then one element (":1\r\n") every 200 ms: each read
+--                  well within a per-read timeout, the whole reply 200 s
 --   huge-bulk      "$1000000000\r\n" then bytes as fast as the client takes them
 --   huge-array     "*100000000\r\n" then ":1\r\n" as fast as the client takes them
 --   long-line      "+" then 64 MiB without a CRLF
@@ -19,6 +21,7 @@
 --   close-mid      half a bulk string, then a close
 --   unknown-type   "%1\r\n" (a RESP3 map, not asked for)
 --   ok             "$2\r\nok\r\n"
+--   bytewise       a valid array (a bulk string, an integer, a status) one byte every 5 ms
 -- Run as a script: lua5.4 hostile_redis.lua PORT_FILE OWNER_PID (exits when its owner is gone).
 
 if ... == "spec.support.hostile_redis" then
@@ -93,6 +96,7 @@ local CHUNK = string.rep("y", 65536)
 local modes = {
   ["trickle"] = function(c) stream(c, "$100000\r\n", "z", {pause = 0.05}) end,
   ["trickle-line"] = function(c) stream(c, "+", "z", {pause = 0.05}) end,
+  ["trickle-array"] = function(c) stream(c, "*1000\r\n", ":1\r\n", {pause = 0.2, limit = 1000}) end,
   ["huge-bulk"] = function(c) stream(c, "$1000000000\r\n", CHUNK, {seconds = 20}) end,
   ["huge-array"] = function(c) stream(c, "*100000000\r\n", string.rep(":1\r\n", 4096), {seconds = 20}) end,
   ["long-line"] = function(c) stream(c, "+", CHUNK, {limit = 1024, seconds = 20}) end,
@@ -109,6 +113,10 @@ local modes = {
   ["close-mid"] = function(c) c:send("$10\r\nabcde") return "close" end,
   ["unknown-type"] = function(c) c:send("%1\r\n+a\r\n+b\r\n") end,
   ["ok"] = function(c) c:send("$2\r\nok\r\n") end,
+  ["bytewise"] = function(c)
+    local reply = "*4\r\n$3\r\nabc\r\n:42\r\n+OK\r\n$-1\r\n"
+    stream(c, nil, function(i) return reply:sub(i, i) end, {pause = 0.005, limit = #reply})
+  end,
 }
 
 while true do
