@@ -59,7 +59,9 @@ function M.rotate(opts)
   local function save(step)
     state.step = step
     local ok, serr = store:save_rotation(state)
-    if not ok then return fail("store", "cannot record the rotation's step '" .. step .. "': " .. tostring(serr), serr) end
+    if not ok then
+      return fail("store", ("cannot record the rotation's step '%s': %s"):format(step, tostring(serr)), serr)
+    end
     on_step(step, {old_id = state.old_id, new_id = state.new_id, version = state.version}) -- never the secret
     return true
   end
@@ -150,7 +152,9 @@ function M.rotate(opts)
     end
     on_step("done", {old_id = state.old_id, new_id = state.new_id, version = state.version})
     local ok, serr = store:save_rotation(nil)
-    if not ok then return fail("store", "the old key is revoked but the rotation's state stays: " .. tostring(serr), serr) end
+    if not ok then
+      return fail("store", "the old key is revoked but the rotation's state stays: " .. tostring(serr), serr)
+    end
   end
   return {old_id = state.old_id, new_id = state.new_id, version = state.version, drained = state.drained}
 end

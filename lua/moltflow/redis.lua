@@ -38,6 +38,7 @@ M.LIMITS = {max_bulk = 1024 * 1024, max_array = 1024, max_depth = 8, max_line = 
             max_reply = 4 * 1024 * 1024}
 
 local error_mt = {__tostring = function(e) return "moltflow.redis: " .. e.message end}
+local LATE = "timeout: no complete reply before the command's deadline"
 
 local function fail(kind, message)
   return nil, setmetatable({kind = kind, message = message}, error_mt)
@@ -261,10 +262,10 @@ local function luasocket_reader(sock)
   return function(max, deadline)
     while true do
       local left = deadline - monotime()
-      if left <= 0 then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
+      if left <= 0 then return nil, "timeout", LATE end
       if not (sock.dirty and sock:dirty()) then -- bytes LuaSocket or LuaSec already buffered
         local ready = socket.select({sock}, nil, left)
-        if not ready or not ready[1] then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
+        if not ready or not ready[1] then return nil, "timeout", LATE end
       end
       sock:settimeout(0)
       local data, err, partial = sock:receive(max)
@@ -280,11 +281,11 @@ end
 local function cosocket_reader(sock)
   return function(max, deadline)
     local left = deadline - monotime()
-    if left <= 0 then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
+    if left <= 0 then return nil, "timeout", LATE end
     sock:settimeout(math.max(1, math.floor(left * 1000)))
     local data, err = sock:receiveany(max)
     if data and #data > 0 then return data end
-    if err == "timeout" then return nil, "timeout", "timeout: no complete reply before the command's deadline" end
+    if err == "timeout" then return nil, "timeout", LATE end
     return nil, "network", "the connection " .. tostring(err)
   end
 end

@@ -99,7 +99,9 @@ function M.from_options(opts, fn, level)
                               .. "(seal_key is %s)"):format(purpose or "tokens", kid, id))
     end
     local plain, err = core.unseal(k, text, aad(purpose))
-    if not plain then return nil, seal_error(("the stored %s cannot be opened: %s"):format(purpose or "tokens", err)) end
+    if not plain then
+      return nil, seal_error(("the stored %s cannot be opened: %s"):format(purpose or "tokens", err))
+    end
     return plain, kid ~= id
   end
 

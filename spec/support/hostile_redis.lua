@@ -100,7 +100,9 @@ local modes = {
   ["huge-bulk"] = function(c) stream(c, "$1000000000\r\n", CHUNK, {seconds = 20}) end,
   ["huge-array"] = function(c) stream(c, "*100000000\r\n", string.rep(":1\r\n", 4096), {seconds = 20}) end,
   ["long-line"] = function(c) stream(c, "+", CHUNK, {limit = 1024, seconds = 20}) end,
-  ["wide-reply"] = function(c) stream(c, "*1000\r\n", "$" .. #MIB .. "\r\n" .. MIB .. "\r\n", {limit = 1000, seconds = 20}) end,
+  ["wide-reply"] = function(c)
+    stream(c, "*1000\r\n", "$" .. #MIB .. "\r\n" .. MIB .. "\r\n", {limit = 1000, seconds = 20})
+  end,
   ["inf-bulk"] = function(c) c:send("$inf\r\nabc\r\n") end,
   ["inf-array"] = function(c) c:send("*inf\r\n") end,
   ["nan-bulk"] = function(c) c:send("$nan\r\n") end,

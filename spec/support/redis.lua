@@ -118,12 +118,15 @@ local function make_certificates(dir)
   local script = table.concat({
     "cd " .. q(dir),
     "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=moltflow-test-ca -keyout ca.key -out ca.crt",
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=moltflow-other-ca -keyout other.key -out other.crt",
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=moltflow-other-ca -keyout other.key"
+      .. " -out other.crt",
     "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
     "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext",
-    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt",
+    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext"
+      .. " -out server.crt",
   }, " && ")
-  assert(sh("(" .. script .. ") >" .. q(dir .. "/openssl.log") .. " 2>&1"), "openssl could not make the test certificates")
+  assert(sh("(" .. script .. ") >" .. q(dir .. "/openssl.log") .. " 2>&1"),
+         "openssl could not make the test certificates")
 end
 
 -- The ACL file: `default` off, each user on with its password and every key and command.
