@@ -28,6 +28,7 @@
 
 local core = require "moltflow.core"
 local redis = require "moltflow.redis"
+local nginx = require "moltflow.transport.ngx.host"
 local seal = require "moltflow.seal"
 
 local M = {}
@@ -116,7 +117,7 @@ end
 
 -- The warning of a failed load: on_warning(message), else nginx's log or stderr.
 local function default_warning(message)
-  if ngx and ngx.log then ngx.log(ngx.WARN, message) else io.stderr:write(message, "\n") end
+  if not nginx.log(message) then io.stderr:write(message, "\n") end
 end
 
 --- A store in Redis.
