@@ -210,3 +210,111 @@ describe("moltflow.shared_key: a worker's keeper", function()
     server:restart()
   end)
 end)
+
+describe("admin.new{api_key_store = store} and admin.rotate_shared_key", function()
+  local server
+  setup(function() server = redis_server.start() end)
+  teardown(function() server:stop() end)
+  before_each(function()
+    emu.reset()
+    server:cli("FLUSHALL")
+  end)
+
+  it("a worker takes the published key; after a rotation a 401 reloads it and replays once", function()
+    local store = admin.redis_store{url = server.url, seal_key = false}
+    assert(store:publish_api_key({version = 1, id = USAGE_KEY, key = emu.seed.keys.usage_only}, 0))
+    local worker = admin.new{base_url = emu.url, api_key_store = store, api_key = nil}
+    assert(worker.usage:current())
+    local manager = admin.new{base_url = emu.url, api_key = emu.seed.keys.all}
+    -- no report from the worker can end the drain: it waits out grace = 0 and revokes at once
+    local r = assert(admin.rotate_shared_key{client = manager, store = store, id = USAGE_KEY, grace = 0})
+    local v, err = worker.usage:current() -- the old key, refused; the new one, read from Redis, accepted
+    assert.is_table(v, tostring(err))
+    assert.same({200, 401, 200}, emu.statuses_for("GET", "/usage/current"))
+    assert.is_nil(tostring(worker):find(emu.seed.keys.usage_only, 1, true))
+    assert.equal(r.new_id, store:load_api_key().id)
+  end)
+
+  it("a 401 with nothing newer in the store is the caller's (no loop)", function()
+    local store = admin.redis_store{url = server.url, seal_key = false}
+    assert(store:publish_api_key({version = 1, id = "x", key = "mf_not_a_key"}, 0))
+    local worker = admin.new{base_url = emu.url, api_key_store = store, retry = false}
+    local v, err = worker.usage:current()
+    assert.is_nil(v)
+    assert.equal(401, err.status)
+    assert.same({401}, emu.statuses_for("GET", "/usage/current"))
+  end)
+
+  it("raises on option mistakes before any I/O, naming the field", function()
+    assert.has_error(function() admin.new{api_key_store = {}} end,
+      "moltflow.new: field 'api_key_store' must be a store with api_key_version and load_api_key (admin.redis_store)")
+    assert.has_error(function() admin.new{api_key_shdict = "d"} end, "moltflow.new: field 'api_key_shdict' needs api_key_store")
+    local store = admin.redis_store{url = server.url}
+    local c = admin.new{base_url = emu.url, api_key = "k"}
+    assert.has_error(function() admin.rotate_shared_key{client = c, store = {}, id = "k"} end,
+      "moltflow.rotate_shared_key: field 'store' must be a store with the shared-key methods (admin.redis_store, admin.file_store)")
+    assert.has_error(function() admin.rotate_shared_key{client = c, store = store} end,
+                     "moltflow.rotate_shared_key: field 'id' must be a key id")
+    assert.has_error(function() admin.rotate_shared_key{client = c, store = store, id = "k", grace = "x"} end,
+                     "moltflow.rotate_shared_key: field 'grace' must be a number of seconds")
+  end)
+end)
+
+describe("moltflow-admin keys rotate-shared", function()
+  local proc = require "spec.support.process"
+  local server
+  setup(function() server = redis_server.start{password = "cli pw"} end)
+  teardown(function() server:stop() end)
+  before_each(function()
+    emu.reset()
+    server:cli("FLUSHALL")
+  end)
+
+  local function cli(words, env)
+    local argv = {emu.root .. "/bin/moltflow-admin", "--base-url", emu.url}
+    for _, w in ipairs(words) do argv[#argv + 1] = w end
+    env = env or {}
+    env.MOLTFLOW_API_KEY = env.MOLTFLOW_API_KEY or emu.seed.keys.all
+    env.MOLTFLOW_REDIS_PASSWORD = "cli pw"
+    return proc.run(argv, {env = env})
+  end
+
+  it("rotates through the store, says each step on stderr, never a secret; run again after a stop, it finishes", function()
+    local url = ("redis://127.0.0.1:%d/0"):format(server.port)
+    local r = cli{"keys", "rotate-shared", "key_acme_usage", "--store", url, "--grace", "0", "--prefix", "fleet:"}
+    assert.equal(0, r.code, r.stderr)
+    local new_id = r.stdout:match("Rotated key_acme_usage %-> (key_%w+) %(version 1, drained by grace%)")
+    assert.is_string(new_id, r.stdout)
+    assert.matches("published " .. new_id .. " as version 1", r.stderr, 1, true)
+    local store = admin.redis_store{url = url, password = "cli pw", prefix = "fleet:", seal_key = false}
+    local published = store:load_api_key()
+    assert.equal(new_id, published.id)
+    for _, text in ipairs{r.stdout, r.stderr} do
+      assert.is_nil(text:find(published.key, 1, true))
+      assert.is_nil(text:find("cli pw", 1, true))
+    end
+    -- killed while draining (after publishing): the same command finishes the rotation
+    local dir = proc.tmpdir()
+    local words = {"env", "MOLTFLOW_API_KEY=" .. emu.seed.keys.all, "MOLTFLOW_REDIS_PASSWORD=cli pw",
+                   emu.root .. "/bin/moltflow-admin", "--base-url", emu.url, "keys", "rotate-shared", new_id,
+                   "--store", url, "--grace", "30", "--prefix", "fleet:"}
+    for i, w in ipairs(words) do words[i] = proc.quote(w) end
+    assert(proc.sh(table.concat(words, " ") .. " >/dev/null 2>&1 & echo $! >" .. proc.quote(dir .. "/pid")))
+    local pid = proc.slurp(dir .. "/pid"):match("%d+")
+    assert(proc.wait_for(function() return (store:load_rotation() or {}).step == "drain" end, 20))
+    assert(proc.sh("kill -9 " .. pid))
+    os.execute("rm -rf " .. proc.quote(dir))
+    local third = store:load_api_key()
+    assert.equal(2, third.version)
+    assert.is_true(admin.new{base_url = emu.url, api_key = third.key}.usage:current() ~= nil)
+    local again = cli{"keys", "rotate-shared", new_id, "--store", url, "--grace", "0", "--prefix", "fleet:", "--json"}
+    assert.equal(0, again.code, again.stderr)
+    assert.equal(third.id, admin.json_decode(again.stdout).new_id)
+    assert.equal(404, select(2, admin.new{base_url = emu.url, api_key = emu.seed.keys.all}.api_keys:get(new_id)).status)
+    assert.is_false(store:load_rotation())
+    -- a key the store does not publish: a usage error, exit 2
+    local wrong = cli{"keys", "rotate-shared", "key_nope", "--store", url, "--prefix", "fleet:"}
+    assert.equal(2, wrong.code, wrong.stderr)
+    assert.matches("rotate that one", wrong.stderr, 1, true)
+  end)
+end)
