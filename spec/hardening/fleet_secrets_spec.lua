@@ -106,6 +106,16 @@ describe("fleet stores: no secret in any output", function()
     keep(run())
     keep(run(), infos)
     local new_key = assert(key_store:load_api_key()).key
+    -- a worker on that key: its calls, then the store gone (the keeper's warning), and a 401
+    local worker = admin.new{base_url = emu.url, api_key_store = key_store,
+                             on_hook_error = function(e) hooks[#hooks + 1] = e.message end}
+    keep(worker.usage:current())
+    keep(tostring(worker))
+    server:kill()
+    core.sleep(1.1) -- the next version check is due
+    keep(worker.usage:current())
+    server:restart()
+    assert.matches("shared API key's store failed", hooks[#hooks], 1, true)
     keep(tostring(require("moltflow.shared_key").new(key_store)), server:cli("GET", "rot:api_key"))
 
     assert.is_true(#warnings >= 5, #warnings .. " warnings")
