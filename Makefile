@@ -70,7 +70,7 @@ CORE := $(BUILD)/moltflow/core.so
 # (redis, neovim, LÖVE under Xvfb). Installed without recommended packages.
 DEBIAN_PACKAGES := build-essential git lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
   lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
-  libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket nginx \
+  libcurl4-openssl-dev libssl-dev lua-cjson lua-dkjson lua-busted lua-socket lua-sec nginx \
   libnginx-mod-http-lua lua-resty-core lua-argparse lua-ldoc lua-discount lua-check luarocks valgrind \
   clang libclang-rt-14-dev wrk gnuplot-nox curl openssl python3-requests \
   redis-server libhiredis-dev neovim love lua-luv xvfb xauth dh-lua debhelper dpkg-dev
@@ -167,7 +167,8 @@ test-54:
 # and runs every Lua version itself) and the generated docs. They run once, in
 # the Lua 5.4 pass.
 HOST_SPECS := emulator_spec openresty_spec openresty_conf_spec nvim_spec love_spec wan_harness_spec \
-  rockspec_spec deb_spec annotations_spec doc_blocks_spec generated_docs_spec
+  rockspec_spec deb_spec annotations_spec doc_blocks_spec generated_docs_spec redis_tls_nginx_spec \
+  shdict_seal_spec key_rotation_wrk_spec
 HOST_EXCLUDE := $(foreach s,$(HOST_SPECS),--exclude-pattern=$(s))
 # The ASan and valgrind passes also leave out the fleet: its work happens in
 # child processes that run the plain build, so there is nothing to instrument;

@@ -9,7 +9,7 @@
  *      loop.c      libcurl only: the multi and share handles clients share
  *   2. request.c   endpoints, request building, the headers for every transport
  *      response.c  response reading and the error tables (no I/O)
- *   1. buffer.c json.c token.c hash.c clock.c sys.c, compat.h: leaves */
+ *   1. buffer.c json.c token.c hash.c seal.c clock.c sys.c, compat.h: leaves */
 #include <lauxlib.h>
 
 #include "client.h"
@@ -21,6 +21,7 @@
 #include "loop_binding.h"
 #include "request.h"
 #include "response.h"
+#include "seal.h"
 #include "sys.h"
 #include "token.h"
 
@@ -35,6 +36,7 @@ __attribute__((visibility("default"))) int luaopen_moltflow_core(lua_State *L) {
   moltflow_json_open(L);
   moltflow_token_open(L);
   moltflow_hash_open(L);
+  moltflow_seal_open(L);
   moltflow_clock_open(L);
   moltflow_sys_open(L);
   lua_pushliteral(L, MOLTFLOW_VERSION);

@@ -15,6 +15,7 @@ local methods = require "moltflow.client.methods"
 local transport = require "moltflow.transport"
 local helpers = require "moltflow.helpers"
 local batch = require "moltflow.async.batch"
+local key_rotation = require "moltflow.key_rotation"
 
 local admin = {
   VERSION = core.version,
@@ -142,6 +143,37 @@ admin.redis_store = require("moltflow.redis_store").new
 -- `moltflow.shdict_store.new`.
 -- @function admin.shdict_store
 admin.shdict_store = require("moltflow.shdict_store").new
+
+--- Rotates the API key a fleet takes from a store (`admin.new{api_key_store
+-- = store}`): create -> publish -> drain -> revoke, safe to run again after
+-- a stop at any step (`moltflow.key_rotation`).
+-- syntax: `r, err = admin.rotate_shared_key{client = c, store = store, id = "key_...", grace = 60}`
+-- @tparam table opts `client` (a client allowed `account:manage`), `store`,
+--   `id` (the key being replaced), `grace` (seconds, default 60), `on_step`
+--   (function(step, {old_id, new_id, version}))
+-- @return `{old_id, new_id, version, drained}` or nil and an error
+-- @raise on a missing or malformed option, before any I/O
+function admin.rotate_shared_key(opts)
+  local fn = "moltflow.rotate_shared_key"
+  if type(opts) ~= "table" then error(fn .. ": expected a table of options", 2) end
+  if type(opts.client) ~= "table" or type(opts.client.api_keys) ~= "table" then
+    error(fn .. ": field 'client' must be a client (admin.new)", 2)
+  end
+  local store = opts.store
+  if type(store) ~= "table" or type(store.publish_api_key) ~= "function"
+     or type(store.save_rotation) ~= "function" then
+    error(fn .. ": field 'store' must be a store with the shared-key methods (admin.redis_store, admin.file_store)", 2)
+  end
+  if type(opts.id) ~= "string" or opts.id == "" then error(fn .. ": field 'id' must be a key id", 2) end
+  if opts.grace ~= nil and (type(opts.grace) ~= "number" or opts.grace < 0) then
+    error(fn .. ": field 'grace' must be a number of seconds", 2)
+  end
+  if opts.on_step ~= nil and type(opts.on_step) ~= "function" then
+    error(fn .. ": field 'on_step' must be a function", 2)
+  end
+  return key_rotation.rotate{client = opts.client, store = store, id = opts.id, grace = opts.grace,
+                             on_step = opts.on_step}
+end
 
 
 --- Creates a client (moltflow.client): see docs/client.md, "Options".

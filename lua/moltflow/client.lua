@@ -8,6 +8,7 @@
 local core = require "moltflow.core"
 local retry = require "moltflow.retry"
 local tokens = require "moltflow.tokens"
+local shared_key = require "moltflow.shared_key"
 local pacing = require "moltflow.pacing"
 local loops = require "moltflow.async.loop"
 local transport = require "moltflow.transport"
@@ -37,7 +38,8 @@ local OPTIONS = {
   user_agent = "string", ca_file = "string", proxy = "string", insecure_http = "boolean",
   retry = "table|boolean", on_tokens = "function", on_request = "function",
   on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean|table",
-  refresh_skew = "number", token_store = "table", transport = "string|table",
+  refresh_skew = "number", token_store = "table", transport = "string|table", api_key_store = "table",
+  api_key_shdict = "string",
   loop = "table", pool = "boolean", http_version = "string",
 }
 
@@ -158,6 +160,11 @@ function M.new(opts)
   if api_key == true then error("moltflow.new: field 'api_key' must be a string or false", 2) end
   if api_key == nil then api_key = nonempty(os.getenv("MOLTFLOW_API_KEY")) end
   if api_key == false then api_key = nil end
+  local key_store = opts.api_key_store
+  if key_store ~= nil then shared_key.check_store(key_store, "moltflow.new") end
+  if opts.api_key_shdict ~= nil and key_store == nil then
+    error("moltflow.new: field 'api_key_shdict' needs api_key_store", 2)
+  end
   -- the transport's own checks (nginx's cosockets: proxy, ca_file), before any I/O
   local io_conf = io.configure and io.configure(opts)
   local cc = core.new{
@@ -213,10 +220,23 @@ function M.new(opts)
     _report = report,
     _tokens = keeper,
     _pacer = false,
+    _shared_key = false,        -- the keeper of the key from api_key_store (moltflow.shared_key)
+    _key_version = false,       -- the version of that key the core holds
   }, Client)
   self._pacer = pacing.new{pace = pace, api_key = api_key, tokens = keeper, report = report,
                            probe_ttl = settings.connect_timeout + settings.timeout,
                            wait = function(call_io, seconds) return self:_wait(call_io, seconds) end}
+  if key_store then
+    -- inside nginx with a shared dict: every call reads the version there,
+    -- one worker reads the store once a second; else a store read a second
+    local dict = opts.api_key_shdict
+    local cached = dict and host.cached_number(dict, "moltflow-api-key-version:" .. tostring(key_store), 1,
+                                               function() return key_store:api_key_version() end)
+    self._shared_key = shared_key.new(key_store, {
+      check_every = cached and 0 or 1, cached_version = cached,
+      warn = function(line) report:failed("api_key_store", line, line) end,
+    })
+  end
   for group, mt in pairs(methods.groups) do
     self[group] = setmetatable({_client = self}, mt)
   end

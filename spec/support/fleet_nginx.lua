@@ -6,6 +6,8 @@
 --   local n = fleet_nginx.start(cfg)  -- cfg as for fleet_worker (go, calls, redis, ...)
 --   n:wait()                          -- both workers' outputs
 --   n:stop()                          -- by pid (the master's)
+-- cfg.trusted_certificate: the CA file nginx trusts for cosocket TLS
+-- (lua_ssl_trusted_certificate), for a rediss:// store.
 local proc = require "spec.support.process"
 local dkjson = require "dkjson"
 
@@ -45,6 +47,7 @@ http {
     lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;;";
     lua_package_cpath "%s/build/luajit/?.so;;";
     lua_socket_log_errors off;
+    %s
     init_worker_by_lua_block {
         local prefix = %q
         ngx.timer.at(0, function()
@@ -63,12 +66,16 @@ http {
     }
 }
 ]]):format(MODULES, MODULES, user, WORKERS, prefix, prefix, prefix, prefix, prefix, prefix, prefix,
-           real_root, real_root, real_root, real_root, prefix))
+           real_root, real_root, real_root, real_root,
+           cfg.trusted_certificate and ("lua_ssl_trusted_certificate %s; lua_ssl_verify_depth 2;")
+             :format(cfg.trusted_certificate) or "",
+           prefix))
   f:close()
   assert(sh(("%s -p %s -c %s -e %s 2>&1"):format(NGINX, quote(prefix), quote(prefix .. "/nginx.conf"),
                                                   quote(prefix .. "/error.log"))),
          "nginx did not start: " .. slurp(prefix .. "/error.log"))
   local self = {prefix = prefix}
+  function self.log() return slurp(prefix .. "/error.log") end
 
   function self.wait()
     local core = require "moltflow.core"

@@ -2,7 +2,8 @@
 -- making calls. Run as a script (`lua fleet_worker.lua CONFIG.json OUT.json`)
 -- or, inside nginx, as a module (`require("spec.support.fleet_worker").run`).
 --
--- CONFIG: base_url; one store: `redis` (url, with `prefix`) or `file` (path);
+-- CONFIG: base_url; one store: `redis` (url, with `prefix`, and `ca_file` for
+-- rediss:// outside nginx, `server_name`) or `file` (path);
 -- `api_key` (else the store's login); `pace` (pace = the store); `calls` (a
 -- number of calls), or `stop` (a path: call until it exists, `pause` seconds
 -- apart); `go` (a path: wait until it exists before the first call);
@@ -28,7 +29,8 @@ function M.run(cfg, sleep)
   local core = require "moltflow.core"
   local store
   if cfg.redis then
-    store = admin.redis_store{url = cfg.redis, prefix = cfg.prefix, timeout = 0.5}
+    store = admin.redis_store{url = cfg.redis, prefix = cfg.prefix, timeout = 0.5, ca_file = cfg.ca_file,
+                                server_name = cfg.server_name}
   else
     store = admin.file_store(cfg.file)
   end

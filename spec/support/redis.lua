@@ -8,6 +8,13 @@
 --   r:freeze(), r:thaw()                            -- SIGSTOP/SIGCONT: a server that times out
 --   r:restart()                                     -- the same port, empty
 --   r:stop()                                        -- by pid; also when the Lua state closes
+--
+-- TLS and ACL users, as managed Redis services run it:
+--   local r = redis_server.start{tls = true, users = {{name = "app", password = "..."}}}
+--   -- only the TLS port listens (r.port); r.url is "rediss://app:...@localhost:PORT/0"; the ACL
+--   -- file turns the `default` user off. r.ca_file trusts the server's certificate (CN and
+--   -- subjectAltName localhost and 127.0.0.1); r.other_ca_file is a CA that did not sign it.
+--   -- Certificates are made with the openssl command in the server's temp dir.
 local proc = require "spec.support.process"
 
 local M = {}
@@ -27,10 +34,19 @@ Server.__index = Server
 -- Starts redis-server daemonized and waits until it answers PING.
 function Server:_launch()
   os.remove(self.dir .. "/redis.pid")
-  local args = {"redis-server", "--port", tostring(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+  local args = {"redis-server", "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "no", "--daemonize", "yes",
                 "--pidfile", self.dir .. "/redis.pid", "--logfile", self.dir .. "/redis.log"}
-  if self.password then args[#args + 1] = "--requirepass" args[#args + 1] = self.password end
+  local function add(...) for _, a in ipairs{...} do args[#args + 1] = a end end
+  if self.tls then
+    add("--port", "0", "--tls-port", tostring(self.port), "--tls-cert-file", self.dir .. "/server.crt",
+        "--tls-key-file", self.dir .. "/server.key", "--tls-ca-cert-file", self.ca_file,
+        "--tls-auth-clients", "no")
+  else
+    add("--port", tostring(self.port))
+  end
+  if self.users then add("--aclfile", self.dir .. "/users.acl") end
+  if self.password then add("--requirepass", self.password) end
   local words = {}
   for i, a in ipairs(args) do words[i] = quote(a) end
   assert(sh(table.concat(words, " ")), "redis-server did not start")
@@ -49,8 +65,13 @@ end
 
 function Server:cli(...)
   local words = {"redis-cli", "-h", "127.0.0.1", "-p", tostring(self.port)}
-  if self.password then words[#words + 1] = "--no-auth-warning" words[#words + 1] = "-a"
-    words[#words + 1] = self.password end
+  local function add(...) for _, a in ipairs{...} do words[#words + 1] = a end end
+  if self.tls then add("--tls", "--cacert", self.ca_file, "--sni", "localhost") end
+  if self.users then
+    add("--no-auth-warning", "--user", self.users[1].name, "-a", self.users[1].password)
+  elseif self.password then
+    add("--no-auth-warning", "-a", self.password)
+  end
   for _, a in ipairs({...}) do words[#words + 1] = a end
   for i, w in ipairs(words) do words[i] = quote(w) end
   return read(table.concat(words, " ") .. " 2>/dev/null")
@@ -90,11 +111,52 @@ function Server:stop()
   if self.dir then sh("rm -rf " .. quote(self.dir)) self.dir = nil end
 end
 
+-- A CA and a server certificate for localhost and 127.0.0.1, and a second
+-- CA that signed nothing, made by the openssl command in `dir`.
+local function make_certificates(dir)
+  local q = quote
+  local script = table.concat({
+    "cd " .. q(dir),
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=moltflow-test-ca -keyout ca.key -out ca.crt",
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=moltflow-other-ca -keyout other.key"
+      .. " -out other.crt",
+    "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext",
+    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext"
+      .. " -out server.crt",
+  }, " && ")
+  assert(sh("(" .. script .. ") >" .. q(dir .. "/openssl.log") .. " 2>&1"),
+         "openssl could not make the test certificates")
+end
+
+-- The ACL file: `default` off, each user on with its password and every key and command.
+local function write_acl(dir, users)
+  local f = assert(io.open(dir .. "/users.acl", "wb"))
+  f:write("user default off\n")
+  for _, u in ipairs(users) do
+    -- as a SHA-256 (#hex): a password may hold spaces, which the ACL file cannot
+    f:write(("user %s on #%s ~* &* +@all\n"):format(u.name, require("moltflow.core").sha256(u.password)))
+  end
+  f:close()
+end
+
+local function escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
 function M.start(opts)
   opts = opts or {}
-  local self = setmetatable({port = proc.free_port(), password = opts.password, dir = proc.tmpdir()}, Server)
+  local self = setmetatable({port = proc.free_port(), password = opts.password, dir = proc.tmpdir(),
+                             tls = opts.tls, users = opts.users}, Server)
+  if self.tls then
+    make_certificates(self.dir)
+    self.ca_file, self.other_ca_file = self.dir .. "/ca.crt", self.dir .. "/other.crt"
+  end
+  if self.users then write_acl(self.dir, self.users) end
   self:_launch()
-  self.url = ("redis://127.0.0.1:%d/%d"):format(self.port, opts.db or 0)
+  local userinfo = self.users and (escape(self.users[1].name) .. ":" .. escape(self.users[1].password) .. "@") or ""
+  self.url = ("%s://%s%s:%d/%d"):format(self.tls and "rediss" or "redis", userinfo,
+                                        self.tls and "localhost" or "127.0.0.1", self.port, opts.db or 0)
   -- stopped with the Lua state (busted exits with os.exit(code, true))
   local function stop() self:stop() end
   if newproxy then

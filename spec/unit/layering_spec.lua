@@ -19,16 +19,16 @@ local NEVER = "never required" -- generated annotations
 local EXACT = {
   -- 0: leaves
   ["moltflow.core"] = 0, ["moltflow.compat"] = 0, ["moltflow.endpoints"] = 0, ["moltflow.retry"] = 0,
-  ["moltflow.errors"] = 0,
-  -- 1: scheduling, pacing, tokens
-  ["moltflow.pacing"] = 1, ["moltflow.tokens"] = 1,
+  ["moltflow.errors"] = 0, ["moltflow.seal"] = 0,
+  -- 1: scheduling, pacing, tokens (and the fleet's shared key)
+  ["moltflow.pacing"] = 1, ["moltflow.tokens"] = 1, ["moltflow.shared_key"] = 1,
   -- 2: transports (the choice by name, then each transport)
   ["moltflow.transport"] = 2,
   -- 3: call pipeline, client, endpoint methods, helpers
   ["moltflow.client"] = 3, ["moltflow.helpers"] = 3,
   -- 4: the public facades and the stores
   ["moltflow.admin"] = 4, ["moltflow.async"] = 4, ["moltflow.file_store"] = 4, ["moltflow.redis_store"] = 4,
-  ["moltflow.shdict_store"] = 4, ["moltflow.redis"] = 4,
+  ["moltflow.shdict_store"] = 4, ["moltflow.redis"] = 4, ["moltflow.key_rotation"] = 4,
   -- 5: the command line
   ["moltflow.cli"] = 5,
   ["moltflow.emulator"] = APART,

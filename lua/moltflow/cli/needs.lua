@@ -14,6 +14,7 @@ needs.COMMAND_ENDPOINTS = {
   {"login", {"auth.login"}}, {"logout", {"auth.logout"}}, {"whoami", {"auth.me"}},
   {"keys list", {"api_keys.list"}}, {"keys create", {"api_keys.create"}}, {"keys show", {"api_keys.get"}},
   {"keys rotate", {"api_keys.rotate"}}, {"keys revoke", {"api_keys.revoke"}},
+  {"keys rotate-shared", {"api_keys.get", "api_keys.list", "api_keys.create", "api_keys.revoke"}},
   {"subscription", {"billing.subscription"}}, {"plans", {"billing.plans"}}, {"quota", {"billing.subscription"}},
   {"usage current", {"usage.current"}}, {"usage history", {"usage.history"}}, {"usage daily", {"usage.daily"}},
   {"settings get", {"tenant.settings"}}, {"settings set", {"tenant.update_settings"}},

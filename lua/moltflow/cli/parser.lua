@@ -70,7 +70,7 @@ function parser.new()
   cmd(p, "logout", "Revoke the saved tokens on the server and delete them.")
   cmd(p, "whoami", "Show the user behind the current credentials.")
 
-  local keys = p:command("keys", "Manage API keys: list, create, show, rotate, revoke.")
+  local keys = p:command("keys", "Manage API keys: list, create, show, rotate, revoke, rotate-shared.")
   keys:command_target("subcommand")
   cmd(keys, "list", "List the tenant's API keys (never their secrets).", "keys list")
   local create = cmd(keys, "create", "Create a key; its raw secret is printed once.", "keys create")
@@ -83,6 +83,16 @@ function parser.new()
   cmd(keys, "rotate", "Give a key a new secret, printed once; the old one stops working.", "keys rotate")
       :argument("id", "Key id.")
   cmd(keys, "revoke", "Delete a key; it stops working at once.", "keys revoke"):argument("id", "Key id.")
+  local shared = cmd(keys, "rotate-shared", "Rotate the key a fleet takes from a store (api_key_store): "
+                     .. "create, publish, drain, revoke; run it again to finish a rotation that stopped.",
+                     "keys rotate-shared")
+  shared:argument("id", "Id of the key the store publishes now (or the fleet's key before it used a store).")
+  shared:option("--store", "The store: redis:// or rediss:// url (password from $MOLTFLOW_REDIS_PASSWORD), "
+                           .. "or a file path."):args(1):count(1)
+  shared:option("--grace", "Seconds the workers get to adopt the new key before the old one is revoked "
+                           .. "(default 60; less once every worker reported it)."):convert(int_in(0)):default("60")
+  shared:option("--prefix", "The store's key prefix (default moltflow:)."):args(1)
+  shared:option("--ca-file", "CA bundle for a rediss:// store."):args(1)
 
   cmd(p, "subscription", "Show the plan, its status, limits and usage.")
   cmd(p, "plans", "List the plans and their limits (no login needed).")

@@ -67,9 +67,11 @@ function Client:_run(req, method, auth, io, once, idempotent)
   -- returns early (or only records them).
   local started, slept = core.monotime(), 0
   local deadline = self:_deadline(started)
-  local attempt, replayed = 0, false
+  local attempt, replayed, key_replayed = 0, false, false
+  local shared = self._shared_key
   while true do
     attempt = attempt + 1
+    if shared then self:_sync_shared_key() end
     if auth ~= "none" then
       local err = keeper:ensure_fresh(io, deadline)
       if err then return nil, err end
@@ -105,7 +107,12 @@ function Client:_run(req, method, auth, io, once, idempotent)
     err.attempts = attempt
     self:_explain(err, req)
     local replay = false
-    if err.status == 401 and auth ~= "none" and not replayed and not once and self._core:credentials() then
+    if err.status == 401 and shared and auth ~= "none" and not key_replayed and not once
+       and not self._core:credentials() then
+      -- the fleet's key was refused: a newer one in the store is taken at once and the call replayed, once
+      key_replayed = true
+      replay = self:_sync_shared_key(true)
+    elseif err.status == 401 and auth ~= "none" and not replayed and not once and self._core:credentials() then
       -- the access token was refused (expired, revoked): renew once, replay once
       replayed = true
       local wait_err
@@ -122,6 +129,22 @@ function Client:_run(req, method, auth, io, once, idempotent)
       slept = slept + self:_wait(io, wait)
     end
   end
+end
+
+-- Puts the key of api_key_store into the core when its version changed
+-- (`after_401`: reload it now, if the store has a newer one). Returns whether
+-- the key changed.
+function Client:_sync_shared_key(after_401)
+  local key, version
+  if after_401 then
+    key, version = self._shared_key:refresh(self._key_version or 0)
+  else
+    key, version = self._shared_key:current()
+  end
+  if not key or version == self._key_version then return false end
+  self:set_api_key(key)
+  self._key_version = version
+  return true
 end
 
 -- Runs endpoint `ep` (compiled by moltflow.client.methods) with its arguments.

@@ -243,7 +243,10 @@ local function get_key(_, p, _, id)
 end
 
 local function delete_key(_, p, _, id)
-  if not tenant_key(p, id) then return detail(404, "API key not found") end
+  local k = tenant_key(p, id)
+  if not k then return detail(404, "API key not found") end
+  state.revoked_keys[id] = { id = id, name = k.name, last_used = k.last_used, uses = k.uses or 0,
+                             revoked_at = state.now() }
   state.keys[id] = nil
   return 204
 end

@@ -91,6 +91,7 @@ local function api_key(raw_key)
   if not key or not key.is_active then return nil, "Invalid API key" end
   if key.expires_at and key.expires_at <= state.now() then return nil, "API key expired" end
   key.last_used_at = state.now_s()
+  key.last_used, key.uses = state.now(), (key.uses or 0) + 1 -- for the control API (rotation specs)
   return { kind = "key", key = key, user = state.users[key.user_id], tenant = state.tenants[key.tenant_id] }
 end
 

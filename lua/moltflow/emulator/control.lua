@@ -163,9 +163,18 @@ local function stored_keys(req)
   local out = json.array()
   for _, k in pairs(state.keys) do
     out[#out + 1] = { id = k.id, tenant_id = k.tenant_id, name = k.name, key_prefix = k.key_prefix,
-                      key_hash = k.key_hash, scopes = state.copy_list(k.scopes), is_active = k.is_active }
+                      key_hash = k.key_hash, scopes = state.copy_list(k.scopes), is_active = k.is_active,
+                      last_used = k.last_used, uses = k.uses or 0 }
   end
   table.sort(out, function(a, b) return a.id < b.id end)
+  return reply(req, 200, out)
+end
+
+-- Keys revoked (DELETE /api-keys/{id}): when each was last used, how often, and when revoked.
+local function revoked_keys(req)
+  local out = json.array()
+  for _, k in pairs(state.revoked_keys) do out[#out + 1] = k end
+  table.sort(out, function(a, b) return a.revoked_at < b.revoked_at end)
   return reply(req, 200, out)
 end
 
@@ -238,6 +247,7 @@ local routes = {
   { "^/outbox$", { GET = outbox, DELETE = outbox } },
   { "^/consents$", { GET = function(req) return reply(req, 200, state.consents) end } },
   { "^/api%-keys$", { GET = stored_keys } },
+  { "^/revoked%-keys$", { GET = revoked_keys } },
   { "^/checkout/([^/]+)/complete$", { POST = complete_checkout } },
   { "^/tenants$", { POST = tenants } },
   { "^/email%-verification$", { POST = email_verification } },

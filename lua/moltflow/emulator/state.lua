@@ -177,6 +177,7 @@ function S.reset()
   S.config = { rate_limit = launch_config.rate_limit, rate_limit_scale = launch_config.rate_limit_scale,
                rate_limit_window = 60 }
   S.tenants, S.users, S.users_by_email, S.keys = {}, {}, {}, {}
+  S.revoked_keys = {}    -- key id -> { id, name, last_used, uses, revoked_at } (the control API's record)
   S.sessions = {}        -- login session id -> { user_id, revoked }
   S.refresh_tokens = {}  -- raw refresh token -> { session_id, spent, expires }
   S.revoked_jti = {}

@@ -1,7 +1,8 @@
---- moltflow.cli.commands.keys: `keys list|create|show|rotate|revoke`.
+--- moltflow.cli.commands.keys: `keys list|create|show|rotate|revoke|rotate-shared`.
 -- @module moltflow.cli.commands.keys
 
 local admin = require "moltflow.admin"
+local config = require "moltflow.cli.config"
 local failure = require "moltflow.cli.failure"
 local output = require "moltflow.cli.output"
 local Session = require "moltflow.cli.session"
@@ -64,6 +65,46 @@ end
 commands["keys.revoke"] = function(args)
   Session.open(args):call("api_keys.revoke", args.id)
   if args.json then print_json{revoked = args.id} else out("Revoked " .. args.id) end
+end
+
+-- The store of a fleet's shared key: a redis:// or rediss:// url (its
+-- password, when the url has none, from $MOLTFLOW_REDIS_PASSWORD: a command
+-- line is visible to other users), else a file path; sealed with
+-- $MOLTFLOW_SEAL_KEY when it is set.
+local function shared_store(args)
+  if args.store:match("^rediss?://") then
+    return failure.call(admin.redis_store, {url = args.store, prefix = args.prefix, ca_file = args.ca_file,
+                                            password = config.nonempty(os.getenv("MOLTFLOW_REDIS_PASSWORD")),
+                                            on_warning = warn})
+  end
+  return failure.call(admin.file_store, args.store)
+end
+
+local STEPS = {
+  publish = function(i) return "created " .. tostring(i.new_id) end,
+  drain = function(i, grace)
+    return ("published %s as version %s; draining (up to %d s)"):format(tostring(i.new_id), tostring(i.version), grace)
+  end,
+  revoke = function(i) return "drained; revoking " .. tostring(i.old_id) end,
+}
+
+commands["keys.rotate-shared"] = function(args)
+  local store = shared_store(args)
+  local session = Session.open(args)
+  local r, err = failure.call(admin.rotate_shared_key, {client = session.client, store = store, id = args.id,
+    grace = args.grace, on_step = function(step, info)
+      if STEPS[step] then warn(STEPS[step](info, args.grace)) end
+    end})
+  if not r then
+    if err.kind == "store" or err.kind == "usage" or err.kind == "conflict" then
+      -- the steps so far are recorded: the same command goes on from there
+      error(failure.new(err.kind == "store" and "network" or "usage",
+                        tostring(err) .. " (run the same command again to finish the rotation)"), 0)
+    end
+    failure.check(r, err)
+  end
+  if args.json then return print_json(r) end
+  out(("Rotated %s -> %s (version %d, drained by %s)"):format(r.old_id, r.new_id, r.version, r.drained))
 end
 
 return commands

@@ -107,6 +107,29 @@ function M.shared_dict(name)
   return ngx and ngx.shared and ngx.shared[name] or nil
 end
 
+--- A number shared by the workers through the shared dict `dict_name`,
+-- kept `ttl` seconds: a function returning the cached value (a dict read),
+-- or after it expired `fetch()`'s, fetched by one worker at a time (the
+-- others return nil meanwhile). For the shared API key's version: one store
+-- read per `ttl` for the whole nginx, whatever the number of workers or calls.
+-- Raises when the dict is not declared (`lua_shared_dict`).
+function M.cached_number(dict_name, key, ttl, fetch)
+  local dict = M.shared_dict(dict_name)
+  if not dict then
+    error(("moltflow.new: field 'api_key_shdict': no lua_shared_dict %s in nginx.conf"):format(dict_name), 3)
+  end
+  local lock = key .. ":fetching"
+  return function()
+    local v = dict:get(key)
+    if v ~= nil then return v end
+    if not M.phase().yield or not dict:add(lock, true, 5) then return nil end
+    local ok, fetched = pcall(fetch)
+    if ok and type(fetched) == "number" then dict:set(key, fetched, ttl) end
+    dict:delete(lock)
+    return ok and fetched or nil
+  end
+end
+
 --- This worker's pid.
 function M.worker_pid()
   return ngx.worker.pid()
