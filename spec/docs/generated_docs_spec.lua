@@ -133,7 +133,7 @@ describe("README.md and docs/api.md", function()
     assert.equal(1, hooks, "descriptions of the hooks")
     local security = proc.slurp(root .. "/SECURITY.md")
     local table_ = assert(security:match("\n| guarantee | proved by |\n| %-%-%- | %-%-%- |\n(.-)\n\n"))
-    assert.equal(17, select(2, ("\n" .. table_):gsub("\n| %*%*", "")))
+    assert.equal(18, select(2, ("\n" .. table_):gsub("\n| %*%*", "")))
     assert.truthy(security:find("\n## Reporting a vulnerability\n", 1, true))
     assert.is_nil(readme:find("| guarantee | proved by |", 1, true))
     -- the full command reference lives in docs/cli.md, the everyday commands in README
