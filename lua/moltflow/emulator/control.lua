@@ -195,6 +195,44 @@ local function complete_checkout(req, sid)
   return reply(req, 200, { session_id = sid, tenant_id = tenant.id, subscription = api.subscription_object(tenant) })
 end
 
+-- Many tenants at once, each with an owner and one API key of every scope:
+-- the agency benchmark (bench/scale.lua) needs thousands. The raw keys are
+-- answered once, here, as POST /api-keys answers a new key.
+local MAX_SEEDED_TENANTS = 100000
+
+local function seed_tenants(req)
+  local b = body_of(req)
+  if not b then return end
+  local count = b.count
+  if type(count) ~= "number" or count ~= math.floor(count) or count < 1 or count > MAX_SEEDED_TENANTS then
+    return reply(req, 422, { detail = "count must be an integer from 1 to " .. MAX_SEEDED_TENANTS })
+  end
+  local plan_id = b.plan_id or "pro"
+  if not state.plans_by_id[plan_id] then return reply(req, 422, { detail = "unknown plan_id" }) end
+  local out, now = json.array(), state.now_s()
+  for i = 1, count do
+    local tid = state.new_id("t_")
+    local tenant = { id = tid, name = "tenant " .. i,
+                     settings = { allowed_numbers = json.array(), require_approval = false, ai_consent_enabled = false },
+                     usage = { messages_sent = 0, messages_received = 0, leads_detected = 0, sessions = 0,
+                               groups = 0, labels = 0, ai_replies_this_month = 0 },
+                     subscription = {} }
+    state.tenants[tid] = tenant
+    api.apply_plan(tenant, plan_id, "monthly")
+    local email = ("owner@%s.test"):format(tid)
+    local user = { id = state.new_id("usr_"), tenant_id = tid, role = "owner", email = email,
+                   full_name = "Owner " .. i, email_verified = true }
+    state.users[user.id], state.users_by_email[email] = user, user
+    local raw = api.new_raw_key()
+    local key = { id = state.new_id("key_"), tenant_id = tid, user_id = user.id, name = "seeded",
+                  scopes = json.array(), created_at = now, is_active = true }
+    key.scopes[1] = "*"
+    state.store_key(key, raw)
+    out[i] = { tenant_id = tid, key_id = key.id, api_key = raw }
+  end
+  return reply(req, 201, out)
+end
+
 -- Mail an email-verification token (the contract has no endpoint that sends one).
 local function email_verification(req)
   local b = body_of(req)
@@ -215,6 +253,7 @@ local routes = {
   { "^/consents$", { GET = function(req) return reply(req, 200, state.consents) end } },
   { "^/api%-keys$", { GET = stored_keys } },
   { "^/checkout/([^/]+)/complete$", { POST = complete_checkout } },
+  { "^/tenants$", { POST = seed_tenants } },
   { "^/email%-verification$", { POST = email_verification } },
 }
 

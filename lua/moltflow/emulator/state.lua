@@ -108,11 +108,21 @@ local function copy_list(t)
   return out
 end
 
--- Store an API key: only the SHA-256 of the raw key is kept.
+-- Store an API key: only the SHA-256 of the raw key is kept, indexed by that
+-- hash so that authentication is one lookup however many keys exist.
 function S.store_key(key, raw_key)
   key.key_hash = crypto.sha256_hex(raw_key)
   key.key_prefix = raw_key:sub(1, 7)
   S.keys[key.id] = key
+  S.keys_by_hash[key.key_hash] = key
+end
+
+-- The stored key whose hash this is: not a deleted key (gone from S.keys),
+-- nor a rotated one's old hash.
+function S.key_for_hash(hash)
+  local key = S.keys_by_hash[hash]
+  if key and S.keys[key.id] == key and key.key_hash == hash then return key end
+  if key then S.keys_by_hash[hash] = nil end
 end
 
 -- Account deletion: the tenant and every row that names it or its users.
@@ -154,7 +164,7 @@ function S.reset()
   S.clock_offset = 0
   S.config = { rate_limit = launch_config.rate_limit, rate_limit_scale = launch_config.rate_limit_scale,
                rate_limit_window = 60 }
-  S.tenants, S.users, S.users_by_email, S.keys = {}, {}, {}, {}
+  S.tenants, S.users, S.users_by_email, S.keys, S.keys_by_hash = {}, {}, {}, {}, {}
   S.sessions = {}        -- login session id -> { user_id, revoked }
   S.refresh_tokens = {}  -- raw refresh token -> { session_id, spent, expires }
   S.revoked_jti = {}
