@@ -4,6 +4,7 @@
 --   session  one client: 10 x (GET usage, POST api-keys, PATCH settings)
 --   agency   50 tenant clients x 2 rounds of admin.batch at concurrency 8
 --   batch    one client: c:batch of 32 GETs at concurrency 16
+--   batch-warm  the same after one call (untimed) has met the server
 -- Clients are made before the clock starts; connections are opened inside.
 -- Also a module: bench/wan_ngx.lua runs the same workloads inside nginx
 -- (cosocket transport, batches on light threads) through prepare().
@@ -49,8 +50,9 @@ function M.prepare(workload, url, ca, run_id, http_version)
         check_batch(admin.batch(calls, {concurrency = 8}), 50)
       end
     end
-  elseif workload == "batch" then
+  elseif workload == "batch" or workload == "batch-warm" then
     local c = client()
+    if workload == "batch-warm" then ok(c.usage:current()) end
     return function()
       local calls = {}
       for i = 1, 32 do calls[i] = {"usage.current"} end

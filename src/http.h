@@ -1,6 +1,6 @@
-/* Layer 3. The libcurl transport, blocking (one easy handle) and
- * non-blocking (a pool of easy handles), all on one loop's multi handle
- * (loop.h). It knows requests (layer 2), never the client: options and the
+/* Layer 3. The libcurl transport, blocking and non-blocking, on one loop's
+ * multi handle (loop.h), with easy handles and buffers from a pool that the
+ * loop keeps for all its clients: a client's handle holds only options. It knows requests (layer 2), never the client: options and the
  * credential come in as parameters. No Lua: results come back as http_result
  * for the client to push. */
 #ifndef MOLTFLOW_HTTP_H
@@ -22,9 +22,9 @@ typedef struct {
   const char *user_agent, *ca_file, *proxy;
 } http_options;
 
-/* What a transfer ended with. The pointers are the transfer's and stay valid
- * until the next call on the same http handle; http_result_clear wipes the
- * body (it may hold tokens or a raw key). */
+/* What a transfer ended with. The pointers are the transfer's, which stays
+ * out of the loop's pool until moltflow_http_result_clear: call it once the
+ * result was read (it wipes the body, which may hold tokens or a raw key). */
 typedef struct {
   long status;              /* the HTTP status when kind is NULL */
   const char *headers, *body;
@@ -32,7 +32,7 @@ typedef struct {
   const char *kind;         /* NULL for an HTTP answer, else "network", "timeout", "too_large" */
   const char *message;      /* with kind */
   int connect_failed;       /* certainly never reached the server: safe to retry */
-  buffer *body_buffer;
+  void *transfer;           /* held until cleared; NULL when none ran */
 } http_result;
 
 void moltflow_http_global_init(void);

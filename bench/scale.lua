@@ -1,0 +1,213 @@
+-- make bench-scale: agency scale (issue 26). N tenant clients with one key
+-- each (N = 100, 1,000, 10,000), one call each through `admin.batch` at
+-- concurrency 64, TLS through bench/delay_proxy.lua (25 ms each way) to a
+-- local nginx (spec/support/tls_nginx.lua) in front of the emulator (rate
+-- limits off, the tenants seeded by POST /_emulator/tenants). Beside it, the
+-- 32-call batch of the WAN bench (bench/wan_sdk.lua batch) against an
+-- HTTP/2 server and an HTTP/1.1-only one, with default settings, once in a
+-- fresh process and once after a first batch on the same loop.
+--   lua5.4 bench/scale.lua            (from the checkout; needs lua-luv, gnuplot)
+--   BENCH_SCALE_N      tenant counts ("100 1000 10000")
+--   BENCH_SCALE_REPS   runs of each 32-call batch; the median counts (3)
+--   BENCH_WAN_DELAY    one-way delay in ms (25)
+--   BENCH_SCALE_SPLICE 0: leave BENCHMARKS.md alone
+-- Writes build/bench/scale.md, scale.dat, bench/scale.png, and the section
+-- "## Agency scale" of BENCHMARKS.md.
+package.path = "./?.lua;" .. package.path
+local uv = require "luv"
+local proc = require "spec.support.process"
+local emu = require "spec.support.emulator"
+local tls_nginx = require "spec.support.tls_nginx"
+local delay_proxy = require "spec.support.delay_proxy"
+
+local COUNTS = {}
+for v in (os.getenv("BENCH_SCALE_N") or "100 1000 10000"):gmatch("%d+") do COUNTS[#COUNTS + 1] = tonumber(v) end
+local REPS = tonumber(os.getenv("BENCH_SCALE_REPS") or "3")
+local DELAY = tonumber(os.getenv("BENCH_WAN_DELAY") or "25")
+local RTT = 2 * DELAY / 1000
+local CONCURRENCY = 64
+local root = assert(io.popen("pwd")):read("*l")
+local out_dir = "build/bench"
+os.execute("mkdir -p " .. out_dir)
+local LUA_PATH = ("%s/lua/?.lua;%s/lua/?/init.lua;;"):format(root, root)
+local SDK = ("LUA_PATH=%s LUA_CPATH=%s lua5.4"):format(proc.quote(LUA_PATH), proc.quote(root .. "/build/5.4/?.so;;"))
+
+local function now() return uv.hrtime() / 1e9 end
+local function kb(kib) return kib * 1.024 end -- KiB -> kB (the targets are in kB)
+
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>" .. out_dir .. "/scale-stderr.txt"))
+  local output = p:read("*a")
+  if not p:close() then
+    error(("failed: %s\n%s%s"):format(cmd, output, proc.slurp(out_dir .. "/scale-stderr.txt")))
+  end
+  local v = {}
+  for k, x in output:gmatch("(%S+) ([%d.]+)") do v[k] = tonumber(x) end
+  return v
+end
+
+if not delay_proxy.available() then error("bench-scale needs lua-luv for " .. delay_proxy.lua) end
+emu.start{rate_limit_scale = 1000}
+assert(select(2, emu.control("POST", "config", {rate_limit = false})) == 200)
+local max_n = math.max(table.unpack(COUNTS))
+local tenants, status = emu.control("POST", "tenants", {count = max_n})
+assert(status == 201, "could not seed the tenants")
+local secrets_dir = proc.tmpdir()
+local keys_file = secrets_dir .. "/keys"
+do
+  local lines = {}
+  for i, t in ipairs(tenants) do lines[i] = t.api_key end
+  os.execute("umask 077; : > " .. proc.quote(keys_file))
+  local f = assert(io.open(keys_file, "w"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+end
+tenants = nil
+
+local servers = {
+  h2 = {label = "HTTP/2 offered", server = tls_nginx.start{upstream = emu.url, http2 = true}},
+  h1 = {label = "HTTP/1.1 only", server = tls_nginx.start{upstream = emu.url}},
+}
+local scale_rows, batch_rows, dat = {}, {}, {}
+local ok, err = pcall(function()
+  for _, sv in pairs(servers) do
+    sv.proxy = delay_proxy.start{target = sv.server.port, delay_ms = DELAY}
+    sv.url = ("https://127.0.0.1:%d/api/v2"):format(sv.proxy.port)
+  end
+  local h2 = servers.h2
+  for _, n in ipairs(COUNTS) do
+    local mark = h2.server:mark()
+    local v = run(("%s bench/scale_sdk.lua %d %s %s %s %d"):format(SDK, n, h2.url, proc.quote(h2.server.ca),
+                                                                proc.quote(keys_file), CONCURRENCY))
+    local s = h2.server:summary(mark, n)
+    local floor = (2 + math.ceil(n / CONCURRENCY)) * RTT
+    local row = {n = n, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
+                 rss_idle = kb(v.rss_idle_kib - v.rss_base_kib) / n, rss_after = kb(v.rss_after_kib - v.rss_base_kib) / n,
+                 heap_idle = kb(v.heap_idle_kib - v.heap_base_kib) / n,
+                 heap_after = kb(v.heap_after_kib - v.heap_base_kib) / n,
+                 rss_total = kb(v.rss_after_kib) / 1000, protocols = s.protocols}
+    scale_rows[#scale_rows + 1] = row
+    io.stderr:write(("  %6d tenants: %.3f s (floor %.2f, %.2f x)  %d conn  RSS/client %.1f / %.1f kB  " ..
+                     "heap/client %.1f / %.1f kB  RSS %.1f MB\n")
+      :format(n, row.wall, floor, row.wall / floor, row.connections, row.rss_idle, row.rss_after,
+              row.heap_idle, row.heap_after, row.rss_total))
+    dat[#dat + 1] = ("%d %.4f %.4f %.3f %.3f %.3f %.3f %.2f"):format(n, row.wall, floor, row.rss_idle,
+      row.rss_after, row.heap_idle, row.heap_after, row.rss_total)
+  end
+  -- the 32-call batch: `cold` is the first batch of a process, `warm` a
+  -- second one on the same loop after the connections of the first closed
+  for _, key in ipairs({"h2", "h1"}) do
+    local sv = servers[key]
+    for _, mode in ipairs({"batch", "batch-warm"}) do
+      local samples = {}
+      for _ = 1, REPS do
+        local mark = sv.server:mark()
+        local v = run(("%s bench/wan_sdk.lua %s %s %s"):format(SDK, mode, sv.url, proc.quote(sv.server.ca)))
+        local s = sv.server:summary(mark, mode == "batch" and 32 or 33)
+        samples[#samples + 1] = {wall = v.wall_s, connections = s.connections, full = s.full}
+      end
+      table.sort(samples, function(a, b) return a.wall < b.wall end)
+      local m = samples[math.floor((#samples + 1) / 2)]
+      m.server, m.mode, m.floor = sv.label, mode, 4 * RTT
+      batch_rows[#batch_rows + 1] = m
+      io.stderr:write(("  batch of 32, %-14s %-10s %.3f s (%.2f x)  %d conn\n")
+        :format(sv.label, mode, m.wall, m.wall / m.floor, m.connections))
+    end
+  end
+end)
+for _, sv in pairs(servers) do
+  if sv.proxy then sv.proxy:stop() end
+  sv.server:stop()
+end
+os.execute("rm -rf " .. proc.quote(secrets_dir))
+if not ok then error(err, 0) end
+
+local function verdict(good) return good and "met" or "**missed**" end
+local load = io.open("/proc/loadavg"):read("*l"):match("^(%S+ %S+ %S+)")
+local md = {
+  "## Agency scale: tenants × 1 call at concurrency 64, TLS at 50 ms", "",
+  ("Generated by `make bench-scale` (bench/scale.lua, bench/scale_sdk.lua), run %s, load %s. " ..
+   "N tenant clients (Lua 5.4, the default loop), one API key each, one `usage.current` each through " ..
+   "`admin.batch` at concurrency %d, over TLS 1.3 through bench/delay_proxy.lua (%d ms each way) to a " ..
+   "local nginx offering HTTP/2, in front of the emulator (rate limits off; tenants seeded by " ..
+   "`POST /_emulator/tenants`). The floor is one TCP and one TLS round trip plus ceil(N/%d) waves of " ..
+   "one round trip. Memory per client is (measure − base) / N: RSS from /proc/self/statm, the Lua " ..
+   "heap after a full collection; base is the SDK loaded with its default loop and the keys read; " ..
+   "idle is after N `admin.new`, after calls once every answer came back and the results were " ..
+   "dropped (clients kept). Connections are nginx's distinct `$connection`s.")
+    :format(os.date("!%Y-%m-%d %H:%M UTC"), load, CONCURRENCY, DELAY, CONCURRENCY), "",
+  "| tenants | time s | floor s | × floor | connections | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
+  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+}
+for _, r in ipairs(scale_rows) do
+  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
+    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.rss_idle, r.rss_after, r.heap_idle, r.heap_after,
+    r.rss_total)
+end
+md[#md + 1] = ""
+md[#md + 1] = "![time and memory against tenants](bench/scale.png)"
+md[#md + 1] = ""
+md[#md + 1] = ("The 32-call batch (`c:batch` of 32 GETs at concurrency 16, bench/wan_sdk.lua), default " ..
+  "settings, median of %d fresh processes. *first* is the first batch of a process; *later* a second " ..
+  "batch in the same process, after its connections were closed (the loop remembers what the host " ..
+  "speaks). Floor: TCP + TLS + 2 waves = %.2f s."):format(REPS, 4 * RTT)
+md[#md + 1] = ""
+md[#md + 1] = "| server | batch | time s | × floor | connections |"
+md[#md + 1] = "| --- | --- | ---: | ---: | ---: |"
+for _, b in ipairs(batch_rows) do
+  md[#md + 1] = ("| %s | %s | %.2f | %.2f | %d |"):format(b.server, b.mode == "batch" and "first" or "later",
+    b.wall, b.wall / b.floor, b.connections)
+end
+md[#md + 1] = ""
+md[#md + 1] = "### Scale targets (issue 26), this run"
+md[#md + 1] = ""
+md[#md + 1] = "| target | measured | wanted | |"
+md[#md + 1] = "| --- | ---: | ---: | --- |"
+local function target(name, measured, wanted, good)
+  md[#md + 1] = ("| %s | %s | %s | %s |"):format(name, measured, wanted, verdict(good))
+end
+local biggest = scale_rows[#scale_rows]
+for _, r in ipairs(scale_rows) do
+  target(("idle client, RSS (%d tenants)"):format(r.n), ("%.1f kB"):format(r.rss_idle), "≤ 4 kB", r.rss_idle <= 4)
+  target(("client after its call, RSS (%d tenants)"):format(r.n), ("%.1f kB"):format(r.rss_after), "≤ 8 kB",
+         r.rss_after <= 8)
+end
+target(("%d tenants, RSS in all"):format(biggest.n), ("%.1f MB"):format(biggest.rss_total), "< 100 MB",
+       biggest.rss_total < 100)
+target(("%d tenants × 1 call, time"):format(biggest.n), ("%.2f × floor"):format(biggest.wall / biggest.floor),
+       "≤ 1.10 × floor", biggest.wall / biggest.floor <= 1.10)
+target(("%d tenants × 1 call, connections (HTTP/2)"):format(biggest.n), tostring(biggest.connections), "1",
+       biggest.connections == 1)
+for _, b in ipairs(batch_rows) do
+  target(("32-call batch, %s, %s batch"):format(b.server, b.mode == "batch" and "first" or "later"),
+         ("%.2f × floor"):format(b.wall / b.floor), "≤ 1.10 × floor", b.wall / b.floor <= 1.10)
+end
+
+local f = assert(io.open(out_dir .. "/scale.md", "w"))
+f:write(table.concat(md, "\n"), "\n")
+f:close()
+f = assert(io.open(out_dir .. "/scale.dat", "w"))
+f:write("# tenants wall_s floor_s rss_idle_kB rss_after_kB heap_idle_kB heap_after_kB rss_total_MB\n")
+f:write(table.concat(dat, "\n"), "\n")
+f:close()
+assert(proc.sh(("gnuplot -e %s bench/scale.gp"):format(proc.quote(
+  ("datafile='%s/scale.dat'; outfile='bench/scale.png'"):format(out_dir)))), "gnuplot failed")
+io.stdout:write(table.concat(md, "\n"), "\n")
+
+-- BENCHMARKS.md: this section replaces the one before it (up to the next "## ")
+if os.getenv("BENCH_SCALE_SPLICE") ~= "0" then
+  local text = proc.slurp("BENCHMARKS.md")
+  local section = table.concat(md, "\n") .. "\n"
+  local commentary = proc.slurp("bench/scale-commentary.md")
+  if commentary ~= "" then section = section .. "\n" .. commentary end
+  local head, rest = text:match("^(.-)## Agency scale[^\n]*\n.-\n(## .*)$")
+  if not head then head, rest = text:match("^(.-)## Agency scale.*$"), "" end
+  if head then
+    text = head .. section .. (rest ~= "" and "\n" .. rest or "")
+  else
+    text = text .. "\n" .. section
+  end
+  f = assert(io.open("BENCHMARKS.md", "w"))
+  f:write(text)
+  f:close()
+end
