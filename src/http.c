@@ -582,6 +582,16 @@ int moltflow_http_running(const http *h) {
   return n;
 }
 
+void moltflow_http_pool_stats(const moltflow_loop *lp, http_pool_stats *out) {
+  const http_pool *p = moltflow_loop_pool(lp);
+  memset(out, 0, sizeof *out);
+  if (!p) return;
+  out->transfers = p->n;
+  for (int i = 0; i < p->n; i++) out->in_use += !is_free(p->all[i]);
+  out->nhttp1 = p->nh1;
+  out->http1_origins = (const char *const *)p->h1_origins;
+}
+
 /* Stops h's requests; its credential leaves the header lists of the pool. */
 void moltflow_http_free(http *h) {
   if (!h) return;

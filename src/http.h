@@ -56,6 +56,14 @@ int moltflow_http_finish(http *h, request *r, http_result *out);
 /* Stops r and frees its transfer: 0, or -1 when r does not run on h. */
 int moltflow_http_cancel(http *h, request *r);
 int moltflow_http_running(const http *h);
+/* The loop's pool, for diagnostics: how many transfers it holds, how many
+ * of them are in use, and the https origins it knows to speak HTTP/1.1 only
+ * (*origins: valid until the next call on the loop). */
+typedef struct {
+  int transfers, in_use, nhttp1;
+  const char *const *http1_origins;
+} http_pool_stats;
+void moltflow_http_pool_stats(const moltflow_loop *lp, http_pool_stats *out);
 void moltflow_http_result_clear(http_result *res);
 
 #endif
