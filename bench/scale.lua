@@ -35,35 +35,6 @@ local SDK = ("LUA_PATH=%s LUA_CPATH=%s lua5.4"):format(proc.quote(LUA_PATH), pro
 local function now() return uv.hrtime() / 1e9 end
 local function kb(kib) return kib * 1.024 end -- KiB -> kB (the targets are in kB)
 
--- curl, the reference client: the same N calls, one key each, in one
--- `--parallel --parallel-max 64` invocation (HTTP/2 by ALPN, PIPEWAIT as
--- curl does by default); timed around the process.
-local function curl_calls(n, url, ca)
-  local lines = {}
-  local keys = assert(io.open(keys_file))
-  for _ = 1, n do
-    lines[#lines + 1] = ('url = "%s/usage/current"\ncacert = "%s"\noutput = "/dev/null"\n' ..
-                         'write-out = "%%{http_code}\\n"\nheader = "X-API-Key: %s"\n' ..
-                         'header = "Accept: application/json"\nnext'):format(url, ca, keys:read("*l"))
-  end
-  keys:close()
-  lines[#lines] = lines[#lines]:gsub("\nnext$", "")
-  local cfg = secrets_dir .. "/curl.cfg"
-  local f = assert(io.open(cfg, "w"))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
-  local t0 = now()
-  local p = assert(io.popen(("curl -s --no-progress-meter --parallel --parallel-max %d -K %s")
-    :format(CONCURRENCY, proc.quote(cfg))))
-  local out = p:read("*a")
-  assert(p:close(), "curl failed")
-  local wall = now() - t0
-  local good = select(2, out:gsub("200\n", ""))
-  assert(good == n, ("curl: %d of %d calls answered 200"):format(good, n))
-  os.remove(cfg)
-  return wall
-end
-
 local function run(cmd)
   local p = assert(io.popen(cmd .. " 2>" .. out_dir .. "/scale-stderr.txt"))
   local output = p:read("*a")
@@ -93,6 +64,35 @@ do
 end
 tenants = nil
 
+-- curl, the reference client: the same N calls, one key each, in one
+-- `--parallel --parallel-max 64` invocation (HTTP/2 by ALPN, PIPEWAIT as
+-- curl does by default); timed around the process.
+local function curl_calls(n, url, ca)
+  local lines = {}
+  local keys = assert(io.open(keys_file))
+  for _ = 1, n do
+    lines[#lines + 1] = ('url = "%s/usage/current"\ncacert = "%s"\noutput = "/dev/null"\n' ..
+                         'write-out = "%%{http_code}\\n"\nheader = "X-API-Key: %s"\n' ..
+                         'header = "Accept: application/json"\nnext'):format(url, ca, keys:read("*l"))
+  end
+  keys:close()
+  lines[#lines] = lines[#lines]:gsub("\nnext$", "")
+  local cfg = secrets_dir .. "/curl.cfg"
+  local f = assert(io.open(cfg, "w"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  local t0 = now()
+  local p = assert(io.popen(("curl -s --no-progress-meter --parallel --parallel-max %d -K %s")
+    :format(CONCURRENCY, proc.quote(cfg))))
+  local out = p:read("*a")
+  assert(p:close(), "curl failed")
+  local wall = now() - t0
+  local good = select(2, out:gsub("200\n", ""))
+  assert(good == n, ("curl: %d of %d calls answered 200"):format(good, n))
+  os.remove(cfg)
+  return wall
+end
+
 local servers = {
   h2 = {label = "HTTP/2 offered", server = tls_nginx.start{upstream = emu.url, http2 = true}},
   h1 = {label = "HTTP/1.1 only", server = tls_nginx.start{upstream = emu.url}},
@@ -113,16 +113,16 @@ local ok, err = pcall(function()
     mark = h2.server:mark()
     local curl_wall = curl_calls(n, h2.url, h2.server.ca)
     local curl_conns = h2.server:summary(mark, n).connections
-    local row = {n = n, curl_wall = curl_wall, curl_conns = curl_conns, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
+    local row = {n = n, curl_wall = curl_wall, curl_conns = curl_conns, cpu_us = v.cpu_s / n * 1e6, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
                  rss_idle = kb(v.rss_idle_kib - v.rss_base_kib) / n, rss_after = kb(v.rss_after_kib - v.rss_base_kib) / n,
                  heap_idle = kb(v.heap_idle_kib - v.heap_base_kib) / n,
                  heap_after = kb(v.heap_after_kib - v.heap_base_kib) / n,
                  rss_total = kb(v.rss_after_kib) / 1000, protocols = s.protocols}
     scale_rows[#scale_rows + 1] = row
     io.stderr:write(("  %6d tenants: %.3f s (floor %.2f, %.2f x)  %d conn  RSS/client %.1f / %.1f kB  " ..
-                     "heap/client %.1f / %.1f kB  RSS %.1f MB  curl %.3f s (%.2f x) %d conn\n")
+                     "heap/client %.1f / %.1f kB  RSS %.1f MB  curl %.3f s (%.2f x) %d conn  CPU %.0f us/call\n")
       :format(n, row.wall, floor, row.wall / floor, row.connections, row.rss_idle, row.rss_after,
-              row.heap_idle, row.heap_after, row.rss_total, curl_wall, curl_wall / floor, curl_conns))
+              row.heap_idle, row.heap_after, row.rss_total, curl_wall, curl_wall / floor, curl_conns, row.cpu_us))
     dat[#dat + 1] = ("%d %.4f %.4f %.3f %.3f %.3f %.3f %.2f %.4f"):format(n, row.wall, floor, row.rss_idle,
       row.rss_after, row.heap_idle, row.heap_after, row.rss_total, curl_wall)
   end
@@ -168,12 +168,12 @@ local md = {
    "idle is after N `admin.new`, after calls once every answer came back and the results were " ..
    "dropped (clients kept). Connections are nginx's distinct `$connection`s.")
     :format(os.date("!%Y-%m-%d %H:%M UTC"), load, CONCURRENCY, DELAY, CONCURRENCY), "",
-  "| tenants | time s | floor s | × floor | connections | curl, same calls: s (× floor, connections) | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
-  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  "| tenants | time s | floor s | × floor | connections | client CPU per call | curl, same calls: s (× floor, connections) | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
+  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 }
 for _, r in ipairs(scale_rows) do
-  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.2f (%.2f, %d) | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
-    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.curl_wall, r.curl_wall / r.floor, r.curl_conns,
+  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.0f µs | %.2f (%.2f, %d) | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
+    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.cpu_us, r.curl_wall, r.curl_wall / r.floor, r.curl_conns,
     r.rss_idle, r.rss_after, r.heap_idle, r.heap_after, r.rss_total)
 end
 md[#md + 1] = ""

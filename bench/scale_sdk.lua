@@ -1,6 +1,6 @@
 -- The SDK side of `make bench-scale` (bench/scale.lua): N tenant clients, one
 -- key each, one call each through `admin.batch` at concurrency 64. Prints
--- "key value" lines: wall_s, and RSS (KiB, /proc/self/statm) and Lua heap
+-- "key value" lines: wall_s, cpu_s (its CPU time during the batch), and RSS (KiB, /proc/self/statm) and Lua heap
 -- (KiB, after a full collection) at three points: base (the SDK loaded, the
 -- keys read), idle (N clients made, no call yet) and after (every call
 -- answered, the results dropped, the clients kept).
@@ -45,14 +45,15 @@ measure("idle")
 
 local calls = {}
 for i, c in ipairs(clients) do calls[i] = {c, "usage.current"} end
-local t0 = core.monotime()
+local t0, cpu0 = core.monotime(), os.clock()
 local results = admin.batch(calls, {concurrency = concurrency})
-local wall = core.monotime() - t0
+local wall, cpu = core.monotime() - t0, os.clock() - cpu0
 assert(#results == n, "batch: missing results")
 for _, r in ipairs(results) do
   if r[1] == nil then error(tostring(r[2])) end
 end
 print(("wall_s %.4f"):format(wall))
+print(("cpu_s %.4f"):format(cpu)) -- this process's user + system time during the batch
 results, calls = nil, nil
 measure("after")
 assert(#clients == n) -- the clients stay alive through the last measurement
