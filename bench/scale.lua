@@ -82,20 +82,27 @@ local function curl_calls(n, url, ca)
   f:write(table.concat(lines, "\n"), "\n")
   f:close()
   local t0 = now()
-  local p = assert(io.popen(("curl -s --no-progress-meter --parallel --parallel-max %d -K %s")
-    :format(CONCURRENCY, proc.quote(cfg))))
+  -- bash's `times`: the CPU time of its children (curl), user then system
+  local p = assert(io.popen(("bash -c %s"):format(proc.quote(
+    ("curl -s --no-progress-meter --parallel --parallel-max %d -K %s; times"):format(CONCURRENCY, proc.quote(cfg))))))
   local out = p:read("*a")
   assert(p:close(), "curl failed")
   local wall = now() - t0
   local good = select(2, out:gsub("200\n", ""))
   assert(good == n, ("curl: %d of %d calls answered 200"):format(good, n))
+  local cpu = 0
+  local children = out:match("[^\n]+\n([^\n]+)\n?$")
+  for m, sec in children:gmatch("(%d+)m([%d.]+)s") do cpu = cpu + tonumber(m) * 60 + tonumber(sec) end
   os.remove(cfg)
-  return wall
+  return wall, cpu
 end
 
 local servers = {
-  h2 = {label = "HTTP/2 offered", server = tls_nginx.start{upstream = emu.url, http2 = true}},
-  h1 = {label = "HTTP/1.1 only", server = tls_nginx.start{upstream = emu.url}},
+  -- nginx closes a connection after keepalive_requests (1000 by default):
+  -- raised, so that 10,000 calls can share one
+  h2 = {label = "HTTP/2 offered", server = tls_nginx.start{upstream = emu.url, http2 = true,
+                                                          keepalive_requests = 100000}},
+  h1 = {label = "HTTP/1.1 only", server = tls_nginx.start{upstream = emu.url, keepalive_requests = 100000}},
 }
 local scale_rows, batch_rows, dat = {}, {}, {}
 local ok, err = pcall(function()
@@ -111,18 +118,19 @@ local ok, err = pcall(function()
     local s = h2.server:summary(mark, n)
     local floor = (2 + math.ceil(n / CONCURRENCY)) * RTT
     mark = h2.server:mark()
-    local curl_wall = curl_calls(n, h2.url, h2.server.ca)
+    local curl_wall, curl_cpu = curl_calls(n, h2.url, h2.server.ca)
     local curl_conns = h2.server:summary(mark, n).connections
-    local row = {n = n, curl_wall = curl_wall, curl_conns = curl_conns, cpu_us = v.cpu_s / n * 1e6, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
+    local row = {n = n, curl_wall = curl_wall, curl_conns = curl_conns, cpu_us = v.cpu_s / n * 1e6, curl_cpu_us = curl_cpu / n * 1e6, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
                  rss_idle = kb(v.rss_idle_kib - v.rss_base_kib) / n, rss_after = kb(v.rss_after_kib - v.rss_base_kib) / n,
                  heap_idle = kb(v.heap_idle_kib - v.heap_base_kib) / n,
                  heap_after = kb(v.heap_after_kib - v.heap_base_kib) / n,
-                 rss_total = kb(v.rss_after_kib) / 1000, protocols = s.protocols}
+                 rss_total = kb(v.rss_after_kib) / 1000, protocols = s.protocols,
+                 raw_idle = kb(v.rss_idle_kib), raw_after = kb(v.rss_after_kib)}
     scale_rows[#scale_rows + 1] = row
     io.stderr:write(("  %6d tenants: %.3f s (floor %.2f, %.2f x)  %d conn  RSS/client %.1f / %.1f kB  " ..
-                     "heap/client %.1f / %.1f kB  RSS %.1f MB  curl %.3f s (%.2f x) %d conn  CPU %.0f us/call\n")
+                     "heap/client %.1f / %.1f kB  RSS %.1f MB  curl %.3f s (%.2f x) %d conn  CPU %.0f us/call (curl %.0f)\n")
       :format(n, row.wall, floor, row.wall / floor, row.connections, row.rss_idle, row.rss_after,
-              row.heap_idle, row.heap_after, row.rss_total, curl_wall, curl_wall / floor, curl_conns, row.cpu_us))
+              row.heap_idle, row.heap_after, row.rss_total, curl_wall, curl_wall / floor, curl_conns, row.cpu_us, row.curl_cpu_us))
     dat[#dat + 1] = ("%d %.4f %.4f %.3f %.3f %.3f %.3f %.2f %.4f"):format(n, row.wall, floor, row.rss_idle,
       row.rss_after, row.heap_idle, row.heap_after, row.rss_total, curl_wall)
   end
@@ -168,13 +176,20 @@ local md = {
    "idle is after N `admin.new`, after calls once every answer came back and the results were " ..
    "dropped (clients kept). Connections are nginx's distinct `$connection`s.")
     :format(os.date("!%Y-%m-%d %H:%M UTC"), load, CONCURRENCY, DELAY, CONCURRENCY), "",
-  "| tenants | time s | floor s | × floor | connections | client CPU per call | curl, same calls: s (× floor, connections) | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
-  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  "| tenants | time s | floor s | × floor | connections | client CPU per call | curl, same calls: s (× floor, connections) | curl's CPU per call | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
+  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 }
 for _, r in ipairs(scale_rows) do
-  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.0f µs | %.2f (%.2f, %d) | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
-    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.cpu_us, r.curl_wall, r.curl_wall / r.floor, r.curl_conns,
+  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.0f µs | %.2f (%.2f, %d) | %.0f µs | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
+    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.cpu_us, r.curl_wall, r.curl_wall / r.floor, r.curl_conns, r.curl_cpu_us,
     r.rss_idle, r.rss_after, r.heap_idle, r.heap_after, r.rss_total)
+end
+if #scale_rows >= 2 then
+  local a, b = scale_rows[#scale_rows - 1], scale_rows[#scale_rows]
+  md[#md + 1] = ""
+  md[#md + 1] = ("Each client more, from %d to %d tenants (what a client adds, the loop's shared pool of " ..
+    "transfers left out): RSS %.1f kB idle, %.1f kB after its call."):format(a.n, b.n,
+    (b.raw_idle - a.raw_idle) / (b.n - a.n), (b.raw_after - a.raw_after) / (b.n - a.n))
 end
 md[#md + 1] = ""
 md[#md + 1] = "![time and memory against tenants](bench/scale.png)"
