@@ -16,7 +16,8 @@
 package.path = "./?.lua;" .. package.path
 local uv = require "luv"
 local proc = require "spec.support.process"
-local emu = require "spec.support.emulator"
+local http = require "spec.support.http"
+local dkjson = require "dkjson"
 local tls_nginx = require "spec.support.tls_nginx"
 local delay_proxy = require "spec.support.delay_proxy"
 
@@ -47,12 +48,39 @@ local function run(cmd)
 end
 
 if not delay_proxy.available() then error("bench-scale needs lua-luv for " .. delay_proxy.lua) end
-emu.start{rate_limit_scale = 1000}
-assert(select(2, emu.control("POST", "config", {rate_limit = false})) == 200)
-local max_n = math.max(table.unpack(COUNTS))
-local tenants, status = emu.control("POST", "tenants", {count = max_n})
-assert(status == 201, "could not seed the tenants")
+
+-- The emulator, rate limits off, in a private prefix (its nginx.pid: the one
+-- process that serves, master_process off)
 local secrets_dir = proc.tmpdir()
+local emu_prefix = secrets_dir .. "/emulator"
+assert(proc.sh("mkdir -m 700 " .. proc.quote(emu_prefix)))
+local emu_url = assert(io.popen(("bin/moltflow-emulator --daemon --port 0 --prefix %s --no-rate-limit --quiet")
+  :format(proc.quote(emu_prefix)))):read("*l")
+assert(emu_url and emu_url:match("^http://"), "the emulator did not start")
+local emu_pid = tonumber(proc.slurp(emu_prefix .. "/nginx.pid"):match("%d+"))
+local function stop_emulator()
+  os.execute(("bin/moltflow-emulator --stop --prefix %s --quiet"):format(proc.quote(emu_prefix)))
+end
+local function control(method, path, body)
+  local res = assert(http.request{method = method, url = emu_url:gsub("/api/v2$", "") .. "/_emulator/" .. path,
+    headers = {["Content-Type"] = "application/json",
+               ["X-Emulator-Token"] = proc.slurp(emu_prefix .. "/control-token"):match("%S+")},
+    body = body and dkjson.encode(body) or nil})
+  return dkjson.decode(res.body), res.status
+end
+
+-- CPU seconds (user + system) a process has used so far
+local TICKS = tonumber(assert(io.popen("getconf CLK_TCK")):read("*l")) or 100
+local function cpu_of(pid)
+  local stat = proc.slurp("/proc/" .. pid .. "/stat"):match("%) (.*)$") or ""
+  local fields = {}
+  for f in stat:gmatch("%S+") do fields[#fields + 1] = f end
+  return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / TICKS
+end
+
+local max_n = math.max(table.unpack(COUNTS))
+local tenants, status = control("POST", "tenants", {count = max_n})
+assert(status == 201, "could not seed the tenants")
 local keys_file = secrets_dir .. "/keys"
 do
   local lines = {}
@@ -100,10 +128,10 @@ end
 local servers = {
   -- nginx closes a connection after keepalive_requests (1000 by default):
   -- raised, so that 10,000 calls can share one
-  h2 = {label = "HTTP/2 offered", server = tls_nginx.start{upstream = emu.url, http2 = true,
+  h2 = {label = "HTTP/2 offered", server = tls_nginx.start{upstream = emu_url, http2 = true,
                                                           keepalive_requests = 100000, keepalive_timeout = "1s"}},
   -- idle connections closed after 1 s: the later batch finds none open
-  h1 = {label = "HTTP/1.1 only", server = tls_nginx.start{upstream = emu.url, keepalive_requests = 100000,
+  h1 = {label = "HTTP/1.1 only", server = tls_nginx.start{upstream = emu_url, keepalive_requests = 100000,
                                                          keepalive_timeout = "1s"}},
 }
 local scale_rows, batch_rows, dat = {}, {}, {}
@@ -113,16 +141,19 @@ local ok, err = pcall(function()
     sv.url = ("https://127.0.0.1:%d/api/v2"):format(sv.proxy.port)
   end
   local h2 = servers.h2
+  local function servers_cpu() return cpu_of(emu_pid) + cpu_of(h2.server.pid) + cpu_of(h2.proxy.pid) end
   for _, n in ipairs(COUNTS) do
     local mark = h2.server:mark()
+    local server_cpu0 = servers_cpu()
     local v = run(("%s bench/scale_sdk.lua %d %s %s %s %d"):format(SDK, n, h2.url, proc.quote(h2.server.ca),
                                                                 proc.quote(keys_file), CONCURRENCY))
     local s = h2.server:summary(mark, n)
+    local server_cpu_us = (servers_cpu() - server_cpu0) / n * 1e6
     local floor = (2 + math.ceil(n / CONCURRENCY)) * RTT
     mark = h2.server:mark()
     local curl_wall, curl_cpu = curl_calls(n, h2.url, h2.server.ca)
     local curl_conns = h2.server:summary(mark, n).connections
-    local row = {n = n, curl_wall = curl_wall, curl_conns = curl_conns, cpu_us = v.cpu_s / n * 1e6, curl_cpu_us = curl_cpu / n * 1e6, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
+    local row = {n = n, curl_wall = curl_wall, curl_conns = curl_conns, cpu_us = v.cpu_s / n * 1e6, server_cpu_us = server_cpu_us, curl_cpu_us = curl_cpu / n * 1e6, wall = v.wall_s, floor = floor, connections = s.connections, requests = s.requests,
                  rss_idle = kb(v.rss_idle_kib - v.rss_base_kib) / n, rss_after = kb(v.rss_after_kib - v.rss_base_kib) / n,
                  heap_idle = kb(v.heap_idle_kib - v.heap_base_kib) / n,
                  heap_after = kb(v.heap_after_kib - v.heap_base_kib) / n,
@@ -130,9 +161,9 @@ local ok, err = pcall(function()
                  raw_idle = kb(v.rss_idle_kib), raw_after = kb(v.rss_after_kib)}
     scale_rows[#scale_rows + 1] = row
     io.stderr:write(("  %6d tenants: %.3f s (floor %.2f, %.2f x)  %d conn  RSS/client %.1f / %.1f kB  " ..
-                     "heap/client %.1f / %.1f kB  RSS %.1f MB  curl %.3f s (%.2f x) %d conn  CPU %.0f us/call (curl %.0f)\n")
+                     "heap/client %.1f / %.1f kB  RSS %.1f MB  curl %.3f s (%.2f x) %d conn  CPU %.0f us/call (curl %.0f, servers %.0f)\n")
       :format(n, row.wall, floor, row.wall / floor, row.connections, row.rss_idle, row.rss_after,
-              row.heap_idle, row.heap_after, row.rss_total, curl_wall, curl_wall / floor, curl_conns, row.cpu_us, row.curl_cpu_us))
+              row.heap_idle, row.heap_after, row.rss_total, curl_wall, curl_wall / floor, curl_conns, row.cpu_us, row.curl_cpu_us, row.server_cpu_us))
     dat[#dat + 1] = ("%d %.4f %.4f %.3f %.3f %.3f %.3f %.2f %.4f"):format(n, row.wall, floor, row.rss_idle,
       row.rss_after, row.heap_idle, row.heap_after, row.rss_total, curl_wall)
   end
@@ -161,6 +192,7 @@ for _, sv in pairs(servers) do
   if sv.proxy then sv.proxy:stop() end
   sv.server:stop()
 end
+stop_emulator()
 os.execute("rm -rf " .. proc.quote(secrets_dir))
 if not ok then error(err, 0) end
 
@@ -178,12 +210,12 @@ local md = {
    "idle is after N `admin.new`, after calls once every answer came back and the results were " ..
    "dropped (clients kept). Connections are nginx's distinct `$connection`s.")
     :format(os.date("!%Y-%m-%d %H:%M UTC"), load, CONCURRENCY, DELAY, CONCURRENCY), "",
-  "| tenants | time s | floor s | × floor | connections | client CPU per call | curl, same calls: s (× floor, connections) | curl's CPU per call | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
-  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  "| tenants | time s | floor s | × floor | connections | client CPU per call | curl, same calls: s (× floor, connections) | curl's CPU per call | servers' CPU per call (emulator, TLS nginx, delay proxy) | RSS per client idle | after calls | Lua heap per client idle | after calls | RSS in all |",
+  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 }
 for _, r in ipairs(scale_rows) do
-  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.0f µs | %.2f (%.2f, %d) | %.0f µs | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
-    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.cpu_us, r.curl_wall, r.curl_wall / r.floor, r.curl_conns, r.curl_cpu_us,
+  md[#md + 1] = ("| %d | %.2f | %.2f | %.2f | %d | %.0f µs | %.2f (%.2f, %d) | %.0f µs | %.0f µs | %.1f kB | %.1f kB | %.1f kB | %.1f kB | %.1f MB |"):format(
+    r.n, r.wall, r.floor, r.wall / r.floor, r.connections, r.cpu_us, r.curl_wall, r.curl_wall / r.floor, r.curl_conns, r.curl_cpu_us, r.server_cpu_us,
     r.rss_idle, r.rss_after, r.heap_idle, r.heap_after, r.rss_total)
 end
 if #scale_rows >= 2 then
