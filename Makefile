@@ -10,7 +10,7 @@
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
 #   make bench-scale     agency scale: tenants x 1 call, memory per client (make bench runs it)
-#   make bench-ngx       the SDK inside nginx under wrk: connections, req/s, p99 (build/bench/ngx.md)
+#   make bench-ngx       the SDK inside nginx under wrk: connections, req/s, p99 (make bench runs it)
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
 #                        puts it in BENCHMARKS.md; alone, `lua5.4 bench/report.lua --wan` does)
 #   make mutate          mutation testing: tools/mutants.txt against the Lua 5.4 suite (not part of test)
@@ -197,6 +197,7 @@ bench:
 	$(MAKE) --no-print-directory LUA=luajit
 	$(MAKE) --no-print-directory bench-wan
 	$(MAKE) --no-print-directory bench-scale
+	$(MAKE) --no-print-directory bench-ngx
 	bench/run.sh
 
 # The workloads of issue 12 over TLS through bench/delay_proxy.lua (25 ms each

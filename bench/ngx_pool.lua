@@ -11,7 +11,8 @@
 --   BENCH_NGX_SECONDS  seconds per wrk run (10)
 --   BENCH_NGX_POOLS    the SDK's pool sizes to measure ("16 32 64 128")
 --   BENCH_NGX_BASELINE the baseline's pool size (64)
--- Writes build/bench/ngx.md.
+--   BENCH_NGX_SPLICE   0: leave BENCHMARKS.md alone
+-- Writes build/bench/ngx.md and the section "## nginx" of BENCHMARKS.md.
 package.path = "./?.lua;" .. package.path
 local proc = require "spec.support.process"
 
@@ -231,3 +232,9 @@ local f = assert(io.open(out_dir .. "/ngx.md", "w"))
 f:write(table.concat(md, "\n"), "\n")
 f:close()
 io.stdout:write(table.concat(md, "\n"), "\n")
+-- BENCHMARKS.md: this section (and bench/ngx-commentary.md) replaces the one
+-- there (make bench rewrites the whole file with it through bench/report.lua)
+if os.getenv("BENCH_NGX_SPLICE") ~= "0" then
+  require("bench.splice")("BENCHMARKS.md", "## nginx", table.concat(md, "\n") .. "\n",
+                          proc.slurp("bench/ngx-commentary.md"))
+end

@@ -19,6 +19,21 @@ local function wan_section()
   return table.concat(parts, "\n")
 end
 
+-- A section written by another bench (build/bench/NAME.md) and its
+-- commentary (bench/NAME-commentary.md), or nil when that bench did not run.
+local function bench_section(name)
+  local f = io.open("build/bench/" .. name .. ".md")
+  if not f then return nil end
+  local parts = {f:read("*a")}
+  f:close()
+  local commentary = io.open("bench/" .. name .. "-commentary.md")
+  if commentary then
+    parts[2] = commentary:read("*a")
+    commentary:close()
+  end
+  return table.concat(parts, "\n")
+end
+
 if arg[1] == "--wan" then
   -- from its "## WAN" heading to the next "## " heading
   local f = assert(io.open("BENCHMARKS.md"))
@@ -227,8 +242,11 @@ local md = {
   "![requests per second against concurrency](bench/concurrency.png)",
   "",
 }
--- the WAN section: make bench runs bench/wan.lua first
+-- the WAN, agency-scale and nginx sections: make bench runs bench/wan.lua,
+-- bench/scale.lua and bench/ngx_pool.lua first
 md[#md + 1] = wan_section()
+md[#md + 1] = bench_section("scale")
+md[#md + 1] = bench_section("ngx")
 if commentary then
   md[#md + 1] = commentary:read("*a")
   commentary:close()

@@ -276,20 +276,10 @@ assert(proc.sh(("gnuplot -e %s bench/scale.gp"):format(proc.quote(
   ("datafile='%s/scale.dat'; outfile='bench/scale.png'"):format(out_dir)))), "gnuplot failed")
 io.stdout:write(table.concat(md, "\n"), "\n")
 
--- BENCHMARKS.md: this section replaces the one before it (up to the next "## ")
+-- BENCHMARKS.md: this section (and bench/scale-commentary.md) replaces the
+-- one there, up to the next "## " heading (make bench rewrites the whole file
+-- with it, from build/bench/scale.md, through bench/report.lua)
 if os.getenv("BENCH_SCALE_SPLICE") ~= "0" then
-  local text = proc.slurp("BENCHMARKS.md")
-  local section = table.concat(md, "\n") .. "\n"
-  local commentary = proc.slurp("bench/scale-commentary.md")
-  if commentary ~= "" then section = section .. "\n" .. commentary end
-  local head, rest = text:match("^(.-)## Agency scale[^\n]*\n.-\n(## .*)$")
-  if not head then head, rest = text:match("^(.-)## Agency scale.*$"), "" end
-  if head then
-    text = head .. section .. (rest ~= "" and "\n" .. rest or "")
-  else
-    text = text .. "\n" .. section
-  end
-  f = assert(io.open("BENCHMARKS.md", "w"))
-  f:write(text)
-  f:close()
+  require("bench.splice")("BENCHMARKS.md", "## Agency scale", table.concat(md, "\n") .. "\n",
+                          proc.slurp("bench/scale-commentary.md"))
 end
