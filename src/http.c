@@ -20,6 +20,7 @@ typedef struct {
   CURL *easy;                /* job.easy */
   http_options opts;         /* what the easy handle is set up for; its own copies of the strings */
   int configured;            /* opts applied to the easy handle */
+  int touched;               /* some client's options were set on it: reset before others */
   const http *owner;         /* the handle it runs for (non-blocking or blocking), NULL when free */
   int held;                  /* its result is being read: not free until moltflow_http_result_clear */
   const http *list_owner;    /* whose credential header_list holds */
@@ -174,7 +175,7 @@ static char *copy_string(const char *s) {
 static int apply_options(transfer *t, const http_options *o, moltflow_loop *lp) {
   if (t->configured && same_options(&t->opts, o)) return 0;
   CURL *e = t->easy;
-  if (t->configured) { /* set up before, for other options */
+  if (t->touched) { /* set up before (perhaps halfway), for other options */
     t->configured = 0;
     curl_easy_reset(e);
     if (set_base_options(t, lp)) return -1;
@@ -196,6 +197,7 @@ static int apply_options(transfer *t, const http_options *o, moltflow_loop *lp) 
     return -1;
   }
   t->max_bytes = o->max_response_bytes;
+  t->touched = 1;
   int rc = 0;
   rc |= (int)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
   rc |= (int)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
