@@ -185,19 +185,19 @@ describe("one pool per Lua state, over TLS", function()
       clients[i] = tenant(h2, {loop = loop})
       calls[i] = {clients[i], "usage.current"}
     end
-    assert.equal(0, loop._core:stats().transfers) -- a client holds no transfer of its own
+    assert.equal(0, loop:core_loop():stats().transfers) -- a client holds no transfer of its own
     local mark = h2:mark()
     local results = admin.batch(calls, {concurrency = 8})
     for i = 1, 100 do assert.is_table(results[i][1], tostring(results[i][2])) end
     for i = 1, 20 do assert(clients[i].usage:current()) end -- blocking calls take a free one
-    local stats = loop._core:stats()
+    local stats = loop:core_loop():stats()
     assert.equal(8, stats.transfers)
     assert.equal(0, stats.in_use)
     local s = h2:summary(mark, 120)
     assert.equal(120, s.requests)
     assert.equal(1, s.connections)
     for i = 1, 100 do clients[i]:close() end
-    assert.equal(8, loop._core:stats().transfers) -- the loop keeps them for its next clients
+    assert.equal(8, loop:core_loop():stats().transfers) -- the loop keeps them for its next clients
   end)
 
   it("clients of one loop with other settings each send their own: User-Agent, CA file", function()
@@ -237,19 +237,19 @@ describe("one pool per Lua state, over TLS", function()
 
   it("a loop remembers an https origin that answered with HTTP/1.1, not one that answered with HTTP/2", function()
     local loop = admin.new_loop()
-    assert.same({}, loop._core:stats().http1_origins)
+    assert.same({}, loop:core_loop():stats().http1_origins)
     assert(tenant(h2, {loop = loop}).usage:current())
     assert(tenant(h2, {loop = loop, http_version = "1.1"}).usage:current()) -- chose 1.1 itself
-    assert.same({}, loop._core:stats().http1_origins)
+    assert.same({}, loop:core_loop():stats().http1_origins)
     assert(tenant(h1, {loop = loop}).usage:current())
-    assert.same({h1.origin}, loop._core:stats().http1_origins)
+    assert.same({h1.origin}, loop:core_loop():stats().http1_origins)
     local c = tenant(h1, {loop = loop})
     local calls = {}
     for i = 1, 8 do calls[i] = {c, "usage.current"} end
     local mark = h1:mark()
     for _, r in ipairs(admin.batch(calls, {concurrency = 8})) do assert.is_table(r[1], tostring(r[2])) end
     assert.equal(8, h1:summary(mark, 8).requests)
-    assert.same({h1.origin}, loop._core:stats().http1_origins)
+    assert.same({h1.origin}, loop:core_loop():stats().http1_origins)
   end)
 
   it("http_version and loop are checked before any I/O", function()
