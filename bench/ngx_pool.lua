@@ -13,6 +13,7 @@
 --   BENCH_NGX_BASELINE the baseline's pool size (64)
 --   BENCH_NGX_SPLICE   0: leave BENCHMARKS.md alone
 -- Writes build/bench/ngx.md and the section "## nginx" of BENCHMARKS.md.
+-- luacheck: no max line length (markdown table rows are one line each)
 package.path = "./?.lua;" .. package.path
 local proc = require "spec.support.process"
 

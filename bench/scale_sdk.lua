@@ -54,6 +54,6 @@ for _, r in ipairs(results) do
 end
 print(("wall_s %.4f"):format(wall))
 print(("cpu_s %.4f"):format(cpu)) -- this process's user + system time during the batch
-results, calls = nil, nil
+results, calls = nil, nil -- luacheck: ignore 311 (dropped for the collector)
 measure("after")
 assert(#clients == n) -- the clients stay alive through the last measurement

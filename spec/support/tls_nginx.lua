@@ -121,7 +121,8 @@ http {
 }
 ]]):format(o.emulator and ("load_module %s/ndk_http_module.so;\nload_module %s/ngx_http_lua_module.so;")
              :format(MODULES, MODULES) or "",
-           p, p, LOG_FORMAT, p, p, p, p, p, p, o.keepalive_requests or 1000, o.keepalive_timeout or "75s", lua_http, o.port, o.http2 and " http2" or "", p, p, location)
+           p, p, LOG_FORMAT, p, p, p, p, p, p, o.keepalive_requests or 1000, o.keepalive_timeout or "75s", lua_http,
+           o.port, o.http2 and " http2" or "", p, p, location)
 end
 
 local Server = {}

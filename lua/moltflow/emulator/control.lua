@@ -213,7 +213,8 @@ local function seed_tenants(req)
   for i = 1, count do
     local tid = state.new_id("t_")
     local tenant = { id = tid, name = "tenant " .. i,
-                     settings = { allowed_numbers = json.array(), require_approval = false, ai_consent_enabled = false },
+                     settings = { allowed_numbers = json.array(), require_approval = false,
+                                  ai_consent_enabled = false },
                      usage = { messages_sent = 0, messages_received = 0, leads_detected = 0, sessions = 0,
                                groups = 0, labels = 0, ai_replies_this_month = 0 },
                      subscription = {} }
