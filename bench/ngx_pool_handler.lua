@@ -13,7 +13,7 @@ local client -- one per worker, made on its first request
 
 function M.sdk(api_url, pool_size)
   if not client then
-    client = admin.new{base_url = api_url, api_key = KEY, retry = false}
+    client = admin.new{base_url = api_url, api_key = KEY, retry = false, pool_size = pool_size}
   end
   local v, err = client.billing:subscription()
   if not v then
@@ -30,10 +30,10 @@ function M.plain(api_url, pool_size)
   local host, port, path = api_url:match("^http://([^/:]+):(%d+)(.*)$")
   local sock = ngx.socket.tcp()
   sock:settimeouts(10000, 30000, 30000)
-  local ok, err = sock:connect(host, tonumber(port), {pool = "plain:" .. host .. ":" .. port,
+  local ok = sock:connect(host, tonumber(port), {pool = "plain:" .. host .. ":" .. port,
                                                        pool_size = pool_size})
   if not ok then return ngx.exit(502) end
-  ok, err = sock:send("GET " .. path .. "/billing/subscription HTTP/1.1\r\nHost: " .. host .. ":" .. port ..
+  ok = sock:send("GET " .. path .. "/billing/subscription HTTP/1.1\r\nHost: " .. host .. ":" .. port ..
                       "\r\nAccept: application/json\r\nX-API-Key: " .. KEY .. "\r\n\r\n")
   if not ok then return ngx.exit(502) end
   local head = sock:receiveuntil("\r\n\r\n")()
@@ -44,7 +44,6 @@ function M.plain(api_url, pool_size)
   sock:setkeepalive(60000, pool_size)
   local v = core.json_decode(body)
   ngx.say(v.plan_id)
-  return err
 end
 
 return M

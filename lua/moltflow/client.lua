@@ -39,6 +39,7 @@ local OPTIONS = {
   on_response = "function", on_hook_error = "function", sleep = "function", pace = "boolean|table",
   refresh_skew = "number", token_store = "table", transport = "string|table",
   loop = "table", pool = "boolean", http_version = "string",
+  pool_size = "number", -- inside nginx: connections kept per worker and host (the cosocket transport)
 }
 
 local function check_options(opts)
@@ -135,7 +136,9 @@ end
 --   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
 --   `refresh_skew` (60 s), `token_store`, `transport`, `loop` (default
 --   `admin.loop()`), `pool` (false: a loop of its own), `http_version`
---   ("2": HTTP/2 when the server offers it over TLS, the default; "1.1").
+--   ("2": HTTP/2 when the server offers it over TLS, the default; "1.1"),
+--   `pool_size` (inside nginx: connections kept alive per worker to the API
+--   host, 64; libcurl clients keep their loop's, `admin.new_loop{pool_size = n}`).
 -- @return the client (docs/client.md, "Options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function M.new(opts)
@@ -181,7 +184,7 @@ function M.new(opts)
     core = cc,
     loop = loop,
     settings = settings,
-    conf = io_conf,             -- the transport's settings (nginx's cosockets: the proxy)
+    conf = io_conf,             -- the transport's settings (nginx's cosockets: the proxy, the pool size)
     blocking = opts.blocking,   -- false: raise where a call could only block (nginx's log phase...)
   }
   local report = hooks.new(opts.on_hook_error, host.log)
