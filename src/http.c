@@ -21,6 +21,9 @@ typedef struct {
   http_options opts;         /* what the easy handle is set up for; its own copies of the strings */
   int configured;            /* opts applied to the easy handle */
   int touched;               /* some client's options were set on it: reset before others */
+  int stale;                 /* libcurl state to clear before its next request (see acquire) */
+  const http *last_owner;    /* whom it ran for last */
+  int url_set;               /* CURLOPT_CURLU points at url_handle */
   const http *owner;         /* the handle it runs for (non-blocking or blocking), NULL when free */
   int held;                  /* its result is being read: not free until moltflow_http_result_clear */
   const http *list_owner;    /* whose credential header_list holds */
@@ -173,15 +176,17 @@ static char *copy_string(const char *s) {
  * served other options starts again from libcurl's defaults, so that no
  * CA file or proxy of another client stays behind. */
 static int apply_options(transfer *t, const http_options *o, moltflow_loop *lp) {
-  if (t->configured && same_options(&t->opts, o)) return 0;
+  int same = t->configured && same_options(&t->opts, o);
+  if (same && !t->stale) return 0;
   CURL *e = t->easy;
-  if (t->touched) { /* set up before (perhaps halfway), for other options */
+  if (t->touched) { /* set up before (perhaps halfway), for other options or stale */
     t->configured = 0;
+    t->url_set = 0; /* the reset drops CURLOPT_CURLU; the parsed URL stays */
     curl_easy_reset(e);
     if (set_base_options(t, lp)) return -1;
-    moltflow_buffer_clear(&t->url_text); /* the reset dropped CURLOPT_CURLU */
-    free_header_list(t);                 /* built with the other User-Agent */
+    if (!same) free_header_list(t); /* built with another User-Agent */
   }
+  t->stale = 0;
   free((char *)t->opts.user_agent);
   free((char *)t->opts.ca_file);
   free((char *)t->opts.proxy);
@@ -302,9 +307,13 @@ static int prepare_headers(http *h, transfer *t, const request *r, credential cr
 static int set_url(transfer *t, const request *r) {
   CURL *e = t->easy;
   if (t->url_text.len && t->url_text.len == r->url.len &&
-      !memcmp(t->url_text.data, r->url.data, r->url.len))
-    return 0;
+      !memcmp(t->url_text.data, r->url.data, r->url.len)) {
+    if (t->url_set) return 0;
+    t->url_set = !curl_easy_setopt(e, CURLOPT_CURLU, t->url_handle);
+    return t->url_set ? 0 : -1;
+  }
   moltflow_buffer_clear(&t->url_text);
+  t->url_set = 0;
   if (!t->url_handle && !(t->url_handle = curl_url())) return -1;
   /* the flags libcurl itself parses CURLOPT_URL with */
   if (curl_url_set(t->url_handle, CURLUPART_URL, r->url.data,
@@ -312,7 +321,8 @@ static int set_url(transfer *t, const request *r) {
     return curl_easy_setopt(e, CURLOPT_CURLU, NULL) || curl_easy_setopt(e, CURLOPT_URL, r->url.data)
                ? -1 : 0;
   if (moltflow_buffer_append(&t->url_text, r->url.data, r->url.len)) return -1;
-  return curl_easy_setopt(e, CURLOPT_CURLU, t->url_handle) ? -1 : 0;
+  t->url_set = !curl_easy_setopt(e, CURLOPT_CURLU, t->url_handle);
+  return t->url_set ? 0 : -1;
 }
 
 /* The length of "https://host:port" in an https URL, else 0. */
@@ -428,11 +438,14 @@ static void result(http *h, transfer *t, const request *r, CURLcode rc, http_res
      * when they are not idempotent */
     fail(out, kind, msg, rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                              rc == CURLE_COULDNT_RESOLVE_PROXY);
+    t->stale = 1;
     out->transfer = t;
     t->held = 1;
     return;
   }
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  long connects = 0;
+  if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects > 0) t->stale = 1;
   learn_protocol(h, t, r);
   memset(out, 0, sizeof *out);
   out->status = t->status;
@@ -467,6 +480,17 @@ void moltflow_http_result_clear(http_result *res) {
 
 static int is_free(const transfer *t) { return !t->owner && !t->held; }
 
+/* libcurl 7.88 counts the silent resends of a request (a reused connection
+ * that died first) per easy handle, across its transfers, and fails the
+ * sixth ("Connection died, tried 5 times") however long ago the others
+ * were; only curl_easy_reset clears the count. A transfer is reset before
+ * it serves another client, and after a transfer that opened a connection
+ * (which a resend does): a client's calls never inherit another's count. */
+static void take(transfer *t, const http *h) {
+  if (t->last_owner != h) t->stale = 1;
+  t->owner = t->last_owner = h;
+}
+
 /* A free transfer, one set up for these options first; a new one when none
  * is free. Marked as h's. */
 static transfer *acquire(http *h) {
@@ -476,7 +500,7 @@ static transfer *acquire(http *h) {
     transfer *t = p->all[i];
     if (!is_free(t)) continue;
     if (t->configured && same_options(&t->opts, &h->opts)) {
-      t->owner = h;
+      take(t, h);
       return t;
     }
     if (!other) other = t;
@@ -488,7 +512,7 @@ static transfer *acquire(http *h) {
     if (!(other = transfer_new(h->loop))) return NULL;
     p->all[p->n++] = other;
   }
-  other->owner = h;
+  take(other, h);
   return other;
 }
 
@@ -609,6 +633,7 @@ void moltflow_http_free(http *h) {
       free_header_list(t);
       t->list_owner = NULL;
     }
+    if (t->last_owner == h) t->last_owner = NULL; /* a later handle at this address is another client */
   }
   moltflow_loop_release(h->loop);
   free(h);
