@@ -21,7 +21,19 @@ M.DEFAULT_BASE_URL = "https://apiv2.waiflow.app/api/v2"
 local LUA_NAME = jit and jit.version or _VERSION
 
 local Client = {}
-Client.__index = Client
+local group_mts = methods.groups
+-- A client's endpoint groups (c.usage, c.api_keys...) are made on first use
+-- and kept: an agency's thousands of clients each use one or two of them.
+Client.__index = function(self, k)
+  local v = Client[k]
+  if v ~= nil then return v end
+  local mt = group_mts[k]
+  if mt then
+    local group = setmetatable({_client = self}, mt)
+    rawset(self, k, group)
+    return group
+  end
+end
 Client.__name = "moltflow.client"
 M.Client = Client
 
@@ -29,6 +41,8 @@ M.Client = Client
 for _, part in ipairs{pipeline.methods, methods.client_methods} do
   for name, fn in pairs(part) do Client[name] = fn end
 end
+
+local WEAK_KEYS = {__mode = "k"} -- one metatable for every client's _coio
 
 local OPTIONS = {
   blocking = "boolean", -- false: in nginx, a call from a phase without cosockets raises instead of blocking
@@ -203,7 +217,7 @@ function M.new(opts)
     _link = link,
     _io = io,                   -- the transport
     _host = host,               -- the host's services (log, wait, threads, explain)
-    _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
+    _coio = setmetatable({}, WEAK_KEYS), -- coroutine -> io while it runs async
     _host_io = false,           -- the I/O of host coroutines (c:set_scheduler)
     _timeout = settings.timeout,
     _retry = policy,
@@ -217,9 +231,6 @@ function M.new(opts)
   self._pacer = pacing.new{pace = pace, api_key = api_key, tokens = keeper, report = report,
                            probe_ttl = settings.connect_timeout + settings.timeout,
                            wait = function(call_io, seconds) return self:_wait(call_io, seconds) end}
-  for group, mt in pairs(methods.groups) do
-    self[group] = setmetatable({_client = self}, mt)
-  end
   return self
 end
 
