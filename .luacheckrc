@@ -16,13 +16,14 @@ files["bin/moltflow-admin"] = jit
 
 -- nginx's Lua module: the OpenResty transport, the emulator (it runs inside
 -- nginx), the OpenResty example, the fleet worker nginx runs and the nginx
--- side of the WAN benchmark.
+-- sides of the WAN and nginx benchmarks.
 files["lua/moltflow/transport/ngx.lua"] = {std = "+ngx_lua"}
 files["lua/moltflow/transport/ngx/"] = {std = "+ngx_lua"}
 files["lua/moltflow/emulator/"] = {std = "+ngx_lua"}
 files["examples/openresty/"] = {std = "+ngx_lua"}
 files["spec/support/fleet_worker.lua"] = {std = "+ngx_lua+busted"}
 files["bench/wan_ngx.lua"] = {std = "+ngx_lua"}
+files["bench/ngx_pool_handler.lua"] = {std = "+ngx_lua"}
 
 -- busted's globals in the specs and their helpers; the specs run under every
 -- interpreter and ask `jit` which one. Specs quote wire bytes and whole

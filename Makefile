@@ -9,6 +9,8 @@
 #   make demo            examples/quickstart.lua against a local emulator
 #   make embed           examples/embed: a C host with the core linked in statically
 #   make bench           benchmarks side by side; rewrites BENCHMARKS.md (not part of test)
+#   make bench-scale     agency scale: tenants x 1 call, memory per client (make bench runs it)
+#   make bench-ngx       the SDK inside nginx under wrk: connections, req/s, p99 (make bench runs it)
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
 #                        puts it in BENCHMARKS.md; alone, `lua5.4 bench/report.lua --wan` does)
 #   make mutate          mutation testing: tools/mutants.txt against the Lua 5.4 suite (not part of test)
@@ -87,7 +89,7 @@ BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFL
 BUSTED_OUTPUT = --output=$$([ -t 1 ] && echo utfTerminal || echo gtest)
 
 .PHONY: all core core-all embed lint mutate test test-c test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
-  bench-wan emulator install uninstall deps clean docs annotations deb rock rock-install rock-install-emulator \
+  bench-wan bench-scale bench-ngx emulator install uninstall deps clean docs annotations deb rock rock-install rock-install-emulator \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -198,6 +200,8 @@ bench:
 	$(MAKE) --no-print-directory LUA=lua5.4
 	$(MAKE) --no-print-directory LUA=luajit
 	$(MAKE) --no-print-directory bench-wan
+	$(MAKE) --no-print-directory bench-scale
+	$(MAKE) --no-print-directory bench-ngx
 	bench/run.sh
 
 # The workloads of issue 12 over TLS through bench/delay_proxy.lua (25 ms each
@@ -206,6 +210,22 @@ bench-wan:
 	$(MAKE) --no-print-directory LUA=lua5.4
 	$(MAKE) --no-print-directory LUA=luajit
 	lua5.4 bench/wan.lua
+
+# Agency scale (issue 26): 100, 1,000 and 10,000 tenants x 1 call through
+# admin.batch at concurrency 64 over TLS at a 50 ms round trip, and the
+# 32-call batch on HTTP/2 and HTTP/1.1-only servers; writes the section
+# "Agency scale" of BENCHMARKS.md and bench/scale.png (needs gnuplot).
+# BENCH_SCALE_N ("100 1000 10000"), BENCH_SCALE_REPS (3), BENCH_SCALE_SPLICE=0.
+bench-scale:
+	$(MAKE) --no-print-directory LUA=lua5.4
+	lua5.4 bench/scale.lua
+
+# The SDK inside nginx under wrk (issue 26): connections, churn, req/s and
+# p99 against a plain cosocket handler; build/bench/ngx.md. BENCH_NGX_SECONDS
+# (10), BENCH_NGX_POOLS ("16 32 64 128").
+bench-ngx:
+	$(MAKE) --no-print-directory LUA=luajit
+	lua5.4 bench/ngx_pool.lua
 
 emulator:
 	PORT=$(PORT) bin/moltflow-emulator --port $(PORT)

@@ -4,6 +4,9 @@
 --   session  one client: 10 x (GET usage, POST api-keys, PATCH settings)
 --   agency   50 tenant clients x 2 rounds of admin.batch at concurrency 8
 --   batch    one client: c:batch of 32 GETs at concurrency 16
+--   batch-later the same after one call (untimed) met the server and the
+--               server closed its idle connection (BATCH_IDLE_S seconds of
+--               sleep, longer than its keepalive_timeout)
 -- Clients are made before the clock starts; connections are opened inside.
 -- Also a module: bench/wan_ngx.lua runs the same workloads inside nginx
 -- (cosocket transport, batches on light threads) through prepare().
@@ -49,8 +52,12 @@ function M.prepare(workload, url, ca, run_id, http_version)
         check_batch(admin.batch(calls, {concurrency = 8}), 50)
       end
     end
-  elseif workload == "batch" then
+  elseif workload == "batch" or workload == "batch-later" then
     local c = client()
+    if workload == "batch-later" then
+      ok(c.usage:current())
+      require("moltflow.core").sleep(tonumber(os.getenv("BATCH_IDLE_S") or "1.5"))
+    end
     return function()
       local calls = {}
       for i = 1, 32 do calls[i] = {"usage.current"} end

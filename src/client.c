@@ -350,9 +350,13 @@ static credential credential_for(lua_State *L, const client *c, const request *r
 }
 
 /* Pushes an http result: value, res or nil, err. */
+/* Pushes an http result: value, res or nil, err. The transfer it points
+ * into stays out of the loop's pool meanwhile (finalisers that run at the
+ * allocations may start calls on other clients). */
 static int push_result(lua_State *L, client *c, const request *r, http_result *res) {
-  if (res->kind) return moltflow_response_push_error(L, r, res->kind, res->message, res->connect_failed);
-  int n = moltflow_response_push(L, &c->scratch, r, res->status, res->headers, res->headers_len, res->body, res->body_len);
+  int n = res->kind ? moltflow_response_push_error(L, r, res->kind, res->message, res->connect_failed)
+                    : moltflow_response_push(L, &c->scratch, r, res->status, res->headers, res->headers_len,
+                                             res->body, res->body_len);
   moltflow_http_result_clear(res);
   return n;
 }

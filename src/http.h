@@ -1,6 +1,6 @@
-/* Layer 3. The libcurl transport, blocking (one easy handle) and
- * non-blocking (a pool of easy handles), all on one loop's multi handle
- * (loop.h). It knows requests (layer 2), never the client: options and the
+/* Layer 3. The libcurl transport, blocking and non-blocking, on one loop's
+ * multi handle (loop.h), with easy handles and buffers from a pool that the
+ * loop keeps for all its clients: a client's handle holds only options. It knows requests (layer 2), never the client: options and the
  * credential come in as parameters. No Lua: results come back as http_result
  * for the client to push. */
 #ifndef MOLTFLOW_HTTP_H
@@ -23,9 +23,9 @@ typedef struct {
   const char *user_agent, *ca_file, *proxy;
 } http_options;
 
-/* What a transfer ended with. The pointers are the transfer's and stay valid
- * until the next call on the same http handle; http_result_clear wipes the
- * body (it may hold tokens or a raw key). */
+/* What a transfer ended with. The pointers are the transfer's, which stays
+ * out of the loop's pool until moltflow_http_result_clear: call it once the
+ * result was read (it wipes the body, which may hold tokens or a raw key). */
 typedef struct {
   long status;              /* the HTTP status when kind is NULL */
   const char *headers, *body;
@@ -33,7 +33,7 @@ typedef struct {
   const char *kind;         /* NULL for an HTTP answer, else "network", "timeout", "too_large" */
   const char *message;      /* with kind */
   int connect_failed;       /* certainly never reached the server: safe to retry */
-  buffer *body_buffer;
+  void *transfer;           /* held until cleared; NULL when none ran */
 } http_result;
 
 void moltflow_http_global_init(void);
@@ -57,6 +57,14 @@ int moltflow_http_finish(http *h, request *r, http_result *out);
 /* Stops r and frees its transfer: 0, or -1 when r does not run on h. */
 int moltflow_http_cancel(http *h, request *r);
 int moltflow_http_running(const http *h);
+/* The loop's pool, for diagnostics: how many transfers it holds, how many
+ * of them are in use, and the https origins it knows to speak HTTP/1.1 only
+ * (*origins: valid until the next call on the loop). */
+typedef struct {
+  int transfers, in_use, nhttp1;
+  const char *const *http1_origins;
+} http_pool_stats;
+void moltflow_http_pool_stats(const moltflow_loop *lp, http_pool_stats *out);
 void moltflow_http_result_clear(http_result *res);
 
 #endif

@@ -21,6 +21,8 @@ struct moltflow_loop {
   int nevents, capevents;
   int timer_pending;
   long timer_ms;
+  void *pool; /* the transport's transfers (http.c), freed before the multi handle */
+  void (*free_pool)(void *pool);
 };
 
 static int grow(void **p, int *cap, int need, size_t size) {
@@ -69,6 +71,7 @@ void moltflow_loop_retain(moltflow_loop *lp) { lp->refs++; }
 
 void moltflow_loop_release(moltflow_loop *lp) {
   if (!lp || --lp->refs > 0) return;
+  if (lp->free_pool) lp->free_pool(lp->pool);
   if (lp->multi) curl_multi_cleanup(lp->multi);
   if (lp->share) curl_share_cleanup(lp->share);
   free(lp->queue);
@@ -77,6 +80,13 @@ void moltflow_loop_release(moltflow_loop *lp) {
 }
 
 CURLSH *moltflow_loop_share(const moltflow_loop *lp) { return lp->share; }
+
+void *moltflow_loop_pool(const moltflow_loop *lp) { return lp->pool; }
+
+void moltflow_loop_set_pool(moltflow_loop *lp, void *pool, void (*free_pool)(void *pool)) {
+  lp->pool = pool;
+  lp->free_pool = free_pool;
+}
 
 int moltflow_loop_running(const moltflow_loop *lp) { return lp->running; }
 

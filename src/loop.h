@@ -34,6 +34,10 @@ moltflow_loop *moltflow_loop_new(long pool_size); /* NULL when libcurl fails */
 void moltflow_loop_retain(moltflow_loop *lp);
 void moltflow_loop_release(moltflow_loop *lp);
 CURLSH *moltflow_loop_share(const moltflow_loop *lp);
+/* The transport's pool of transfers (opaque here), kept by the loop for all
+ * its clients and freed by free_pool when the loop is released. */
+void *moltflow_loop_pool(const moltflow_loop *lp);
+void moltflow_loop_set_pool(moltflow_loop *lp, void *pool, void (*free_pool)(void *pool));
 
 /* 0 once job runs on the loop, else -1. */
 int moltflow_loop_add(moltflow_loop *lp, moltflow_job *job);

@@ -96,6 +96,27 @@ static int loop_tostring(lua_State *L) {
   return 1;
 }
 
+/* loop:stats() -> {transfers, in_use, http1_origins = {...}}: the pool of
+ * easy handles its clients share, and the https origins known to speak
+ * HTTP/1.1 only (calls to them do not wait to learn whether they multiplex). */
+static int loop_stats(lua_State *L) {
+  moltflow_loop *lp = loop_check(L);
+  http_pool_stats st;
+  moltflow_http_pool_stats(lp, &st);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, st.transfers);
+  lua_setfield(L, -2, "transfers");
+  lua_pushinteger(L, st.in_use);
+  lua_setfield(L, -2, "in_use");
+  lua_createtable(L, st.nhttp1, 0);
+  for (int i = 0; i < st.nhttp1; i++) {
+    lua_pushstring(L, st.http1_origins[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "http1_origins");
+  return 1;
+}
+
 void moltflow_loop_collect(lua_State *L, moltflow_loop *lp, int idx, int *count) {
   moltflow_job *job;
   while ((job = moltflow_loop_next_done(lp))) {
@@ -210,6 +231,7 @@ void moltflow_loop_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"poll", loop_poll},       {"collect", loop_collect},
                                      {"action", loop_action},   {"watch", loop_watch},
                                      {"flush", loop_flush},     {"running", loop_running},
+                                     {"stats", loop_stats},
                                      {NULL, NULL}};
   mf_class(L, LOOP_MT, methods, loop_gc, 0, loop_tostring);
   lua_pushcfunction(L, loop_new);

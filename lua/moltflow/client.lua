@@ -22,7 +22,19 @@ M.DEFAULT_BASE_URL = "https://apiv2.waiflow.app/api/v2"
 local LUA_NAME = jit and jit.version or _VERSION
 
 local Client = {}
-Client.__index = Client
+local group_mts = methods.groups
+-- A client's endpoint groups (c.usage, c.api_keys...) are made on first use
+-- and kept: an agency's thousands of clients each use one or two of them.
+Client.__index = function(self, k)
+  local v = Client[k]
+  if v ~= nil then return v end
+  local mt = group_mts[k]
+  if mt then
+    local group = setmetatable({_client = self}, mt)
+    rawset(self, k, group)
+    return group
+  end
+end
 Client.__name = "moltflow.client"
 M.Client = Client
 
@@ -30,6 +42,8 @@ M.Client = Client
 for _, part in ipairs{pipeline.methods, methods.client_methods} do
   for name, fn in pairs(part) do Client[name] = fn end
 end
+
+local WEAK_KEYS = {__mode = "k"} -- one metatable for every client's _coio
 
 local OPTIONS = {
   blocking = "boolean", -- false: in nginx, a call from a phase without cosockets raises instead of blocking
@@ -41,6 +55,7 @@ local OPTIONS = {
   refresh_skew = "number", token_store = "table", transport = "string|table", api_key_store = "table",
   api_key_shdict = "string",
   loop = "table", pool = "boolean", http_version = "string",
+  pool_size = "number", -- inside nginx: connections kept per worker and host (the cosocket transport)
 }
 
 local function check_options(opts)
@@ -137,7 +152,9 @@ end
 --   false), `on_tokens`, `on_request`, `on_response`, `on_hook_error`, `sleep`, `pace`,
 --   `refresh_skew` (60 s), `token_store`, `transport`, `loop` (default
 --   `admin.loop()`), `pool` (false: a loop of its own), `http_version`
---   ("2": HTTP/2 when the server offers it over TLS, the default; "1.1").
+--   ("2": HTTP/2 when the server offers it over TLS, the default; "1.1"),
+--   `pool_size` (inside nginx: connections kept alive per worker to the API
+--   host, 64; libcurl clients keep their loop's, `admin.new_loop{pool_size = n}`).
 -- @return the client (docs/client.md, "Options", lists defaults)
 -- @raise on an unknown option or a wrong type, before any I/O
 function M.new(opts)
@@ -191,7 +208,7 @@ function M.new(opts)
     core = cc,
     loop = loop,
     settings = settings,
-    conf = io_conf,             -- the transport's settings (nginx's cosockets: the proxy)
+    conf = io_conf,             -- the transport's settings (nginx's cosockets: the proxy, the pool size)
     blocking = opts.blocking,   -- false: raise where a call could only block (nginx's log phase...)
   }
   local report = hooks.new(opts.on_hook_error, host.log)
@@ -210,7 +227,7 @@ function M.new(opts)
     _link = link,
     _io = io,                   -- the transport
     _host = host,               -- the host's services (log, wait, threads, explain)
-    _coio = setmetatable({}, {__mode = "k"}), -- coroutine -> io while it runs async
+    _coio = setmetatable({}, WEAK_KEYS), -- coroutine -> io while it runs async
     _host_io = false,           -- the I/O of host coroutines (c:set_scheduler)
     _timeout = settings.timeout,
     _retry = policy,
@@ -236,9 +253,6 @@ function M.new(opts)
       check_every = cached and 0 or 1, cached_version = cached,
       warn = function(line) report:failed("api_key_store", line, line) end,
     })
-  end
-  for group, mt in pairs(methods.groups) do
-    self[group] = setmetatable({_client = self}, mt)
   end
   return self
 end

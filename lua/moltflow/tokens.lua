@@ -149,10 +149,12 @@ function tokens.keeper(o)
     budget = o.call_budget + LOCK_MARGIN, report = o.report, link = o.link, io = o.io,
     host = o.host, post = o.post,
     gen = 0,            -- the generation of the tokens: +1 at every change
-    flight = nil,       -- the refresh in flight in this Lua state
     cred_gen = false,   -- ensure_fresh's reading of the credentials, for generation cred_gen
     cred_access = false, cred_refresh = false, cred_exp = false,
-    early_exp = nil,    -- the exp of a token that arrived already near expiry
+    -- and, set when they happen (not listed here: a constructor of more than
+    -- 16 fields doubles the table, and an agency holds thousands of keepers):
+    -- flight, the refresh in flight in this Lua state; early_exp, the exp of
+    -- a token that arrived already near expiry
   }, Keeper)
 end
 

@@ -178,6 +178,80 @@ describe("one pool per Lua state, over TLS", function()
     c:close()
   end)
 
+  it("the clients of a loop share its transfers: 100 tenants at concurrency 8 leave 8, on one HTTP/2 connection", function()
+    local loop = admin.new_loop()
+    local clients, calls = {}, {}
+    for i = 1, 100 do
+      clients[i] = tenant(h2, {loop = loop})
+      calls[i] = {clients[i], "usage.current"}
+    end
+    assert.equal(0, loop:core_loop():stats().transfers) -- a client holds no transfer of its own
+    local mark = h2:mark()
+    local results = admin.batch(calls, {concurrency = 8})
+    for i = 1, 100 do assert.is_table(results[i][1], tostring(results[i][2])) end
+    for i = 1, 20 do assert(clients[i].usage:current()) end -- blocking calls take a free one
+    local stats = loop:core_loop():stats()
+    assert.equal(8, stats.transfers)
+    assert.equal(0, stats.in_use)
+    local s = h2:summary(mark, 120)
+    assert.equal(120, s.requests)
+    assert.equal(1, s.connections)
+    for i = 1, 100 do clients[i]:close() end
+    assert.equal(8, loop:core_loop():stats().transfers) -- the loop keeps them for its next clients
+  end)
+
+  it("clients of one loop with other settings each send their own: User-Agent, CA file", function()
+    local loop = admin.new_loop()
+    local a = tenant(h1, {loop = loop, user_agent = "agent-a"})
+    local b = tenant(h1, {loop = loop, user_agent = "agent-b", ca_file = h2.ca}) -- h2's cert: h1 fails it
+    local mark = h1:mark()
+    for _ = 1, 2 do
+      assert(a.usage:current())
+      local v, err = b.usage:current()
+      assert.is_nil(v)
+      assert.equal("network", err.kind)
+      local results = admin.batch({{a, "usage.current"}, {b, "usage.current"}, {a, "usage.current"}})
+      assert.is_table(results[1][1])
+      assert.is_nil(results[2][1])
+      assert.equal("network", results[2][2].kind)
+      assert.is_table(results[3][1])
+    end
+    assert.equal(6, h1:summary(mark, 6).requests) -- b's calls never reached the server
+    local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, retry = false, loop = loop,
+                        user_agent = "agent-c"}
+    local d = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, retry = false, loop = loop,
+                        user_agent = "agent-d"}
+    emu.control("DELETE", "requests")
+    for _ = 1, 2 do
+      assert(c.usage:current())
+      assert(d.usage:current())
+      local results = admin.batch({{d, "usage.current"}, {c, "usage.current"}})
+      assert.is_table(results[1][1])
+      assert.is_table(results[2][1])
+    end
+    local agents = {}
+    for _, r in ipairs(emu.requests_for("GET", "/usage/current")) do agents[#agents + 1] = r.headers["user-agent"] end
+    assert.same({"agent-c", "agent-d", "agent-d", "agent-c", "agent-c", "agent-d", "agent-d", "agent-c"}, agents)
+    for _, x in ipairs{a, b, c, d} do x:close() end
+  end)
+
+  it("a loop remembers an https origin that answered with HTTP/1.1, not one that answered with HTTP/2", function()
+    local loop = admin.new_loop()
+    assert.same({}, loop:core_loop():stats().http1_origins)
+    assert(tenant(h2, {loop = loop}).usage:current())
+    assert(tenant(h2, {loop = loop, http_version = "1.1"}).usage:current()) -- chose 1.1 itself
+    assert.same({}, loop:core_loop():stats().http1_origins)
+    assert(tenant(h1, {loop = loop}).usage:current())
+    assert.same({h1.origin}, loop:core_loop():stats().http1_origins)
+    local c = tenant(h1, {loop = loop})
+    local calls = {}
+    for i = 1, 8 do calls[i] = {c, "usage.current"} end
+    local mark = h1:mark()
+    for _, r in ipairs(admin.batch(calls, {concurrency = 8})) do assert.is_table(r[1], tostring(r[2])) end
+    assert.equal(8, h1:summary(mark, 8).requests)
+    assert.same({h1.origin}, loop:core_loop():stats().http1_origins)
+  end)
+
   it("http_version and loop are checked before any I/O", function()
     for _, bad in ipairs{"2.0", "1.0", "h2"} do
       local ok, err = pcall(admin.new, {base_url = h2.url, http_version = bad})

@@ -407,6 +407,34 @@ describe("moltflow emulator", function()
     it("an unknown key gets 401", function()
       assert.equal(401, call("GET", "/usage/current", { key = "mf_" .. string.rep("x", 40) }).status)
     end)
+
+    it("a deleted key gets 401 at once", function()
+      local k = create_key(owner, { name = "gone", scopes = { "usage:read" } }).json
+      assert.equal(200, call("GET", "/usage/current", { key = k.raw_key }).status)
+      assert.equal(204, call("DELETE", "/api-keys/" .. k.id, owner).status)
+      assert.equal(401, call("GET", "/usage/current", { key = k.raw_key }).status)
+    end)
+
+    it("POST /_emulator/tenants seeds tenants with one key each, keys of their own tenant", function()
+      local made, status = emu.control("POST", "tenants", { count = 3 })
+      assert.equal(201, status)
+      assert.equal(3, #made)
+      local seen = {}
+      for _, t in ipairs(made) do
+        assert.matches("^mf_%w+$", t.api_key)
+        assert.is_nil(seen[t.tenant_id])
+        seen[t.tenant_id] = true
+        local r = call("GET", "/users/me", { key = t.api_key })
+        assert.equal(200, r.status, r.body)
+        assert.equal(t.tenant_id, r.json.tenant_id)
+      end
+      for _, bad in ipairs({ 0, 1.5, "3", 100001 }) do
+        local _, st = emu.control("POST", "tenants", { count = bad })
+        assert.equal(422, st)
+      end
+      local _, st = emu.control("POST", "tenants", { count = 1, plan_id = "nope" })
+      assert.equal(422, st)
+    end)
   end)
 
   describe("scopes", function()

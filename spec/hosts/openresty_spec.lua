@@ -5,6 +5,7 @@ local dkjson = require "dkjson"
 local http = require "spec.support.http"
 local emu = require "spec.support.emulator"
 local raw = require "spec.support.raw_server"
+local keepalive = require "spec.support.keepalive_server"
 
 local sh = require("spec.support.process").quote
 local proc_slurp = require("spec.support.process").slurp
@@ -115,6 +116,36 @@ location = /t/batch {
             months[i] = r[1] and #r[1].months or r[2].status
         end
         ngx.say(admin.json_encode(months))
+    }
+}
+location = /t/pool {
+    content_by_lua_block {
+        -- `threads` calls at once, `rounds` times, on one client with pool_size = `size`
+        local admin = require "moltflow.admin"
+        local a = ngx.req.get_uri_args()
+        if a.check then -- admin.new's messages for bad sizes
+            local out = {}
+            for _, bad in ipairs{0, 2.5, 5000, "8"} do
+                local ok, err = pcall(admin.new, {base_url = a.origin, api_key = "@KEY@", pool_size = bad})
+                out[#out + 1] = ok and "accepted" or tostring(err)
+            end
+            return ngx.say(admin.json_encode(out))
+        end
+        local c = admin.new{base_url = a.origin, api_key = "@KEY@", retry = false, pool_size = tonumber(a.size)}
+        local failed = 0
+        for round = 1, tonumber(a.rounds) do
+            local threads = {}
+            for i = 1, tonumber(a.threads) do
+                threads[i] = ngx.thread.spawn(function()
+                    return c:request("GET", ("/%s/%d/%d"):format(a.tag, round, i))
+                end)
+            end
+            for _, t in ipairs(threads) do
+                local _, v = ngx.thread.wait(t)
+                if not v then failed = failed + 1 end
+            end
+        end
+        ngx.say(admin.json_encode{failed = failed})
     }
 }
 ]=])
@@ -230,6 +261,50 @@ describe_ngx("OpenResty (examples/openresty)", function()
     assert.equal(200, status)
     assert.same({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 404}, months)
     assert.equal(12, count_requests("GET", "/usage/history"))
+  end)
+
+  -- The keep-alive server numbers its connections: what the pool kept, and what it closed.
+  local function pool_run(tag, size, threads, rounds)
+    local origin_ka = keepalive.start()
+    local status, out = get(("/t/pool?origin=%s&tag=%s&size=%d&threads=%d&rounds=%d")
+                            :format(origin_ka, tag, size, threads, rounds))
+    assert.equal(200, status)
+    assert.equal(0, out.failed)
+    local by_round = {}
+    for _, r in ipairs(keepalive.log().requests) do
+      local t, round = r.path:match("^/([%w-]+)/(%d+)/%d+$")
+      if t == tag then
+        round = tonumber(round)
+        by_round[round] = by_round[round] or {}
+        by_round[round][r.conn] = true
+      end
+    end
+    local used, new_after_first = {}, 0
+    for round = 1, rounds do
+      for conn in pairs(by_round[round] or {}) do
+        if not used[conn] and round > 1 then new_after_first = new_after_first + 1 end
+        used[conn] = true
+      end
+    end
+    local n = 0
+    for _ in pairs(used) do n = n + 1 end
+    return n, new_after_first
+  end
+
+  it("keeps pool_size connections per worker: 8 calls at once reuse 8, a pool of 3 reopens the rest", function()
+    local used, reopened = pool_run("pool-8", 8, 8, 4)
+    assert.is_true(used <= 8, "connections: " .. used)
+    assert.equal(0, reopened) -- no churn: rounds 2 to 4 ran on round 1's connections
+    used, reopened = pool_run("pool-3", 3, 8, 3)
+    assert.is_true(reopened >= 2 * (8 - 3) - 2, "new connections after round 1: " .. reopened)
+    assert.is_true(used > 8)
+  end)
+
+  it("checks pool_size at admin.new, before any I/O", function()
+    local status, out = get("/t/pool?origin=http://127.0.0.1:1&check=1")
+    assert.equal(200, status)
+    for i = 1, 3 do assert.matches("moltflow.new: field 'pool_size' must be an integer from 1 to 4096", out[i], 1, true) end
+    assert.matches("moltflow.new: field 'pool_size' must be a number", out[4], 1, true)
   end)
 
   -- The raw server's misbehaving answers, through the ngx transport.

@@ -6,6 +6,9 @@
 --   local s = tls_nginx.start{upstream = emu.url}   -- proxies to the emulator
 --   local s = tls_nginx.start{emulator = true, http2 = true}
 --                                     -- serves the emulator's handlers itself
+--   keepalive_requests = n            -- requests per connection (nginx's
+--                                     -- default, 1000, unless given)
+--   keepalive_timeout = "1s"          -- idle connections closed after (75s)
 --   s.url ("https://127.0.0.1:PORT/api/v2"), s.origin, s.port, s.ca (cert.pem),
 --   s.prefix, s.log (the access log), s.pid
 --   local mark = s:mark()             -- position in the access log
@@ -103,6 +106,8 @@ http {
   uwsgi_temp_path %s/uwsgi_temp;
   scgi_temp_path %s/scgi_temp;
   client_max_body_size 32m;
+  keepalive_requests %d;
+  keepalive_timeout %s;
 %s
   server {
     listen 127.0.0.1:%d ssl%s;
@@ -116,7 +121,8 @@ http {
 }
 ]]):format(o.emulator and ("load_module %s/ndk_http_module.so;\nload_module %s/ngx_http_lua_module.so;")
              :format(MODULES, MODULES) or "",
-           p, p, LOG_FORMAT, p, p, p, p, p, p, lua_http, o.port, o.http2 and " http2" or "", p, p, location)
+           p, p, LOG_FORMAT, p, p, p, p, p, p, o.keepalive_requests or 1000, o.keepalive_timeout or "75s", lua_http,
+           o.port, o.http2 and " http2" or "", p, p, location)
 end
 
 local Server = {}
@@ -182,7 +188,8 @@ function M.start(opts)
     local port = tonumber(proc.free_port())
     local f = assert(io.open(prefix .. "/nginx.conf", "w"))
     f:write(conf_text{prefix = prefix, port = port, http2 = opts.http2, emulator = opts.emulator,
-                      upstream = opts.upstream})
+                      upstream = opts.upstream, keepalive_requests = opts.keepalive_requests,
+                      keepalive_timeout = opts.keepalive_timeout})
     f:close()
     if sh(("%s -p %s -c %s/nginx.conf -e %s/error.log 2>%s/startup.log")
           :format(NGINX, quote(prefix), quote(prefix), quote(prefix), quote(prefix))) then

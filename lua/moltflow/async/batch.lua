@@ -52,8 +52,8 @@ local function resolve(call, default, where, index)
     end
     group, name = label:match("^([%w_]+)%.([%w_]+)$")
   end
-  local g = group and rawget(client, group)
-  if not g or type(g[name]) ~= "function" then
+  local g = group and client[group] -- a client makes its groups on first use
+  if type(g) ~= "table" or type(g[name]) ~= "function" then
     error(("moltflow.%s: unknown method '%s'"):format(where_of(where, index), label), 4)
   end
   if not known then label_groups[label], label_names[label] = group, name end

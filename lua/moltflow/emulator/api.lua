@@ -176,6 +176,7 @@ end
 local function new_raw_key()
   return "mf_" .. crypto.random_alnum(40)
 end
+M.new_raw_key = new_raw_key
 
 -- Keys of the caller's tenant only: another tenant's id is indistinguishable
 -- from a missing one.

@@ -225,7 +225,9 @@ local function tenants(req)
   if type(n) ~= "number" or n ~= math.floor(n) or n < 1 or n > MAX_NEW_TENANTS then
     return reply(req, 422, { detail = "count must be an integer from 1 to " .. MAX_NEW_TENANTS })
   end
-  return reply(req, 201, tenant_rows(state.new_tenants(n)))
+  local plan_id = b.plan_id or "pro"
+  if not state.plans_by_id[plan_id] then return reply(req, 422, { detail = "unknown plan_id" }) end
+  return reply(req, 201, tenant_rows(state.new_tenants(n, plan_id)))
 end
 
 -- Mail an email-verification token (the contract has no endpoint that sends one).

@@ -94,10 +94,11 @@ end
 -- in hundreds of times.
 local PBKDF2_ITERATIONS = 1000
 
-function M.hash_password(password)
+function M.hash_password(password, iterations)
+  iterations = iterations or PBKDF2_ITERATIONS
   local salt = M.random_hex(16)
-  return string.format("pbkdf2_sha256$%d$%s$%s", PBKDF2_ITERATIONS, salt,
-    M.pbkdf2_sha256_hex(password, salt, PBKDF2_ITERATIONS))
+  return string.format("pbkdf2_sha256$%d$%s$%s", iterations, salt,
+    M.pbkdf2_sha256_hex(password, salt, iterations))
 end
 
 function M.verify_password(password, stored)

@@ -130,11 +130,21 @@ local function copy_list(t)
   return out
 end
 
--- Store an API key: only the SHA-256 of the raw key is kept.
+-- Store an API key: only the SHA-256 of the raw key is kept, indexed by that
+-- hash so that authentication is one lookup however many keys exist.
 function S.store_key(key, raw_key)
   key.key_hash = crypto.sha256_hex(raw_key)
   key.key_prefix = raw_key:sub(1, 7)
   S.keys[key.id] = key
+  S.keys_by_hash[key.key_hash] = key
+end
+
+-- The stored key whose hash this is: not a deleted key (gone from S.keys),
+-- nor a rotated one's old hash.
+function S.key_for_hash(hash)
+  local key = S.keys_by_hash[hash]
+  if key and S.keys[key.id] == key and key.key_hash == hash then return key end
+  if key then S.keys_by_hash[hash] = nil end
 end
 
 -- Account deletion: the tenant and every row that names it or its users.
@@ -176,7 +186,7 @@ function S.reset()
   S.clock_offset = 0
   S.config = { rate_limit = launch_config.rate_limit, rate_limit_scale = launch_config.rate_limit_scale,
                rate_limit_window = 60 }
-  S.tenants, S.users, S.users_by_email, S.keys = {}, {}, {}, {}
+  S.tenants, S.users, S.users_by_email, S.keys, S.keys_by_hash = {}, {}, {}, {}, {}
   S.revoked_keys = {}    -- key id -> { id, name, last_used, uses, revoked_at } (the control API's record)
   S.sessions = {}        -- login session id -> { user_id, revoked }
   S.refresh_tokens = {}  -- raw refresh token -> { session_id, spent, expires }
@@ -224,12 +234,13 @@ function S.add_tenants(list)
       settings = { allowed_numbers = json.array(), require_approval = false, ai_consent_enabled = false },
       usage = { messages_sent = t.messages_sent, messages_received = math.floor(t.messages_sent / 2),
                 leads_detected = 0, sessions = 1, groups = 0, labels = 0, ai_replies_this_month = 0 },
-      subscription = { plan_id = "pro", billing_cycle = "monthly", status = "active",
+      subscription = { plan_id = t.plan_id or "pro", billing_cycle = "monthly", status = "active",
                        cancel_at_period_end = false, current_period_end = S.month_start(now, 1) },
     }
     local owner = { id = "usr_" .. t.id:sub(3), tenant_id = t.id, role = "owner", email = t.email,
                     full_name = t.name .. " owner", email_verified = true,
-                    password_hash = crypto.hash_password(t.password) }
+                    -- one PBKDF2 round: thousands of tenants are made at once (bench-scale)
+                    password_hash = crypto.hash_password(t.password, 1) }
     S.users[owner.id], S.users_by_email[owner.email] = owner, owner
     S.store_key({ id = t.key_id, tenant_id = t.id, user_id = owner.id, name = t.name .. "-all",
                   scopes = copy_list({ "*" }), created_at = now, is_active = true }, t.raw_key)
@@ -237,13 +248,14 @@ function S.add_tenants(list)
 end
 
 -- n more tenants, numbered after every tenant made so far.
-function S.new_tenants(n)
+function S.new_tenants(n, plan_id)
   local first = 1
   for _, t in pairs(S.tenants) do
     local i = tonumber(t.name:match("^tenant%-(%d+)$"))
     if i and i >= first then first = i + 1 end
   end
   local list = new_tenants(n, first)
+  for _, t in ipairs(list) do t.plan_id = plan_id end
   S.add_tenants(list)
   return list
 end
