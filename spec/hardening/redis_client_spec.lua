@@ -23,7 +23,7 @@ describe("moltflow.redis against a hostile server", function()
   end
 
   it("answers a well-formed reply, also one that comes a byte at a time", function()
-    assert.equal("ok", (call("ok")))
+    assert.equal("ok", (call("ok", {timeout = 5}))) -- a loaded machine may take more than 0.5 s
     assert.same({"abc", 42, "OK", false}, (call("bytewise", {timeout = 5})))
   end)
 
