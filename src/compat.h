@@ -15,7 +15,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#define MOLTFLOW_VERSION "0.1.0"
+#define MOLTFLOW_VERSION "0.2.0"
 
 #if LUA_VERSION_NUM < 502 && !defined(luaL_newlib)
 #define MF_PUC_LUA51 1

@@ -37,7 +37,7 @@ describe_deb("make deb", function()
   end)
 
   it("is named lua-moltflow-admin_<version>_<arch>.deb and depends on what the module and command use", function()
-    assert.matches("/build/lua%-moltflow%-admin_0%.1%.0%-1_[%w]+%.deb$", deb)
+    assert.matches("/build/lua%-moltflow%-admin_0%.2%.0%-1_[%w]+%.deb$", deb)
     local depends = output("dpkg-deb -f " .. quote(deb) .. " Depends")
     for _, pkg in ipairs{"libc6", "libcurl4", "libssl3", "lua-argparse", "lua5.4"} do
       assert.matches("%f[%w]" .. pkg:gsub("%p", "%%%0") .. "%f[^%w.-]", depends)

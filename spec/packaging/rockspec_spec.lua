@@ -8,8 +8,8 @@ local emu = require "spec.support.emulator"
 local proc = require "spec.support.process"
 
 local root = emu.root
-local ROCKSPEC = "moltflow-admin-0.1.0-1.rockspec"
-local EMULATOR_ROCKSPEC = "emulator/moltflow-emulator-0.1.0-1.rockspec"
+local ROCKSPEC = "moltflow-admin-0.2.0-1.rockspec"
+local EMULATOR_ROCKSPEC = "emulator/moltflow-emulator-0.2.0-1.rockspec"
 local quote = proc.quote
 
 -- The luarocks builds take a while: once per `make test`, in the Lua 5.4 pass.
@@ -50,14 +50,14 @@ end
 local LOAD_CHECK = [[local a = require "moltflow.admin"
   require "moltflow.endpoints"; require "moltflow.retry"; require "moltflow.async"
   io.write(a.VERSION, " ", a.sha256("abc"), " ", tostring(pcall(require, "moltflow.emulator.seed")))]]
-local LOADED = "0.1.0 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad false"
+local LOADED = "0.2.0 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad false"
 
 describe("the moltflow-admin rockspec", function()
   local spec, text = load_rockspec(ROCKSPEC)
 
   it("needs Lua 5.1 to 5.4 and argparse, and libcurl and OpenSSL from the system", function()
     assert.equal("moltflow-admin", spec.package)
-    assert.equal("0.1.0-1", spec.version)
+    assert.equal("0.2.0-1", spec.version)
     assert.same({"lua >= 5.1, < 5.5", "argparse"}, spec.dependencies)
     assert.equal("curl", spec.external_dependencies.CURL.library)
     assert.equal("crypto", spec.external_dependencies.OPENSSL.library)
@@ -134,10 +134,10 @@ describe("the moltflow-admin rockspec", function()
 
   it_builds("luarocks pack makes a source rock that installs offline under Lua 5.1 and 5.4", function()
     local tmp = proc.tmpdir()
-    copy_checkout(tmp, "moltflow-admin-0.1.0")
+    copy_checkout(tmp, "moltflow-admin-0.2.0")
     -- the source as a registry user downloads it, from a local archive (no network here)
-    assert(proc.sh(("cd %s && tar czf moltflow-admin-0.1.0.tar.gz moltflow-admin-0.1.0"):format(quote(tmp))))
-    local local_spec = text:gsub("source = %b{}", ('source = {url = "file://%s/moltflow-admin-0.1.0.tar.gz"}')
+    assert(proc.sh(("cd %s && tar czf moltflow-admin-0.2.0.tar.gz moltflow-admin-0.2.0"):format(quote(tmp))))
+    local local_spec = text:gsub("source = %b{}", ('source = {url = "file://%s/moltflow-admin-0.2.0.tar.gz"}')
       :format(tmp))
     assert.are_not.equal(text, local_spec)
     local f = assert(io.open(tmp .. "/" .. ROCKSPEC, "w"))
@@ -145,7 +145,7 @@ describe("the moltflow-admin rockspec", function()
     f:close()
     local ok, log = sh_ok(("cd %s && luarocks pack %s"):format(quote(tmp), ROCKSPEC), tmp .. "/log")
     assert.is_true(ok, log)
-    local rock = tmp .. "/moltflow-admin-0.1.0-1.src.rock"
+    local rock = tmp .. "/moltflow-admin-0.2.0-1.src.rock"
     assert.truthy(io.open(rock), log)
     local results = {}
     for _, v in ipairs{"5.1", "5.4"} do
@@ -167,7 +167,7 @@ describe("the moltflow-emulator rockspec", function()
 
   it("depends on the SDK and names what it needs from nginx", function()
     assert.equal("moltflow-emulator", spec.package)
-    assert.same({"lua >= 5.1, < 5.5", "moltflow-admin = 0.1.0"}, spec.dependencies)
+    assert.same({"lua >= 5.1, < 5.5", "moltflow-admin = 0.2.0"}, spec.dependencies)
     local d = spec.description.detailed
     for _, need in ipairs{"nginx", "libnginx-mod-http-lua", "LuaJIT", "lua-resty-core"} do
       assert.truthy(d:find(need, 1, true), need)

@@ -1,13 +1,13 @@
 -- The MoltFlow admin API emulator, for tests and demos without the real API.
 -- Kept out of the checkout root so that a plain `luarocks make` there means the SDK.
 -- Offline build from a checkout (after the SDK):
---   luarocks --lua-version=5.4 make --deps-mode=none --tree DIR emulator/moltflow-emulator-0.1.0-1.rockspec
+--   luarocks --lua-version=5.4 make --deps-mode=none --tree DIR emulator/moltflow-emulator-0.2.0-1.rockspec
 rockspec_format = "3.0"
 package = "moltflow-emulator"
-version = "0.1.0-1"
+version = "0.2.0-1"
 source = {
   url = "git+https://github.com/moltflow/moltflow-admin-lua.git",
-  tag = "v0.1.0",
+  tag = "v0.2.0",
 }
 description = {
   summary = "Local emulator of the MoltFlow admin API (nginx + Lua)",
@@ -24,7 +24,7 @@ description = {
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
-  "moltflow-admin = 0.1.0",
+  "moltflow-admin = 0.2.0",
 }
 build = {
   type = "make",

@@ -5,13 +5,13 @@
 -- compiles every src/*.c, so a new C file needs no edit here. System
 -- libraries: libcurl and OpenSSL's libcrypto (Debian: libcurl4-openssl-dev,
 -- libssl-dev); elsewhere point LuaRocks at them with CURL_DIR / OPENSSL_DIR.
--- The emulator is a separate rock: emulator/moltflow-emulator-0.1.0-1.rockspec.
+-- The emulator is a separate rock: emulator/moltflow-emulator-0.2.0-1.rockspec.
 rockspec_format = "3.0"
 package = "moltflow-admin"
-version = "0.1.0-1"
+version = "0.2.0-1"
 source = {
   url = "git+https://github.com/moltflow/moltflow-admin-lua.git",
-  tag = "v0.1.0",
+  tag = "v0.2.0",
 }
 description = {
   summary = "Lua SDK for the MoltFlow admin API (login, API keys, billing, usage, settings)",
