@@ -124,14 +124,15 @@ describe("moltflow-admin, cases", function()
     it("keeps the login another server's `login` saved while it ran", function()
       login()
       local other = emu.url:gsub("127%.0%.0%.1", "localhost") -- the same emulator, another server's URL
-      -- the logout is held by the server until the other login has replaced the file
+      -- the logout runs in the background, held by the server until the
+      -- other login (in the foreground) has replaced the file
       emu.fault{method = "POST", path = "/auth/logout", delay = 3}
       local dir = proc.tmpdir()
       local env = {}
       for k, v in pairs(environment()) do env[#env + 1] = proc.quote(k .. "=" .. v) end
       local ws = {}
       for _, w in ipairs(words{"logout"}) do ws[#ws + 1] = proc.quote(w) end
-      os.execute(("env -u MOLTFLOW_API_KEY -u MOLTFLOW_API_URL %s %s </dev/null >%s 2>%s; echo $? >%s.tmp; mv %s.tmp %s &")
+      os.execute(("(env -u MOLTFLOW_API_KEY -u MOLTFLOW_API_URL %s %s </dev/null >%s 2>%s; echo $? >%s.tmp; mv %s.tmp %s) &")
         :format(table.concat(env, " "), table.concat(ws, " "), proc.quote(dir .. "/out"), proc.quote(dir .. "/err"),
                 proc.quote(dir .. "/rc"), proc.quote(dir .. "/rc"), proc.quote(dir .. "/rc")))
       assert.is_true(proc.wait_for(function() return #emu.requests_for("POST", "/auth/logout") == 1 end, 10))
@@ -139,7 +140,7 @@ describe("moltflow-admin, cases", function()
       local theirs = proc.slurp(home .. "/config/credentials")
       assert.equal(other, dkjson.decode(theirs).base_url)
       assert.is_true(proc.wait_for(function() return proc.slurp(dir .. "/rc") ~= "" end, 20))
-      local rc, err = proc.slurp(dir .. "/rc"), proc.slurp(dir .. "/err")
+      local rc, err = proc.slurp(dir .. "/rc"), proc.slurp(dir .. "/err") .. proc.slurp(dir .. "/out")
       os.execute("rm -rf " .. proc.quote(dir))
       assert.equal("0\n", rc, err)
       assert.equal(theirs, proc.slurp(home .. "/config/credentials"))
