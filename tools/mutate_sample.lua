@@ -49,10 +49,18 @@ local STATE_DIR = "build/mutate-sample"
 local KILLS = STATE_DIR .. "/kills.tsv"
 local MIN_TIMEOUT, BASELINE_TIMEOUT = 300, 1500
 local FIRST_SPECS = 4 -- how many of the most likely specs run before the rest
--- The specs the Lua 5.1-5.3 and LuaJIT passes leave out (Makefile HOST_SPECS):
--- their subject runs in a host of its own.
-local HOST_SPECS = {"emulator_spec", "openresty_spec", "openresty_conf_spec", "nvim_spec", "love_spec",
-                    "wan_support_spec", "rockspec_spec", "deb_spec", "annotations_spec", "docs_spec", "readme_spec"}
+-- The specs the Lua 5.1-5.3 and LuaJIT passes leave out (the Makefile's
+-- HOST_SPECS): their subject runs in a host of its own.
+local function host_specs()
+  local f = assert(io.open("Makefile", "rb"))
+  local text = f:read("a")
+  f:close()
+  local list = text:match("\nHOST_SPECS :=(.-[^\\])\n") or ""
+  local out = {}
+  for name in list:gmatch("[%w_]+") do out[#out + 1] = name end
+  return out
+end
+local HOST_SPECS = host_specs()
 local VMS = {"lua5.4", "lua5.1", "luajit", "lua5.3", "lua5.2"} -- in order of preference
 local BUILD_DIR = {["lua5.4"] = "build/5.4", ["lua5.3"] = "build/5.3", ["lua5.2"] = "build/5.2",
                    ["lua5.1"] = "build/5.1", luajit = "build/luajit"}
@@ -231,14 +239,13 @@ local function word_at(line, s, e)
   return not line:sub(s - 1, s - 1):match("[%w_]") and not line:sub(e + 1, e + 1):match("[%w_]")
 end
 
-local FLIP = {["=="] = true, ["~="] = true, ["!="] = true, ["<="] = true, [">="] = true, ["<"] = true, [">"] = true}
-
 local function comparisons(line, mask, lang)
   local out = {}
   local i, n = 1, #line
   while i <= n do
     local two, one = line:sub(i, i + 1), line:sub(i, i)
-    if mask[i] and mask[i + 1] and (two == "==" or two == "<=" or two == ">=" or two == (lang == "c" and "!=" or "~=")) then
+    local not_equal = lang == "c" and "!=" or "~="
+    if mask[i] and mask[i + 1] and (two == "==" or two == "<=" or two == ">=" or two == not_equal) then
       out[#out + 1] = {i, 2, two}
       i = i + 2
     elseif mask[i] and (one == "<" or one == ">") then
@@ -280,7 +287,9 @@ local function line_mutants(line, mask, lang, ctx)
   end
   for _, w in ipairs{"true", "false"} do
     for _, m in ipairs(code_matches(line, mask, w)) do
-      if word_at(line, m[1], m[2]) then add("flip-bool", replace_at(line, m[1], m[2] - m[1] + 1, w == "true" and "false" or "true")) end
+      if word_at(line, m[1], m[2]) then
+        add("flip-bool", replace_at(line, m[1], m[2] - m[1] + 1, w == "true" and "false" or "true"))
+      end
     end
   end
   for _, m in ipairs(code_matches(line, mask, "%d+")) do
@@ -298,7 +307,9 @@ local function line_mutants(line, mask, lang, ctx)
   if lang == "lua" then
     for _, w in ipairs{"and", "or"} do
       for _, m in ipairs(code_matches(line, mask, w)) do
-        if word_at(line, m[1], m[2]) then add("and-or", replace_at(line, m[1], m[2] - m[1] + 1, w == "and" and "or" or "and")) end
+        if word_at(line, m[1], m[2]) then
+          add("and-or", replace_at(line, m[1], m[2] - m[1] + 1, w == "and" and "or" or "and"))
+        end
       end
     end
   else
@@ -315,7 +326,8 @@ local function line_mutants(line, mask, lang, ctx)
     local statement = balanced(stripped) and not LUA_KEYWORDS[first or ""] and first ~= nil
       and (stripped:match("^[%w_%.:%[%]\"']+%b()$") or stripped:match("^[%w_%.:%[%]\"']+%s*%b{}$")
            or stripped:match("^[%w_%.%[%]'\",%s]+=[^=]"))
-    if (statement or stripped:match("^local%s+[%w_,%s]+=") and balanced(stripped)) and not stripped:match("[,%(%{]$") then
+    local declaration = stripped:match("^local%s+[%w_,%s]+=") and balanced(stripped)
+    if (statement or declaration) and not stripped:match("[,%(%{]$") then
       if statement then add("drop", indent) end
       if ctx.in_function then add("return", indent .. "do return end " .. line:sub(#indent + 1)) end
     end
@@ -325,10 +337,15 @@ local function line_mutants(line, mask, lang, ctx)
     end
     local kw, cond, tail = stripped:match("^(%a+)%s+(.-)%s+(%a+)$")
     if (kw == "if" or kw == "elseif") and tail == "then" or kw == "while" and tail == "do" then
-      if balanced(cond) then add("invert", indent .. kw .. " not (" .. line:sub(#indent + #kw + 2, #line - #tail - 1):match("^%s*(.-)%s*$") .. ") " .. tail) end
+      if balanced(cond) then
+        local whole = line:sub(#indent + #kw + 2, #line - #tail - 1):match("^%s*(.-)%s*$")
+        add("invert", indent .. kw .. " not (" .. whole .. ") " .. tail)
+      end
     end
     local ucond = stripped:match("^until%s+(.+)$")
-    if ucond and balanced(ucond) then add("invert", indent .. "until not (" .. line:match("^%s*until%s+(.-)%s*$") .. ")") end
+    if ucond and balanced(ucond) then
+      add("invert", indent .. "until not (" .. line:match("^%s*until%s+(.-)%s*$") .. ")")
+    end
   else
     local ends_stmt = stripped:match(";$") and balanced(stripped)
     local keyword = ({["return"] = 1, ["case"] = 1, ["default"] = 1, ["else"] = 1, ["static"] = 1, ["const"] = 1,
@@ -365,19 +382,6 @@ local function source_files()
   end
   table.sort(files)
   return files
-end
-
--- Lua block tracking, enough to tell whether a line is inside a function:
--- counts openers and `end`s in the code of each line.
-local function lua_depth_delta(code)
-  local opens, closes, fn = 0, 0, 0
-  for word in code:gmatch("[%a_][%w_]*") do
-    if word == "function" then opens, fn = opens + 1, fn + 1
-    elseif word == "if" or word == "do" or word == "repeat" then opens = opens + 1
-    elseif word == "end" or word == "until" then closes = closes + 1 end
-  end
-  -- `while x do` and `for ... do` count their `do` only
-  return opens, closes, fn
 end
 
 -- Every candidate mutant of every file, in a fixed order.
@@ -484,7 +488,8 @@ local function c_vms(c, mutated_text)
   local units = {}
   if c.file:match("%.h$") then
     for _, f in ipairs(source_files()) do
-      if f:match("%.c$") and read(f):find('#include "' .. c.file:match("[^/]+$") .. '"', 1, true) then units[#units + 1] = f end
+      local include = '#include "' .. c.file:match("[^/]+$") .. '"'
+      if f:match("%.c$") and read(f):find(include, 1, true) then units[#units + 1] = f end
     end
   else
     units = {c.file}
@@ -564,7 +569,8 @@ local function lua_vms(c)
     if vm_available[vm] then
       local runs = true
       for _, s in ipairs(stack) do
-        local out = capture(("%s -e %s 2>/dev/null"):format(vm, sh_quote("io.write(tostring(not not (" .. s.cond .. ")))")))
+        local probe = "io.write(tostring(not not (" .. s.cond .. ")))"
+        local out = capture(("%s -e %s 2>/dev/null"):format(vm, sh_quote(probe)))
         if (out == "true") ~= (s.branch == "then") then runs = false end
       end
       if runs then vms[#vms + 1] = vm end
@@ -678,8 +684,8 @@ local function reach_names(c)
   local names, fn = {}, nil
   for no = c.line, 1, -1 do
     local l = lines[no]
-    fn = c.file:match("%.lua$") and (l:match("function%s+[%w_]+[%.:]([%w_]+)%s*%(") or l:match("function%s+([%w_]+)%s*%(")
-                                     or l:match("([%w_]+)%s*=%s*function"))
+    fn = c.file:match("%.lua$") and (l:match("function%s+[%w_]+[%.:]([%w_]+)%s*%(")
+                                     or l:match("function%s+([%w_]+)%s*%(") or l:match("([%w_]+)%s*=%s*function"))
          or l:match("^[%a_][%w_%s%*]-([%a_][%w_]*)%s*%(")
     if fn then break end
   end
@@ -811,7 +817,8 @@ local function make_scratch(dir, vms)
 end
 
 local function serialize(c)
-  return table.concat({c.index, c.file, c.line, c.op, c.vm, (c.from:gsub("[\t\n]", " ")), (c.to:gsub("[\t\n]", " "))}, "\t")
+  local from, to = c.from:gsub("[\t\n]", " "), c.to:gsub("[\t\n]", " ")
+  return table.concat({c.index, c.file, c.line, c.op, c.vm, from, to}, "\t")
 end
 
 local function deserialize(line)
@@ -850,7 +857,9 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
       end
       local dir = root .. "/tree1"
       local specs = {}
-      for _, s in ipairs(ranked_specs{file = "src/core.c", line = 1, vm = c.vm, op = ""}) do specs[#specs + 1] = s.path end
+      for _, s in ipairs(ranked_specs{file = "src/core.c", line = 1, vm = c.vm, op = ""}) do
+        specs[#specs + 1] = s.path
+      end
       local t0 = os.time()
       local outcome = run_specs(dir, c.vm, BASELINE_TIMEOUT, specs)
       if outcome ~= "passed" then
@@ -859,7 +868,8 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
       end
       local took = os.time() - t0
       timeout = tonumber(os.getenv("MUTATE_TIMEOUT")) or math.max(timeout or 0, MIN_TIMEOUT, 2 * took)
-      print(("mutate-sample: the unmutated suite passes under %s (%d s); a run past %d s is hung"):format(c.vm, took, timeout))
+      print(("mutate-sample: the unmutated suite passes under %s (%d s); a run past %d s is hung")
+            :format(c.vm, took, timeout))
       io.stdout:flush()
     end
   end
