@@ -29,7 +29,9 @@
 -- and those that caught mutants of that file before: build/mutate-sample/
 -- kills.tsv), then every other spec. A mutant is caught when a spec fails,
 -- or when the suite hangs: a run past the timeout is run again, and counts
--- as a hang only when it times out twice (reported as such).
+-- as a hang only when it times out twice (reported as such). A failing spec
+-- file is run again alone: a mutant it then passes is INTERMITTENT, reported
+-- and scored as not caught (a catch by chance is no catch).
 --
 -- Survivors are reported with their diff. A survivor is scored as
 -- equivalent only with a written reason in tools/mutants-equivalent.txt,
@@ -795,6 +797,10 @@ local function run_mutant(dir, c, timeout)
           end
         elseif outcome ~= "passed" then
           result, detail, by = "caught", outcome, file
+          -- no catch by chance: the spec file that failed must fail again
+          if file and run_specs(dir, c.vm, timeout, {file}) == "passed" then
+            result, detail = "INTERMITTENT", outcome .. " (then passed when run again)"
+          end
           break
         end
       end
@@ -916,11 +922,14 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
       else
         survivors[#survivors + 1] = c
       end
+      if r.result == "INTERMITTENT" then c.intermittent = true end
       say(("%-9s %s %4ds  %s%s"):format(r.result, tag, r.secs or 0, r.by ~= "" and (r.by .. ": ") or "", r.detail))
     end
   end
   kills:close()
-  for _, c in ipairs(survivors) do say("SURVIVED " .. seed .. " " .. c.site .. "\n" .. diff_of(c)) end
+  for _, c in ipairs(survivors) do
+    say((c.intermittent and "INTERMITTENT " or "SURVIVED ") .. seed .. " " .. c.site .. "\n" .. diff_of(c))
+  end
   for _, c in ipairs(hangs) do say("HANG     " .. seed .. " " .. c.site .. "\n" .. diff_of(c)) end
   local pct = scored > 0 and 100 * caught / scored or 100
   say(("score: seed %d: %d/%d caught (%.1f %%), %d equivalent excluded, %d hang(s), %d s"):format(
