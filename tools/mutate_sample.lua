@@ -28,8 +28,10 @@
 -- naming its module, its enclosing function or the C functions it exports,
 -- and those that caught mutants of that file before: build/mutate-sample/
 -- kills.tsv), then every other spec. A mutant is caught when a spec fails,
--- or when the suite hangs: a run past the timeout is run again, and counts
--- as a hang only when it times out twice (reported as such). A failing spec
+-- or when the suite hangs: a run where no test starts or ends for the stall
+-- time (default 420 s, MUTATE_STALL) is run again, and counts as a hang only
+-- when it stalls twice (reported as such; a busy machine slows a run down,
+-- it does not stop its tests from ending). A failing spec
 -- file is run again alone: a mutant it then passes is INTERMITTENT, reported
 -- and scored as not caught (a catch by chance is no catch).
 --
@@ -40,8 +42,8 @@
 --   SEED=7 N=40 lua5.4 tools/mutate_sample.lua     one seed (several: SEED="1 2 3")
 --   ... --list                                     only print the mutants drawn
 --   MUTATE_JOBS=2                                  two scratch copies in parallel
---   MUTATE_TIMEOUT=600                             seconds before a run counts as hung
---                                                  (default: twice the unmutated suite)
+--   MUTATE_STALL=420                               seconds without a test ending before a
+--                                                  run counts as hung
 -- Exits 1 when a seed scores below MUTATE_MIN (default 90) percent.
 --
 -- Internal: --worker DIR LIST OUT TIMEOUT runs the mutants of LIST in DIR.
@@ -49,7 +51,7 @@
 local EQUIVALENTS = "tools/mutants-equivalent.txt"
 local STATE_DIR = "build/mutate-sample"
 local KILLS = STATE_DIR .. "/kills.tsv"
-local MIN_TIMEOUT, BASELINE_TIMEOUT = 300, 1500
+local MIN_TIMEOUT, BASELINE_TIMEOUT = 420, 3600
 local FIRST_SPECS = 4 -- how many of the most likely specs run before the rest
 -- The specs the Lua 5.1-5.3 and LuaJIT passes leave out (the Makefile's
 -- HOST_SPECS): their subject runs in a host of its own.
@@ -743,20 +745,53 @@ end
 local function busted_cmd(dir, vm, timeout, specs, log)
   local build = BUILD_DIR[vm]
   return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='%s/?.so;;' MOLTFLOW_TEST_LUA=%s %s " ..
-          "timeout -k 10 %d %s /usr/bin/busted --output=TAP --no-keep-going %s >%s 2>&1"):format(
+          "timeout -k 10 %d %s /usr/bin/busted --output=gtest --no-keep-going %s >%s 2>&1"):format(
     sh_quote(dir), build, vm, vm ~= "lua5.4" and vm ~= "luajit" and "SOAK_CHECK_RSS=0" or "", timeout, vm,
     table.concat(specs, " "), sh_quote(log))
 end
 
--- Runs specs under vm in dir: "passed", "hung", or the first failure and its spec file.
-local function run_specs(dir, vm, timeout, specs)
-  local log = dir .. "/.sample-log"
-  local ok, _, code = os.execute(busted_cmd(dir, vm, timeout, specs, log))
-  if ok == true or ok == 0 then return "passed" end
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+-- Runs specs under vm in dir: "passed", "hung", or the first failure and its
+-- spec file. Hung: no test has started or ended for `stall` seconds (busted's
+-- gtest output is flushed per test), however busy the machine; `timeout`
+-- caps the whole run.
+local function run_specs(dir, vm, stall, specs, timeout)
+  local log, rc_file, pid_file = dir .. "/.sample-log", dir .. "/.sample-rc", dir .. "/.sample-pid"
+  os.remove(rc_file)
+  os.remove(log)
+  -- a session of its own, to stop everything it started
+  sh(("setsid sh -c %s </dev/null >/dev/null 2>&1 & echo $! >%s"):format(
+    sh_quote(busted_cmd(dir, vm, timeout or 12 * stall, specs, log) .. "; echo $? >" .. sh_quote(rc_file)),
+    sh_quote(pid_file)))
+  local pid = read(pid_file):match("%d+")
+  local size, changed, hung = -1, os.time(), false
+  while not try_read(rc_file) do
+    sh("sleep 1")
+    local now_size = file_size(log)
+    if now_size ~= size then size, changed = now_size, os.time() end
+    if os.time() - changed > stall and not try_read(rc_file) then
+      hung = true
+      -- every process of the session started (timeout puts busted in a group of its own)
+      local session = ("ps -o pid= -s %s"):format(pid)
+      sh(("kill -TERM $(%s) 2>/dev/null; sleep 5; kill -KILL $(%s) 2>/dev/null"):format(session, session))
+      break
+    end
+  end
+  if hung then return "hung" end
+  local code = tonumber((try_read(rc_file) or ""):match("%d+"))
+  if code == 0 then return "passed" end
   if code == 124 or code == 137 then return "hung" end
-  local text = read(log)
-  local name = text:match("not ok %d+ %- ([^\n]*)")
-  local file = text:match("not ok %d+ %- [^\n]*\n# ([^\n]-) @ %d+")
+  local text = try_read(log) or ""
+  local file, name = text:match("\n%[  FAILED  %] ([^\n]-) @ %d+: ([^\n]*)")
+  if not file then file, name = text:match("\n%[  ERROR   %] ([^\n]-) @ %d+: ([^\n]*)") end
+  if name then name = name:gsub(" %(%d[%d.]* m?s%)$", "") end
   return (name or text:match("([^\n]*)\n?$") or ""):sub(1, 120), file
 end
 
@@ -789,7 +824,7 @@ local function run_mutant(dir, c, timeout)
           -- a real hang only if it hangs again
           local again, file2 = run_specs(dir, c.vm, timeout, group)
           if again == "hung" then
-            result, detail = "caught", ("hang: the specs ran past %d s twice"):format(timeout)
+            result, detail = "caught", ("hang: no test ended for %d s, twice"):format(timeout)
             break
           elseif again ~= "passed" then
             result, detail, by = "caught", again .. " (after a first run that hung)", file2
@@ -867,14 +902,14 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
         specs[#specs + 1] = s.path
       end
       local t0 = os.time()
-      local outcome = run_specs(dir, c.vm, BASELINE_TIMEOUT, specs)
+      local outcome = run_specs(dir, c.vm, MIN_TIMEOUT, specs, BASELINE_TIMEOUT)
       if outcome ~= "passed" then
         print(("mutate-sample: the unmutated suite fails under %s in the scratch copy: %s"):format(c.vm, outcome))
         os.exit(2)
       end
       local took = os.time() - t0
-      timeout = tonumber(os.getenv("MUTATE_TIMEOUT")) or math.max(timeout or 0, MIN_TIMEOUT, 2 * took)
-      print(("mutate-sample: the unmutated suite passes under %s (%d s); a run past %d s is hung")
+      timeout = tonumber(os.getenv("MUTATE_STALL")) or MIN_TIMEOUT
+      print(("mutate-sample: the unmutated suite passes under %s (%d s); a run where no test ends for %d s is hung")
             :format(c.vm, took, timeout))
       io.stdout:flush()
     end
