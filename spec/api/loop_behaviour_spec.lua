@@ -246,7 +246,7 @@ describe("a finished handle", function()
   it("checks on_done's argument, also once finished", function()
     local c = emu.client{retry = false, loop = admin.new_loop()}
     local h = finished(c)
-    assert.has_error(function() h:on_done("not a function") end, "moltflow: handle:on_done: expected a function")
+    assert.has_error(function() h:on_done("not a function") end, "moltflow.handle:on_done: expected a function")
     c:close()
   end)
 end)
