@@ -42,6 +42,8 @@
 --   SEED=7 N=40 lua5.4 tools/mutate_sample.lua     one seed (several: SEED="1 2 3")
 --   ... --list                                     only print the mutants drawn
 --   MUTATE_JOBS=2                                  two scratch copies in parallel
+--   SAMPLE_ONLY="1/7 3/12" MUTATE_BASELINE=0       re-check some mutants of the seeds (survivors,
+--                                                  after new specs), without the unmutated run
 --   MUTATE_STALL=420                               seconds without a test ending before a
 --                                                  run counts as hung
 -- Exits 1 when a seed scores below MUTATE_MIN (default 90) percent.
@@ -886,11 +888,25 @@ end
 
 local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
   local chosen, skipped = sample(seed, n)
+  -- SAMPLE_ONLY="seed/index ...": only those (re-checking survivors)
+  local only = os.getenv("SAMPLE_ONLY")
+  if only and only ~= "" then
+    local keep = {}
+    for _, c in ipairs(chosen) do
+      if (" " .. only .. " "):find("[%s,]" .. seed .. "/" .. c.index .. "[%s,]") then keep[#keep + 1] = c end
+    end
+    chosen = keep
+  end
   print(("mutate-sample: seed %d, %d mutants (%d skipped: %d do not compile, %d in no build)"):format(
     seed, #chosen, skipped.compile + skipped.dead, skipped.compile, skipped.dead))
   io.stdout:flush()
   -- every VM the mutants need: its core built, its unmutated suite passing
   for _, c in ipairs(chosen) do
+    if not baseline_checked[c.vm] and os.getenv("MUTATE_BASELINE") == "0" then
+      baseline_checked[c.vm] = true
+      timeout = tonumber(os.getenv("MUTATE_STALL")) or MIN_TIMEOUT
+      for j = 1, jobs do assert(build_core(("%s/tree%d"):format(root, j), c.vm), "cannot build for " .. c.vm) end
+    end
     if not baseline_checked[c.vm] then
       baseline_checked[c.vm] = true
       for j = 1, jobs do
