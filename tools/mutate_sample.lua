@@ -663,14 +663,16 @@ end
 
 ------------------------------------------------------------------ specs
 
-local spec_cache
-local function spec_files()
-  if spec_cache then return spec_cache end
-  spec_cache = {}
-  for path in capture("find spec -name '*_spec.lua' | sort"):gmatch("[^\n]+") do
-    spec_cache[#spec_cache + 1] = {path = path, text = read(path), name = path:match("([^/]+)%.lua$")}
+-- The spec files of the tree in dir (the scratch copy the suite runs in).
+local spec_cache = {}
+local function spec_files(dir)
+  if spec_cache[dir] then return spec_cache[dir] end
+  local list = {}
+  for path in capture(("cd %s && find spec -name '*_spec.lua' | sort"):format(sh_quote(dir))):gmatch("[^\n]+") do
+    list[#list + 1] = {path = path, text = read(dir .. "/" .. path), name = path:match("([^/]+)%.lua$")}
   end
-  return spec_cache
+  spec_cache[dir] = list
+  return list
 end
 
 local function count_plain(text, needle)
@@ -685,8 +687,8 @@ end
 
 -- The names a spec would use to reach the mutated code: the enclosing
 -- function's, the file's module name, and for C the Lua names it exports.
-local function reach_names(c)
-  local lines = lines_of(read(c.file))
+local function reach_names(c, dir)
+  local lines = lines_of(read(dir .. "/" .. c.file))
   local names, fn = {}, nil
   for no = c.line, 1, -1 do
     local l = lines[no]
@@ -698,8 +700,9 @@ local function reach_names(c)
   local module = c.file:match("^lua/(.*)%.lua$")
   module = module and module:gsub("/init$", ""):gsub("/", ".")
   if c.file:match("%.c$") then
-    for name in read(c.file):gmatch('{"([%w_]+)",%s*[%w_]+}') do names[#names + 1] = name end
-    for name in read(c.file):gmatch('lua_setfield%(L,%s*%-2,%s*"([%w_]+)"%)') do names[#names + 1] = name end
+    local text = read(dir .. "/" .. c.file)
+    for name in text:gmatch('{"([%w_]+)",%s*[%w_]+}') do names[#names + 1] = name end
+    for name in text:gmatch('lua_setfield%(L,%s*%-2,%s*"([%w_]+)"%)') do names[#names + 1] = name end
   end
   return fn, module, names
 end
@@ -714,15 +717,15 @@ local function kills_for(file)
 end
 
 -- Every spec file for the mutant's VM, most likely catcher first.
-local function ranked_specs(c)
-  local fn, module, exported = reach_names(c)
+local function ranked_specs(c, dir)
+  local fn, module, exported = reach_names(c, dir)
   local stem = c.file:match("([^/]+)%.%w+$"):gsub("^init$", "")
   local folder = c.file:match("([^/]+)/[^/]+$")
   local kills = kills_for(c.file)
   local host = {}
   for _, s in ipairs(HOST_SPECS) do host[s] = true end
   local ranked = {}
-  for _, s in ipairs(spec_files()) do
+  for _, s in ipairs(spec_files(dir)) do
     if c.vm == "lua5.4" or not host[s.name] then
       local score = 0
       local base = s.name:gsub("_spec$", "")
@@ -814,7 +817,7 @@ local function run_mutant(dir, c, timeout)
   if is_c and not build_core(dir, c.vm) then
     result, detail = "caught", "by the build"
   else
-    local ranked = ranked_specs(c)
+    local ranked = ranked_specs(c, dir)
     local first, rest = {}, {}
     for i, s in ipairs(ranked) do
       if i <= FIRST_SPECS and s.score > 0 then first[#first + 1] = s.path else rest[#rest + 1] = s.path end
@@ -914,7 +917,7 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
       end
       local dir = root .. "/tree1"
       local specs = {}
-      for _, s in ipairs(ranked_specs{file = "src/core.c", line = 1, vm = c.vm, op = ""}) do
+      for _, s in ipairs(ranked_specs({file = "src/core.c", line = 1, vm = c.vm, op = ""}, dir)) do
         specs[#specs + 1] = s.path
       end
       local t0 = os.time()
