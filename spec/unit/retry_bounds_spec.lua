@@ -56,4 +56,14 @@ describe("the retry option", function()
     assert.is_number(retry.delay(q, "PATCH", {kind = "network", connect_failed = true}, 1, 0, 0))
     assert.is_nil(retry.delay(q, "PATCH", {kind = "network"}, 1, 0, 0))
   end)
+
+  it("by default retries a GET on 408, 429, 500, 502, 503 and 504, and on nothing else", function()
+    local p = retry.policy(nil)
+    for status = 400, 599 do
+      local wait = retry.delay(p, "GET", {status = status}, 1, 0, 0, function() return 0 end)
+      local want = ({[408] = true, [429] = true, [500] = true, [502] = true, [503] = true, [504] = true})[status]
+      assert.equal(want == true, wait ~= nil, "status " .. status)
+    end
+    assert.equal(3, p.max_attempts)
+  end)
 end)
