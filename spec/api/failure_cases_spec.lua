@@ -128,4 +128,25 @@ describe("a 422 that echoes secrets inside nested objects", function()
     for _, s in ipairs(SECRETS) do assert.is_nil(text:find(s, 1, true), s .. " leaked: " .. text) end
     c:close()
   end)
+
+  it("redacts a secret nested 150 objects deep (the stack grows as it goes down)", function()
+    local deep = {api_key = "bottom-secret-5e2a", note = "kept"}
+    for i = 1, 150 do deep = {["level" .. i] = deep} end
+    emu.fault{method = "PATCH", path = "/tenant/settings", status = 422,
+              body = admin.json_encode{detail = {{loc = {"body"}, msg = "bad", type = "value_error", input = deep}}}}
+    local c = emu.client{retry = false, loop = admin.new_loop()}
+    -- spawned: the answer is read on a fresh coroutine's small stack
+    local h = c:spawn("tenant.update_settings", {require_approval = true})
+    local deadline = core.monotime() + 10
+    while not h.done and core.monotime() < deadline do c:poll(0.05) end
+    local v, err = h:result()
+    assert.is_nil(v)
+    assert.equal(422, err.status)
+    local node = err.detail[1].input
+    for i = 150, 1, -1 do node = node["level" .. i] end
+    assert.equal("REDACTED", node.api_key)
+    assert.equal("kept", node.note)
+    assert.is_nil((strings(err) .. tostring(err)):find("bottom-secret-5e2a", 1, true))
+    c:close()
+  end)
 end)
