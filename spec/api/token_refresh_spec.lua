@@ -147,4 +147,18 @@ describe("a refresh", function()
     assert.same({false}, heard)
     c:close()
   end)
+
+  it("is not asked for before a call whose access token has no exp (opaque): the call goes out with it", function()
+    local c = admin.new{base_url = emu.url, access_token = "opaque-access-8d3e", refresh_token = "rt-opaque-1f0c",
+                        retry = false}
+    assert.is_nil(c:tokens().expires_at)
+    local ok, v, err = pcall(c.usage.current, c.usage)
+    assert.is_true(ok, tostring(v))
+    assert.is_nil(v) -- the emulator knows no such token: 401, then one refused refresh
+    assert.equal(401, err.status)
+    local log = emu.requests()
+    assert.equal("/api/v2/usage/current", log[1].path)
+    assert.equal("Bearer opaque-access-8d3e", log[1].headers.authorization)
+    c:close()
+  end)
 end)
