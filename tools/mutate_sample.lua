@@ -42,6 +42,8 @@
 --   SEED=7 N=40 lua5.4 tools/mutate_sample.lua     one seed (several: SEED="1 2 3")
 --   ... --list                                     only print the mutants drawn
 --   MUTATE_JOBS=2                                  two scratch copies in parallel
+--   SEED=7 lua5.4 tools/mutate_sample.lua --rescore LOG   score a printed run again (the same
+--                                                  tree), with today's equivalences
 --   SAMPLE_ONLY="1/7 3/12" MUTATE_BASELINE=0       re-check some mutants of the seeds (survivors,
 --                                                  after new specs), without the unmutated run
 --   MUTATE_STALL=420                               seconds without a test ending before a
@@ -889,6 +891,50 @@ end
 
 ------------------------------------------------------------------ main
 
+-- Scores a seed's results ({[index] = {result, secs, by, detail}}) with the
+-- equivalences of tools/mutants-equivalent.txt; prints and keeps the report.
+local function score_seed(seed, chosen, results, seconds, learn)
+  local equivalents = load_equivalents()
+  local caught, scored, equivalent, survivors, hangs = 0, 0, 0, {}, {}
+  local report = {}
+  local function say(s) print(s) report[#report + 1] = s end
+  local kills = learn and assert(io.open(KILLS, "a"))
+  for _, c in ipairs(chosen) do
+    local r = results[c.index] or {result = "ERROR", secs = 0, detail = "no result (worker died?)", by = ""}
+    local eq = equivalents[seed .. " " .. c.site]
+    if eq and eq.to ~= nil and eq.to ~= c.to then
+      say(("  (stale equivalence for %s: its mutated line differs; ignored)"):format(c.site))
+      eq = nil
+    end
+    local tag = ("%d/%02d %-40s %-12s %-7s"):format(seed, c.index, c.file .. ":" .. c.line, c.op, c.vm)
+    if (r.result == "SURVIVED" or r.result == "INTERMITTENT") and eq then
+      equivalent = equivalent + 1
+      say(("equiv     %s equivalent: %s"):format(tag, eq.equivalent))
+    else
+      scored = scored + 1
+      if r.result == "caught" then
+        caught = caught + 1
+        if kills and r.by ~= "" then kills:write(c.file, "\t", r.by, "\n") end
+        if r.detail:match("^hang") then hangs[#hangs + 1] = c end
+      else
+        survivors[#survivors + 1] = c
+      end
+      if r.result == "INTERMITTENT" then c.intermittent = true end
+      say(("%-9s %s %4ds  %s%s"):format(r.result, tag, r.secs or 0, r.by ~= "" and (r.by .. ": ") or "", r.detail))
+    end
+  end
+  if kills then kills:close() end
+  for _, c in ipairs(survivors) do
+    say((c.intermittent and "INTERMITTENT " or "SURVIVED ") .. seed .. " " .. c.site .. "\n" .. diff_of(c))
+  end
+  for _, c in ipairs(hangs) do say("HANG     " .. seed .. " " .. c.site .. "\n" .. diff_of(c)) end
+  local pct = scored > 0 and 100 * caught / scored or 100
+  say(("score: seed %d: %d/%d caught (%.1f %%), %d equivalent excluded, %d hang(s), %d s"):format(
+    seed, caught, scored, pct, equivalent, #hangs, seconds))
+  write(("%s/seed-%d.txt"):format(STATE_DIR, seed), table.concat(report, "\n") .. "\n")
+  return pct
+end
+
 local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
   local chosen, skipped = sample(seed, n)
   -- SAMPLE_ONLY="seed/index ...": only those (re-checking survivors)
@@ -951,44 +997,7 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
       results[tonumber(index)] = {result = result, secs = tonumber(secs), by = by, detail = detail}
     end
   end
-  local equivalents = load_equivalents()
-  local caught, scored, equivalent, survivors, hangs = 0, 0, 0, {}, {}
-  local report = {}
-  local function say(s) print(s) report[#report + 1] = s end
-  local kills = assert(io.open(KILLS, "a"))
-  for _, c in ipairs(chosen) do
-    local r = results[c.index] or {result = "ERROR", secs = 0, detail = "no result (worker died?)", by = ""}
-    local eq = equivalents[seed .. " " .. c.site]
-    if eq and eq.to ~= nil and eq.to ~= c.to then
-      say(("  (stale equivalence for %s: its mutated line differs; ignored)"):format(c.site))
-      eq = nil
-    end
-    local tag = ("%d/%02d %-40s %-12s %-7s"):format(seed, c.index, c.file .. ":" .. c.line, c.op, c.vm)
-    if r.result == "SURVIVED" and eq then
-      equivalent = equivalent + 1
-      say(("equiv     %s equivalent: %s"):format(tag, eq.equivalent))
-    else
-      scored = scored + 1
-      if r.result == "caught" then
-        caught = caught + 1
-        if r.by ~= "" then kills:write(c.file, "\t", r.by, "\n") end
-        if r.detail:match("^hang") then hangs[#hangs + 1] = c end
-      else
-        survivors[#survivors + 1] = c
-      end
-      if r.result == "INTERMITTENT" then c.intermittent = true end
-      say(("%-9s %s %4ds  %s%s"):format(r.result, tag, r.secs or 0, r.by ~= "" and (r.by .. ": ") or "", r.detail))
-    end
-  end
-  kills:close()
-  for _, c in ipairs(survivors) do
-    say((c.intermittent and "INTERMITTENT " or "SURVIVED ") .. seed .. " " .. c.site .. "\n" .. diff_of(c))
-  end
-  for _, c in ipairs(hangs) do say("HANG     " .. seed .. " " .. c.site .. "\n" .. diff_of(c)) end
-  local pct = scored > 0 and 100 * caught / scored or 100
-  say(("score: seed %d: %d/%d caught (%.1f %%), %d equivalent excluded, %d hang(s), %d s"):format(
-    seed, caught, scored, pct, equivalent, #hangs, os.time() - started))
-  write(("%s/seed-%d.txt"):format(STATE_DIR, seed), table.concat(report, "\n") .. "\n")
+  local pct = score_seed(seed, chosen, results, os.time() - started, true)
   return pct, timeout
 end
 
@@ -1006,6 +1015,26 @@ local function main()
       print(("seed %d: %d mutants, %d skipped (%d do not compile, %d in no build)"):format(
         seed, #chosen, skipped.compile + skipped.dead, skipped.compile, skipped.dead))
       for _, c in ipairs(chosen) do print(diff_of(c)) end
+    end
+    return
+  end
+  if arg[1] == "--rescore" then
+    -- the printed report of an earlier run (the same tree: the same draws)
+    -- scored again with today's equivalences
+    local text = read(arg[2])
+    for _, seed in ipairs(seeds) do
+      local chosen = sample(seed, n)
+      local results, seconds = {}, 0
+      for line in text:gmatch("[^\n]+") do
+        local result, s, index, secs, rest = line:match("^(%S+)%s+(%d+)/(%d+) .-%s(%d+)s  (.*)$")
+        if result and tonumber(s) == seed then
+          local by, detail = rest:match("^(spec/%S+): (.*)$")
+          results[tonumber(index)] = {result = result, secs = tonumber(secs), by = by or "", detail = detail or rest}
+        end
+        local took = line:match("^score: seed " .. seed .. ":.* (%d+) s$")
+        if took then seconds = tonumber(took) end
+      end
+      score_seed(seed, chosen, results, seconds, false)
     end
     return
   end
