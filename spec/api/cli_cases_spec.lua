@@ -186,6 +186,20 @@ describe("moltflow-admin, cases", function()
     end)
   end)
 
+  describe("text from the server", function()
+    it("keeps every UTF-8 character, 2, 3 and 4 bytes long, and escapes only the controls", function()
+      local name = "na\195\175ve \226\130\172uro \240\159\152\128 \226\128\153s \194\133x\27]0;t\7"
+      local c = emu.client{retry = false}
+      assert(c.api_keys:create{name = name, scopes = {"usage:read"}})
+      c:close()
+      local r = run{"--api-key", seed.keys.all, "--base-url", emu.url, "keys", "list"}
+      assert.equal(0, r.code, r.stderr)
+      -- U+0085 (a C1 control) and ESC, BEL escaped; every other character as it came
+      assert.truthy(r.stdout:find("na\195\175ve \226\130\172uro \240\159\152\128 \226\128\153s \\u0085x\\x1b]0;t\\x07",
+                                  1, true), r.stdout)
+    end)
+  end)
+
   describe("usage daily's chart", function()
     local function day(date, sent, received, calls)
       return {date = date, messages_sent = sent, messages_received = received, api_calls = calls}
