@@ -188,6 +188,30 @@ describe("a loop watched after its calls started", function()
   end)
 end)
 
+describe("a loop watched, then not", function()
+  before_each(function() emu.reset() end)
+
+  it("goes back to polling: loop:watch(nil), then spawned calls end through poll, the host hears nothing", function()
+    local loop = admin.new_loop()
+    local c = emu.client{retry = false, loop = loop}
+    local heard = 0
+    loop:watch{socket = function() heard = heard + 1 end, timer = function() heard = heard + 1 end}
+    local first = c:spawn("usage.current")
+    local host_heard = heard
+    assert.is_true(host_heard > 0)
+    first:cancel()
+    loop:watch(nil)
+    heard = 0
+    local h = c:spawn("usage.current")
+    local deadline = core.monotime() + 10
+    while not h.done and core.monotime() < deadline do loop:poll(0.05) end
+    assert.is_true(h.done)
+    assert.equal(5000, (h:result()).limit_messages)
+    assert.equal(0, heard)
+    c:close()
+  end)
+end)
+
 describe("a finished handle", function()
   before_each(function() emu.reset() end)
 
