@@ -55,4 +55,14 @@ describe("an argument mistake", function()
     raises_here(function() store:save(5) end, "moltflow.file_store: save: 'tokens' must be a table or nil")
     os.remove(path)
   end)
+
+  it("a request body with a key that is not a string is refused before any I/O, whole", function()
+    local c = admin.new{base_url = "http://127.0.0.1:1/api/v2", api_key = "k", retry = false}
+    for _, key in ipairs{true, 5, 2.5} do
+      local ok, err = pcall(c.request, c, "POST", "/x", {body = {name = "x", [key] = 1, z = "y"}})
+      assert.is_false(ok, tostring(key))
+      assert.matches("object keys must be strings$", tostring(err))
+    end
+    c:close()
+  end)
 end)
