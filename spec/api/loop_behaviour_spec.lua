@@ -135,6 +135,24 @@ describe("a finished call is reported while another is still running", function(
   end)
 end)
 
+describe("poll's timeout", function()
+  before_each(function() emu.reset() end)
+
+  it("poll(0.1) returns while the server still holds the only call: it waits no longer than asked", function()
+    emu.fault{path = "/usage/current", delay = HOLD}
+    local loop = admin.new_loop()
+    local c = emu.client{retry = false, loop = loop}
+    local h = c:spawn("usage.current")
+    local deadline = core.monotime() + 10
+    while #emu.requests_for("GET", "/usage/current") < 1 and core.monotime() < deadline do loop:poll(0.01) end
+    for _ = 1, 3 do loop:poll(0.1) end
+    assert.is_false(h.done)
+    assert.is_false(answered("GET", "/usage/current"), "poll waited for the answer")
+    h:cancel()
+    c:close()
+  end)
+end)
+
 describe("a loop watched after its calls started", function()
   before_each(function() emu.reset() end)
 
