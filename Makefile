@@ -14,6 +14,7 @@
 #   make bench-wan       TLS at a 50 ms round trip: build/bench/wan.md (make bench runs it and
 #                        puts it in BENCHMARKS.md; alone, `lua5.4 bench/report.lua --wan` does)
 #   make mutate          mutation testing: tools/mutants.txt against the Lua 5.4 suite (not part of test)
+#   make mutate-sample   sampled mutation: SEED=s N=40 random one-line mutants (tools/mutate_sample.lua)
 #   make emulator        the emulator in the foreground (PORT=8787)
 #   make docs            LDoc reference in build/docs; docs/api.md, README's CLI table
 #                        and the LuaLS annotations (lua/moltflow/types/admin.lua)
@@ -88,8 +89,9 @@ BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFL
 # Dots on a terminal; one line per file and test otherwise (CI, logs), flushed as it goes.
 BUSTED_OUTPUT = --output=$$([ -t 1 ] && echo utfTerminal || echo gtest)
 
-.PHONY: all core core-all embed lint mutate test test-c test-51 test-52 test-53 test-54 test-luajit test-spec demo bench \
-  bench-wan bench-scale bench-ngx emulator install uninstall deps clean docs annotations deb rock rock-install rock-install-emulator \
+.PHONY: all core core-all embed lint mutate mutate-sample test test-c test-51 test-52 test-53 test-54 test-luajit test-spec \
+  demo bench bench-wan bench-scale bench-ngx emulator install uninstall deps clean docs annotations deb rock rock-install \
+  rock-install-emulator \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
 
 all: $(CORE)
@@ -153,6 +155,13 @@ test-c: $(C_TESTS)
 # copies at once, MUTANTS=id,id a subset (see tools/mutate.lua).
 mutate:
 	lua5.4 tools/mutate.lua
+
+# Sampled mutation (tools/mutate_sample.lua): N (40) one-line mutants drawn
+# by SEED (one or several, "1 2 3") across src/ and lua/moltflow/; exits 1
+# when a seed scores below MUTATE_MIN (90) %. MUTATE_JOBS=2 runs two copies.
+N ?= 40
+mutate-sample:
+	SEED='$(SEED)' N='$(N)' lua5.4 tools/mutate_sample.lua
 
 # The specs under $(LUA), on its build; MOLTFLOW_TEST_LUA names the interpreter
 # for the child processes the specs start.

@@ -9,6 +9,7 @@
 --   keepalive_requests = n            -- requests per connection (nginx's
 --                                     -- default, 1000, unless given)
 --   keepalive_timeout = "1s"          -- idle connections closed after (75s)
+--   keepalive = false                 -- every answer closes its connection
 --   s.url ("https://127.0.0.1:PORT/api/v2"), s.origin, s.port, s.ca (cert.pem),
 --   s.prefix, s.log (the access log), s.pid
 --   local mark = s:mark()             -- position in the access log
@@ -117,11 +118,13 @@ http {
     ssl_session_cache shared:tls_sessions:1m;
     ssl_session_timeout 10m;
     %s
+    %s
   }
 }
 ]]):format(o.emulator and ("load_module %s/ndk_http_module.so;\nload_module %s/ngx_http_lua_module.so;")
              :format(MODULES, MODULES) or "",
-           p, p, LOG_FORMAT, p, p, p, p, p, p, o.keepalive_requests or 1000, o.keepalive_timeout or "75s", lua_http,
+           p, p, LOG_FORMAT, p, p, p, p, p, p, o.keepalive_requests or 1000,
+           o.keepalive == false and "0" or o.keepalive_timeout or "75s", lua_http,
            o.port, o.http2 and " http2" or "", p, p, location)
 end
 
@@ -168,7 +171,7 @@ function Server:stop()
 end
 
 --- start{upstream = "http://127.0.0.1:P/...", emulator = bool, http2 = bool,
---        owner_pid = pid} -> server
+--        keepalive = bool, owner_pid = pid} -> server
 -- Exactly one of `upstream` (proxy to that origin) or `emulator` (serve the
 -- emulator's Lua handlers, rate limits off) is required.
 function M.start(opts)
@@ -189,7 +192,7 @@ function M.start(opts)
     local f = assert(io.open(prefix .. "/nginx.conf", "w"))
     f:write(conf_text{prefix = prefix, port = port, http2 = opts.http2, emulator = opts.emulator,
                       upstream = opts.upstream, keepalive_requests = opts.keepalive_requests,
-                      keepalive_timeout = opts.keepalive_timeout})
+                      keepalive_timeout = opts.keepalive_timeout, keepalive = opts.keepalive})
     f:close()
     if sh(("%s -p %s -c %s/nginx.conf -e %s/error.log 2>%s/startup.log")
           :format(NGINX, quote(prefix), quote(prefix), quote(prefix), quote(prefix))) then
