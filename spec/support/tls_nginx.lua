@@ -118,7 +118,6 @@ http {
     ssl_session_cache shared:tls_sessions:1m;
     ssl_session_timeout 10m;
     %s
-    %s
   }
 }
 ]]):format(o.emulator and ("load_module %s/ndk_http_module.so;\nload_module %s/ngx_http_lua_module.so;")

@@ -47,20 +47,20 @@ describe("the retry option", function()
 
   it("retries a 429 for POST, and the retry_on statuses only for idempotent methods", function()
     local p = retry.policy{retry_on = {503}, base_delay = 0}
-    assert.is_number(retry.delay(p, "GET", {status = 503}, 1, 0, 0))
-    assert.is_nil(retry.delay(p, "POST", {status = 503}, 1, 0, 0))
-    assert.is_nil(retry.delay(p, "GET", {status = 500}, 1, 0, 0))
-    assert.is_nil(retry.delay(p, "GET", {status = 503}, 3, 0, 0)) -- max_attempts reached
+    assert.is_number(retry.delay(p, true, {status = 503}, 1, 0, 0))
+    assert.is_nil(retry.delay(p, false, {status = 503}, 1, 0, 0))
+    assert.is_nil(retry.delay(p, true, {status = 500}, 1, 0, 0))
+    assert.is_nil(retry.delay(p, true, {status = 503}, 3, 0, 0)) -- max_attempts reached
     local q = retry.policy{retry_on = {429}, base_delay = 0}
-    assert.is_number(retry.delay(q, "POST", {status = 429}, 1, 0, 0))
-    assert.is_number(retry.delay(q, "PATCH", {kind = "network", connect_failed = true}, 1, 0, 0))
-    assert.is_nil(retry.delay(q, "PATCH", {kind = "network"}, 1, 0, 0))
+    assert.is_number(retry.delay(q, false, {status = 429}, 1, 0, 0))
+    assert.is_number(retry.delay(q, false, {kind = "network", connect_failed = true}, 1, 0, 0))
+    assert.is_nil(retry.delay(q, false, {kind = "network"}, 1, 0, 0))
   end)
 
   it("by default retries a GET on 408, 429, 500, 502, 503 and 504, and on nothing else", function()
     local p = retry.policy(nil)
     for status = 400, 599 do
-      local wait = retry.delay(p, "GET", {status = status}, 1, 0, 0, function() return 0 end)
+      local wait = retry.delay(p, true, {status = status}, 1, 0, 0, function() return 0 end)
       local want = ({[408] = true, [429] = true, [500] = true, [502] = true, [503] = true, [504] = true})[status]
       assert.equal(want == true, wait ~= nil, "status " .. status)
     end
