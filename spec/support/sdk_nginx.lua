@@ -72,6 +72,18 @@ http {
   assert(sh(("%s -p %s -c %s -e %s 2>&1"):format(NGINX, quote(prefix), quote(prefix .. "/nginx.conf"),
                                                   quote(prefix .. "/error.log"))),
          "nginx did not start: " .. slurp(prefix .. "/error.log"))
+  -- listening before the caller's load starts (wrk gives up on a refused
+  -- connection); else the error log says why
+  local socket = require "socket"
+  local listening = proc.wait_for(function()
+    local c = socket.tcp()
+    c:settimeout(0.5)
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    return ok ~= nil
+  end, 10)
+  assert(listening, ("nginx does not listen on %d: %s (nginx.pid: %s)"):format(port, slurp(prefix .. "/error.log"),
+    slurp(prefix .. "/nginx.pid")))
   local self = {prefix = prefix, url = ("http://127.0.0.1:%d/call"):format(port)}
   function self.log() return slurp(prefix .. "/error.log") end
   function self.stop()
