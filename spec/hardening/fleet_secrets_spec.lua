@@ -33,7 +33,7 @@ describe("fleet stores: no secret in any output", function()
     local on_warning = function(m) warnings[#warnings + 1] = m end
     local url = server.url
     local function store(extra)
-      local opts = {url = url, ca_file = server.ca_file, seal_key = SEAL, on_warning = on_warning, timeout = 0.5,
+      local opts = {url = url, ca_file = server.ca_file, seal_key = SEAL, on_warning = on_warning, timeout = 5,
                     retry_after = 0.01}
       for k, v in pairs(extra or {}) do opts[k] = v end
       local s = admin.redis_store(opts)
