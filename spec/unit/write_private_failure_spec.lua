@@ -23,7 +23,7 @@ describe("core.sys.write_private past a file size limit", function()
                   .. "io.write(tostring(ok), '|', tostring(err))"):format(path)
     -- an ignored signal stays ignored across exec
     local cmd = ("ulimit -f 8; trap '' XFSZ; exec %s -e %s"):format(proc.lua, proc.quote(code))
-    return proc.run({"sh", "-c", cmd}, {env = {LUA_PATH = package.path, LUA_CPATH = package.cpath}})
+    return proc.run({"sh", "-c", cmd}, {env = {LUA_PATH = package.path, LUA_CPATH = proc.cpath .. ";;"}})
   end
 
   it("fails, and leaves nothing behind when there was no file", function()
