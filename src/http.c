@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <curl/curl.h>
 
 #include "http.h"
@@ -159,6 +162,26 @@ static void transfer_free(transfer *t) {
   free(t);
 }
 
+/* Every socket libcurl opens for a transfer is close-on-exec: a pooled
+ * connection must not live on in a child the host spawns (os.execute,
+ * io.popen), where it would outlast the client and hold the server's end
+ * open. SOCK_CLOEXEC where the system has it (atomic against another
+ * thread's fork), else FD_CLOEXEC just after. */
+static curl_socket_t open_socket(void *unused, curlsocktype purpose, struct curl_sockaddr *a) {
+  (void)unused;
+  (void)purpose;
+#ifdef SOCK_CLOEXEC
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+#else
+  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+  if (fd != CURL_SOCKET_BAD && fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  return fd;
+#endif
+}
+
 /* The options every transfer has, whoever it runs for. */
 static int set_base_options(transfer *t, moltflow_loop *lp) {
   CURL *e = t->easy;
@@ -182,6 +205,7 @@ static int set_base_options(transfer *t, moltflow_loop *lp) {
   rc |= (int)curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
   rc |= (int)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  rc |= (int)curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   return rc;
 }
 
