@@ -89,7 +89,7 @@ BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFL
 # Dots on a terminal; one line per file and test otherwise (CI, logs), flushed as it goes.
 BUSTED_OUTPUT = --output=$$([ -t 1 ] && echo utfTerminal || echo gtest)
 
-.PHONY: all core core-all embed lint mutate mutate-sample test test-c test-fleet-load test-51 test-52 test-53 test-54 test-luajit test-spec \
+.PHONY: all core core-all embed lint mutate mutate-sample test test-c test-51 test-52 test-53 test-54 test-luajit test-spec \
   demo bench bench-wan bench-scale bench-ngx emulator install uninstall deps clean docs annotations deb rock rock-install \
   rock-install-emulator \
   fuzz fuzz-short fuzz-build check-valgrind check-sanitize soak soak-short
@@ -169,16 +169,8 @@ test-spec: all
 	LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='$(BUILD)/?.so;;' MOLTFLOW_TEST_LUA=$(LUA) \
 	  $(LUA) /usr/bin/busted $(BUSTED_OUTPUT) $(SPEC_EXCLUDE) spec $(call tag,$(LUA))
 
-# The fleet's rotation under wrk (issue 23) runs alone: inside the full 5.4
-# pass wrk's 50 connections were refused for the whole run although nginx
-# listened (twice, cause not found yet); alone it passes. `make test-fleet-load`.
-LOAD_EXCLUDE := --exclude-pattern=key_rotation_wrk_spec
 test-54:
-	@$(MAKE) --no-print-directory test-spec LUA=lua5.4 SPEC_EXCLUDE='$(LOAD_EXCLUDE)'
-
-test-fleet-load: all
-	LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_TEST_LUA=lua5.4 \
-	  lua5.4 /usr/bin/busted $(BUSTED_OUTPUT) spec/hosts/key_rotation_wrk_spec.lua
+	@$(MAKE) --no-print-directory test-spec LUA=lua5.4
 
 # Specs whose subject runs in a host of its own, whatever VM runs busted: the
 # emulator and the OpenResty specs (nginx's LuaJIT), Neovim and LÖVE (their

@@ -30,8 +30,8 @@ describe("key rotation under load", function()
 
     local dir = proc.tmpdir()
     finally(function() os.execute("rm -rf " .. proc.quote(dir)) end)
-    assert(proc.sh(("wrk -t2 -c50 -d%ds %s >%s 2>&1 & echo $! >%s"):format(SECONDS, proc.quote(nginx.url),
-      proc.quote(dir .. "/wrk.out"), proc.quote(dir .. "/wrk.pid"))))
+    assert(proc.sh(("%s & echo $! >%s"):format(proc.without_inherited_fds(("exec wrk -t2 -c50 -d%ds %s >%s 2>&1")
+      :format(SECONDS, proc.quote(nginx.url), proc.quote(dir .. "/wrk.out"))), proc.quote(dir .. "/wrk.pid"))))
     local started = core.monotime()
     local manager = admin.new{base_url = emu.url, api_key = emu.seed.keys.all}
     local id, results = "key_acme_usage", {}

@@ -74,6 +74,18 @@ function M.sh(cmd)
   return r == true or r == 0
 end
 
+--- without_inherited_fds(cmd) -> cmd, run by a bash that first closes every
+-- descriptor above 2. For load tools such as wrk: it sizes its event loop
+-- for its own connections (10 + 3 per connection and thread) and counts a
+-- socket numbered past that as a failed connect, so the descriptors this
+-- process leaves open (the loops the spec files before keep alive, each with
+-- libcurl 7.88's inheritable wakeup pair) would make every connect fail.
+-- (bash: dash redirects descriptors 0 to 9 only.)
+function M.without_inherited_fds(cmd)
+  return "bash -c " .. quote("for fd in $(ls /proc/self/fd); do if [ \"$fd\" -gt 2 ]; then eval \"exec $fd>&-\"; fi; done; "
+                              .. cmd)
+end
+
 --- free_port() -> a loopback port nothing listens on: bound (so no one else
 -- holds it), closed, then checked with a connect that must be refused.
 function M.free_port()
