@@ -203,7 +203,7 @@ function M.content()
     return require("moltflow.emulator.control").handle(req)
   end
   req.log = { method = req.method, path = req.path, query = req.query, headers = req.headers,
-              body = req.body_raw, status = json.null, fault = false }
+              body = req.body_raw, status = json.null, fault = false, at = state.now() }
   local log = state.requests
   log[#log + 1] = req.log
   if #log > 2 * M.REQUEST_LOG_LIMIT then
