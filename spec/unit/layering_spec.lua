@@ -19,7 +19,7 @@ local NEVER = "never required" -- generated annotations
 local EXACT = {
   -- 0: leaves
   ["moltflow.core"] = 0, ["moltflow.compat"] = 0, ["moltflow.endpoints"] = 0, ["moltflow.retry"] = 0,
-  ["moltflow.errors"] = 0, ["moltflow.seal"] = 0,
+  ["moltflow.errors"] = 0, ["moltflow.seal"] = 0, ["moltflow.redis.resp"] = 0,
   -- 1: scheduling, pacing, tokens (and the fleet's shared key)
   ["moltflow.pacing"] = 1, ["moltflow.tokens"] = 1, ["moltflow.shared_key"] = 1,
   -- 2: transports (the choice by name, then each transport)
