@@ -81,8 +81,10 @@ DEBIAN_PACKAGES := build-essential git lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-d
 # bash with pipefail: a pass piped through its output tag keeps busted's status.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
-# $(call tag,NAME): prefixes each output line with [NAME] when passes run in parallel.
-tag = $(if $(TAG_OUTPUT),2>&1 | sed -u 's/^/[$(1)] /')
+# $(call tag,NAME): prefixes each output line with [NAME] when passes run in
+# parallel, and keeps the pass's output in build/test-logs/NAME.log.
+TEST_LOGS := build/test-logs
+tag = $(if $(TAG_OUTPUT),2>&1 | sed -u 's/^/[$(1)] /' | { mkdir -p $(TEST_LOGS) && tee $(TEST_LOGS)/$(1).log; })
 SPEC_LUA_PATH := lua/?.lua;lua/?/init.lua;./?.lua;;
 BUSTED_54 := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/5.4/?.so;;' MOLTFLOW_TEST_LUA=lua5.4 lua5.4 /usr/bin/busted
 BUSTED_JIT := LUA_PATH='$(SPEC_LUA_PATH)' LUA_CPATH='build/luajit/?.so;;' MOLTFLOW_TEST_LUA=luajit luajit /usr/bin/busted
@@ -119,8 +121,16 @@ core-all:
 # output is tagged with its pass ([lua5.1] ... [valgrind]).
 TEST_JOBS ?= 3
 TEST_PASSES := check-valgrind test-54 test-51 test-52 test-53 test-luajit check-sanitize
+# When a pass fails, the failed tests of every pass (from its RUN line to its
+# FAILED or ERROR line) are printed again at the end, where a CI log's tail
+# shows them.
 test: lint core-all embed test-c build/asan/lua build/asan/moltflow/core.so
-	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES)
+	@rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) TAG_OUTPUT=1 $(TEST_PASSES) || { \
+	  echo "make test: failed; the failed tests of each pass:"; shopt -s nullglob; \
+	  awk '/\[ RUN      \]/ { n = 0 } { if (n < 60) buf[n++] = $$0 } \
+	       /\[  (FAILED|ERROR)   ?\] .*\(.* ms\)$$/ { for (i = 0; i < n; i++) print buf[i]; n = 0 }' \
+	    /dev/null $(TEST_LOGS)/*.log; exit 1; }
 	@$(MAKE) --no-print-directory fuzz-short
 	@echo "make test: every pass passed ($(TEST_PASSES) fuzz-short)"
 
