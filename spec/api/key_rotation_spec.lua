@@ -235,6 +235,36 @@ describe("admin.new{api_key_store = store} and admin.rotate_shared_key", functio
     assert.equal(r.new_id, store:load_api_key().id)
   end)
 
+  it("a call refused on a key its client has replaced since it was sent is replayed with the current key",
+     function()
+    -- Two calls of one client: A is sent with the published key (v1) and held by the server; B, sent
+    -- after the keeper's one second between checks, finds v2 in the store and the client takes it; A's
+    -- 401 (the old key revoked meanwhile) comes after. A is replayed with v2, although the store has
+    -- nothing newer than what the client holds. (A rotation's drain can end while such calls are in
+    -- flight: a worker reports the new key as soon as it has taken it.)
+    local store = admin.redis_store{url = server.url, seal_key = false}
+    assert(store:publish_api_key({version = 1, id = USAGE_KEY, key = emu.seed.keys.usage_only}, 0))
+    local manager = admin.new{base_url = emu.url, api_key = emu.seed.keys.all}
+    local new = assert(manager.api_keys:create{name = "acme-usage@v2", scopes = {"usage:read"}})
+    local worker = admin.new{base_url = emu.url, api_key_store = store, retry = false}
+    emu.fault{path = "/usage/current", delay = 2, status = 401, times = 1}
+    local a = worker:spawn("usage.current")
+    while #emu.requests_for("GET", "/usage/current") < 1 do worker:poll(0.01) end
+    local a_sent = core.monotime()
+    assert(store:publish_api_key({version = 2, id = new.id, key = new.raw_key}, 1))
+    while core.monotime() - a_sent < 1.1 do worker:poll(0.05) end
+    local b = worker:spawn("usage.current")
+    while not (a.done and b.done) do worker:poll(0.05) end
+    assert.is_table(b:result())
+    local v, err = a:result()
+    assert.is_table(v, tostring(err))
+    local sent = {}
+    for i, r in ipairs(emu.requests_for("GET", "/usage/current")) do
+      sent[i] = {r.status, r.headers["x-api-key"] == new.raw_key and "v2" or "v1"}
+    end
+    assert.same({{401, "v1"}, {200, "v2"}, {200, "v2"}}, sent)
+  end)
+
   it("a 401 with nothing newer in the store is the caller's (no loop)", function()
     local store = admin.redis_store{url = server.url, seal_key = false}
     assert(store:publish_api_key({version = 1, id = "x", key = "mf_not_a_key"}, 0))

@@ -93,7 +93,7 @@ function Client:_run(req, method, auth, io, once, idempotent)
       end
       t0 = core.monotime()
     end
-    local gen = keeper:generation()
+    local gen, key_version = keeper:generation(), self._key_version
     local v, r = io.send(self._link, req)
     if self._on_response and t0 then
       local e = v == nil and r or nil
@@ -109,9 +109,10 @@ function Client:_run(req, method, auth, io, once, idempotent)
     local replay = false
     if err.status == 401 and shared and auth ~= "none" and not key_replayed and not once
        and not self._core:credentials() then
-      -- the fleet's key was refused: a newer one in the store is taken at once and the call replayed, once
+      -- the fleet's key was refused: a newer one (the store's, or the one another call of this client
+      -- took while this one was in flight) is used at once and the call replayed, once
       key_replayed = true
-      replay = self:_sync_shared_key(true)
+      replay = self:_sync_shared_key(key_version or 0)
     elseif err.status == 401 and auth ~= "none" and not replayed and not once and self._core:credentials() then
       -- the access token was refused (expired, revoked): renew once, replay once
       replayed = true
@@ -131,13 +132,15 @@ function Client:_run(req, method, auth, io, once, idempotent)
   end
 end
 
--- Puts the key of api_key_store into the core when its version changed
--- (`after_401`: reload it now, if the store has a newer one). Returns whether
--- the key changed.
-function Client:_sync_shared_key(after_401)
+-- Puts the key of api_key_store into the core when its version changed.
+-- `refused`: the version of a key the server refused; the key is then
+-- reloaded now if the store has a newer one. Returns whether the client
+-- holds a key other than the refused one.
+function Client:_sync_shared_key(refused)
   local key, version
-  if after_401 then
-    key, version = self._shared_key:refresh(self._key_version or 0)
+  if refused then
+    if (self._key_version or 0) ~= refused then return true end -- already replaced, by another call
+    key, version = self._shared_key:refresh(refused)
   else
     key, version = self._shared_key:current()
   end
