@@ -59,6 +59,7 @@ http {
                 if v then
                     ngx.say("ok")
                 else
+                    ngx.log(ngx.WARN, "call failed: ", tostring(err), " (kind ", tostring(err.kind), ")")
                     ngx.status = err.status or 502
                     ngx.say(tostring(err))
                 end
