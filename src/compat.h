@@ -36,22 +36,6 @@ static inline int mf_compat_absindex(lua_State *L, int i) {
 #define lua_rawlen(L, i) lua_objlen((L), (i))
 /* Without __len (5.1 has none for tables): the raw length. */
 #define luaL_len(L, i) ((lua_Integer)lua_objlen((L), (i)))
-#define lua_pushglobaltable(L) lua_pushvalue((L), LUA_GLOBALSINDEX)
-
-static inline void mf_compat_rawgetp(lua_State *L, int idx, const void *p) {
-  idx = mf_compat_absindex(L, idx);
-  lua_pushlightuserdata(L, (void *)p);
-  lua_rawget(L, idx);
-}
-#define lua_rawgetp(L, idx, p) mf_compat_rawgetp((L), (idx), (p))
-
-static inline void mf_compat_rawsetp(lua_State *L, int idx, const void *p) {
-  idx = mf_compat_absindex(L, idx);
-  lua_pushlightuserdata(L, (void *)p);
-  lua_insert(L, -2);
-  lua_rawset(L, idx);
-}
-#define lua_rawsetp(L, idx, p) mf_compat_rawsetp((L), (idx), (p))
 
 #endif /* LUA_VERSION_NUM < 502 */
 
@@ -70,9 +54,6 @@ static inline void mf_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) 
 }
 #define luaL_setfuncs(L, l, nup) mf_compat_setfuncs((L), (l), (nup))
 
-#define luaL_newlibtable(L, l) lua_createtable((L), 0, (int)(sizeof(l) / sizeof((l)[0]) - 1))
-#define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
-
 static inline void mf_compat_setmetatable(lua_State *L, const char *tname) {
   luaL_getmetatable(L, tname);
   lua_setmetatable(L, -2);
@@ -89,50 +70,17 @@ static inline void *mf_compat_testudata(lua_State *L, int i, const char *tname) 
 }
 #define luaL_testudata(L, i, tname) mf_compat_testudata((L), (i), (tname))
 
-static inline lua_Number mf_compat_tonumberx(lua_State *L, int i, int *isnum) {
-  lua_Number n = lua_tonumber(L, i);
-  if (isnum != NULL) *isnum = (n != 0 || lua_isnumber(L, i));
-  return n;
-}
-#define lua_tonumberx(L, i, isnum) mf_compat_tonumberx((L), (i), (isnum))
-
-static inline lua_Integer mf_compat_tointegerx(lua_State *L, int i, int *isnum) {
-  lua_Integer n = lua_tointeger(L, i);
-  if (isnum != NULL) *isnum = (n != 0 || lua_isnumber(L, i));
-  return n;
-}
-#define lua_tointegerx(L, i, isnum) mf_compat_tointegerx((L), (i), (isnum))
-
-#define luaL_checkversion(L) ((void)(L))
-
 #endif /* MF_PUC_LUA51 */
 
 /* ------------------------------------------------ before Lua 5.3 */
 #if LUA_VERSION_NUM < 503
 /* Every number is a float: none has the integer subtype. */
 #define lua_isinteger(L, i) ((void)(L), (void)(i), 0)
-
-static inline int mf_compat_geti(lua_State *L, int idx, lua_Integer n) {
-  idx = lua_absindex(L, idx);
-  lua_pushinteger(L, n);
-  lua_gettable(L, idx);
-  return lua_type(L, -1);
-}
-#define lua_geti(L, idx, n) mf_compat_geti((L), (idx), (n))
-
-static inline void mf_compat_seti(lua_State *L, int idx, lua_Integer n) {
-  idx = lua_absindex(L, idx);
-  lua_pushinteger(L, n);
-  lua_insert(L, -2);
-  lua_settable(L, idx);
-}
-#define lua_seti(L, idx, n) mf_compat_seti((L), (idx), (n))
 #endif
 
 /* ------------------------------------------------ before Lua 5.4 */
 #if LUA_VERSION_NUM < 504
 /* One user value at most (a table's environment under 5.1 and LuaJIT). */
-#define lua_newuserdatauv(L, size, nuv) ((void)(nuv), lua_newuserdata((L), (size)))
 
 static inline int mf_compat_getiuservalue(lua_State *L, int idx, int n) {
   (void)n;
