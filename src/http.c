@@ -698,7 +698,10 @@ void moltflow_http_pool_stats(const moltflow_loop *lp, http_pool_stats *out) {
   memset(out, 0, sizeof *out);
   if (!p) return;
   out->transfers = p->n;
-  for (int i = 0; i < p->n; i++) out->in_use += !is_free(p->all[i]);
+  for (int i = 0; i < p->n; i++) {
+    out->in_use += !is_free(p->all[i]);
+    out->credentials += p->all[i]->list_owner != NULL;
+  }
   out->nhttp1 = p->nh1;
   out->http1_origins = (const char *const *)p->h1_origins;
 }

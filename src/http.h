@@ -58,10 +58,11 @@ int moltflow_http_finish(http *h, request *r, http_result *out);
 int moltflow_http_cancel(http *h, request *r);
 int moltflow_http_running(const http *h);
 /* The loop's pool, for diagnostics: how many transfers it holds, how many
- * of them are in use, and the https origins it knows to speak HTTP/1.1 only
- * (*origins: valid until the next call on the loop). */
+ * of them are in use, how many hold a client's credential in their header
+ * list (until that client is freed), and the https origins it knows to
+ * speak HTTP/1.1 only (*origins: valid until the next call on the loop). */
 typedef struct {
-  int transfers, in_use, nhttp1;
+  int transfers, in_use, credentials, nhttp1;
   const char *const *http1_origins;
 } http_pool_stats;
 void moltflow_http_pool_stats(const moltflow_loop *lp, http_pool_stats *out);

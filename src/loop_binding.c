@@ -96,18 +96,22 @@ static int loop_tostring(lua_State *L) {
   return 1;
 }
 
-/* loop:stats() -> {transfers, in_use, http1_origins = {...}}: the pool of
- * easy handles its clients share, and the https origins known to speak
- * HTTP/1.1 only (calls to them do not wait to learn whether they multiplex). */
+/* loop:stats() -> {transfers, in_use, credentials, http1_origins = {...}}:
+ * the pool of easy handles its clients share (credentials: how many hold a
+ * live client's key or token in their headers), and the https origins known
+ * to speak HTTP/1.1 only (calls to them do not wait to learn whether they
+ * multiplex). */
 static int loop_stats(lua_State *L) {
   moltflow_loop *lp = loop_check(L);
   http_pool_stats st;
   moltflow_http_pool_stats(lp, &st);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, st.transfers);
   lua_setfield(L, -2, "transfers");
   lua_pushinteger(L, st.in_use);
   lua_setfield(L, -2, "in_use");
+  lua_pushinteger(L, st.credentials);
+  lua_setfield(L, -2, "credentials");
   lua_createtable(L, st.nhttp1, 0);
   for (int i = 0; i < st.nhttp1; i++) {
     lua_pushstring(L, st.http1_origins[i]);

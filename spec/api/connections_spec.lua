@@ -266,3 +266,25 @@ describe("one pool per Lua state, over TLS", function()
     assert.matches("pool_size", err)
   end)
 end)
+
+describe("a loop's pooled transfers and the clients' credentials", function()
+  it("a client's key leaves them when the client is closed or collected; another client's stays", function()
+    local loop = admin.new_loop()
+    local function held() return loop:core_loop():stats().credentials end
+    local a, b = emu.client{loop = loop}, emu.client{loop = loop}
+    assert(a.usage:current()) -- one transfer, whose headers hold a's key
+    assert.equal(1, held())
+    b:close() -- b's key is in none of them
+    assert.equal(1, held())
+    a:close()
+    assert.equal(1, loop:core_loop():stats().transfers) -- kept for the loop's next clients
+    assert.equal(0, held())
+    local c = emu.client{loop = loop}
+    assert(c.usage:current())
+    assert.equal(1, held())
+    c = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.equal(0, held())
+  end)
+end)
