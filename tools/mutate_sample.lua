@@ -799,6 +799,9 @@ local function run_specs(dir, vm, stall, specs, timeout)
   local file, name = text:match("\n%[  FAILED  %] ([^\n]-) @ %d+: ([^\n]*)")
   if not file then file, name = text:match("\n%[  ERROR   %] ([^\n]-) @ %d+: ([^\n]*)") end
   if name then name = name:gsub(" %(%d[%d.]* m?s%)$", "") end
+  -- a spec file that fails to load is named after "suite": the file before "@" is where it raised
+  local suite = name and name:match("^suite (%S+)$")
+  if suite then file = suite end
   return (name or text:match("([^\n]*)\n?$") or ""):sub(1, 120), file
 end
 
