@@ -76,6 +76,13 @@ describe("redis_store over TLS with an ACL user (default user off)", function()
     local by_ip = admin.redis_store{url = ("rediss://moltflow:%s@127.0.0.1:%d"):format(PASSWORD:gsub("[ :]", {
       [" "] = "%20", [":"] = "%3A"}), server.port), ca_file = server.ca_file}
     assert.is_true(by_ip:save{access_token = "a"})
+    -- and another address is not 127.0.0.1: an IP is checked against the certificate's addresses, exactly
+    local other_ip = admin.redis_store{url = server.url, ca_file = server.ca_file, server_name = "127.0.0.2",
+                                       on_warning = function() end}
+    local saved, ip_err = other_ip:save{access_token = "a"}
+    assert.is_nil(saved)
+    assert.equal("tls", ip_err.cause)
+    assert.matches("not valid for 127.0.0.2", tostring(ip_err), 1, true)
   end)
 
   it("plain TCP to the TLS port fails; the default user and a wrong password are refused", function()
