@@ -153,7 +153,10 @@ describe("moltflow.helpers", function()
       local c = client()
       local key = assert(c.api_keys:ensure{name = "acme-usage", scopes = {"usage:read", "billing:manage"}})
       assert.is_false(key.created)
-      assert.is_true(key.scopes_differ)
+      assert.is_true(key.scopes_differ) -- a scope wanted that the key lacks
+      assert.is_true(assert(c.api_keys:ensure{name = "two-scopes", scopes = {"usage:read", "billing:manage"}}).created)
+      local fewer = assert(c.api_keys:ensure{name = "two-scopes", scopes = {"usage:read"}})
+      assert.is_true(fewer.scopes_differ) -- a scope the key has that is not wanted
       assert(c.api_keys:revoke(key.id))
       local again = assert(c.api_keys:ensure{name = "acme-usage", scopes = {"usage:read"}})
       assert.is_true(again.created)
