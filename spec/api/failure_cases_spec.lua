@@ -150,3 +150,20 @@ describe("a 422 that echoes secrets inside nested objects", function()
     c:close()
   end)
 end)
+
+describe("an error whose JSON body is not an object", function()
+  before_each(function() emu.reset() end)
+
+  for _, body in ipairs{'"maintenance"', "503", "true", "null", "[1, 2]"} do
+    it("says `HTTP <status>` for " .. body .. ", with the status, kind and headers", function()
+      emu.fault{path = "/usage/current", status = 503, body = body, headers = {["X-Probe"] = "kept"}}
+      local c = emu.client{retry = false}
+      local v, err = c.usage:current()
+      assert.is_nil(v)
+      assert.equal("http", err.kind)
+      assert.equal(503, err.status)
+      assert.equal("kept", err.headers["x-probe"])
+      assert.equal("moltflow: 503 GET /usage/current: HTTP 503", tostring(err))
+    end)
+  end
+end)
