@@ -315,6 +315,15 @@ describe("moltflow emulator", function()
       assert.is_nil(list.json[3].raw_key)
     end)
 
+    it("lists keys oldest first, and keys of the same second by id", function()
+      -- the seed keys are all made at the reset, in one second; one made 2 s later is younger
+      emu.control("POST", "clock", { advance = 2 })
+      local k = create_key(owner, { name = "later", scopes = { "usage:read" } }).json
+      local ids = {}
+      for i, key in ipairs(call("GET", "/api-keys", owner).json) do ids[i] = key.id end
+      assert.same({ "key_acme_all", "key_acme_usage", k.id }, ids)
+    end)
+
     it("the solo tenant's key list is the one seed key", function()
       local list = call("GET", "/api-keys", { key = seed.keys.solo_all })
       assert.equal(1, #list.json)
