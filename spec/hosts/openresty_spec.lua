@@ -68,6 +68,9 @@ location = /t/errors {
         out.status = kinds(c.api_keys:get("key_missing"))
         local down = admin.new{base_url = "http://127.0.0.1:1/api/v2", api_key = key, retry = false}
         out.refused = kinds(down.usage:current())
+        -- the Redis client on cosockets, nothing listening: the same kind
+        local redis_v, redis_err = require("moltflow.redis").new{host = "127.0.0.1", port = 1, timeout = 0.5}:call("PING")
+        out.redis_refused = {kind = redis_v == nil and redis_err.kind or "answered"}
         local r = admin.new{base_url = base, api_key = key, retry = {base_delay = 0.01}}
         local v, res = r.usage:history{months = 2}      -- the spec fails it twice with a 503
         out.retried = {months = v and #v.months, status = res.status}
@@ -235,6 +238,7 @@ describe_ngx("OpenResty (examples/openresty)", function()
     assert.equal("network", out.drop.kind, dkjson.encode(out.drop))
     assert.same({"http", 404}, {out.status.kind, out.status.status})
     assert.same({"network", true}, {out.refused.kind, out.refused.connect_failed})
+    assert.equal("network", out.redis_refused.kind)
     assert.same({months = 2, status = 200}, out.retried)
     assert.equal(3, count_requests("GET", "/usage/history"))
     for _, e in pairs(out) do
