@@ -216,6 +216,8 @@ describe("moltflow.helpers", function()
       assert.equal("date,messages_sent,messages_received,total_messages,api_calls\n2026-01-02,3,4,7,1\n", csv)
       assert.equal('a,b\n"x,y","say ""hi"""\n', admin.to_csv({{a = "x,y", b = 'say "hi"'}}, {"a", "b"}))
       assert.has_error(function() admin.to_csv("x") end, "moltflow.to_csv: 'rows' must be a list of tables")
+      -- whole numbers without a decimal point; others, huge ones and non-numbers as tostring gives them
+      assert.equal("a,b,c,d\n7,1.5,1e+300,-\n", admin.to_csv({{a = 7.0, b = 1.5, c = 1e300, d = "-"}}, {"a", "b", "c", "d"}))
     end)
 
     it("refuses bad arguments before any I/O", function()
