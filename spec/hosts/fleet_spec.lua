@@ -35,6 +35,10 @@ local function await(what, ready, seconds)
   end
 end
 
+-- cleanups of the test that runs (servers, fleets), run after it whatever happened
+local defer, cleanup = proc.cleanups()
+after_each(cleanup)
+
 -- Starts one fleet_worker process per config, all at once; they wait for
 -- `fleet.go` (see fleet:start()). fleet:wait() returns their outputs.
 local function spawn(configs)
@@ -53,7 +57,7 @@ local function spawn(configs)
   assert(sh(all .. " </dev/null >/dev/null 2>&1 &"))
   function fleet.start() write(fleet.go, "") return core.time() end
   function fleet.stop() write(dir .. "/stop", "") end
-  finally(function() -- a failed spec leaves no worker behind: stopped, or started and bounded by `calls`
+  defer(function() -- a failed spec leaves no worker behind: stopped, or started and bounded by `calls`
     fleet.stop()
     if io.open(fleet.go) == nil then fleet.start() end
     if io.open(dir .. "/done") then sh("rm -rf " .. quote(dir)) end -- else the workers still use it
@@ -230,7 +234,7 @@ describe("admin.redis_store", function()
     local fleet = spawn(configs)
     local nginx = ngx_fleet.start{base_url = emu.url, redis = server.url, prefix = "fleet:", calls = 3,
                                   go = fleet.go}
-    finally(nginx.stop)
+    defer(nginx.stop)
     fleet.start()
     local outs = fleet.wait()
     local ngx_outs = nginx.wait()
@@ -342,7 +346,7 @@ describe("admin.redis_store", function()
                         on_hook_error = function(e) warnings[#warnings + 1] = e end}
     assert(c.usage:current())
     server:freeze()
-    finally(function() server:thaw() end)
+    defer(function() server:thaw() end)
     for _ = 1, 5 do assert(c.usage:current()) end
     assert.equal(1, #warnings)
     assert.equal("pace", warnings[1].hook)

@@ -14,22 +14,24 @@ local rotation = require "moltflow.key_rotation"
 local SECONDS = tonumber(os.getenv("ROTATION_WRK_SECONDS") or "20")
 
 describe("key rotation under load", function()
+  local defer, cleanup = proc.cleanups()
+  after_each(cleanup)
   it("wrk -c50 -d20s through two nginx workers, three rotations: 0 non-2xx", function()
     emu.reset()
     emu.control("POST", "config", {rate_limit = false}) -- the load is the SDK's, not the plan's
-    finally(function() emu.control("POST", "config", {rate_limit = true}) end)
+    defer(function() emu.control("POST", "config", {rate_limit = true}) end)
     local server = redis_server.start()
-    finally(function() server:stop() end)
+    defer(function() server:stop() end)
     local store = admin.redis_store{url = server.url, prefix = "wrk:", seal_key = false}
     -- the fleet starts on acme's usage key, published as version 1
     assert(store:publish_api_key({version = 1, id = "key_acme_usage", key = emu.seed.keys.usage_only}, 0))
     local nginx = sdk_nginx.start{base_url = emu.url, redis = server.url, prefix = "wrk:"}
-    finally(nginx.stop)
+    defer(nginx.stop)
     local warm = proc.run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", nginx.url})
     assert.equal("200", warm.stdout, nginx.log())
 
     local dir = proc.tmpdir()
-    finally(function() os.execute("rm -rf " .. proc.quote(dir)) end)
+    defer(function() os.execute("rm -rf " .. proc.quote(dir)) end)
     assert(proc.sh(("%s & echo $! >%s"):format(proc.without_inherited_fds(("exec wrk -t2 -c50 -d%ds %s >%s 2>&1")
       :format(SECONDS, proc.quote(nginx.url), proc.quote(dir .. "/wrk.out"))), proc.quote(dir .. "/wrk.pid"))))
     local started = core.monotime()

@@ -74,6 +74,24 @@ function M.sh(cmd)
   return r == true or r == 0
 end
 
+--- cleanups() -> defer, run: busted keeps only the last function a test
+-- gives to `finally`, so a test that starts several servers loses all but one
+-- cleanup. `defer(fn)` records one; `run()` (from after_each) calls every one
+-- recorded, last first, each protected, and forgets them.
+function M.cleanups()
+  local list = {}
+  local function defer(fn) list[#list + 1] = fn end
+  local function run()
+    local todo = list
+    list = {}
+    for i = #todo, 1, -1 do
+      local ok, err = pcall(todo[i])
+      if not ok then io.stderr:write("cleanup failed: ", tostring(err), "\n") end
+    end
+  end
+  return defer, run
+end
+
 --- without_inherited_fds(cmd) -> cmd, run by a bash that first closes every
 -- descriptor above 2. For load tools such as wrk: it sizes its event loop
 -- for its own connections (10 + 3 per connection and thread) and counts a
