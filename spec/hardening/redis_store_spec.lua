@@ -66,23 +66,19 @@ describe("redis_store over TLS with an ACL user (default user off)", function()
   end)
 
   it("a certificate for another name: refused (the name checked against its subjectAltName)", function()
-    local store = admin.redis_store{url = server.url, ca_file = server.ca_file, server_name = "redis.example.com",
-                                    on_warning = function() end}
-    local ok, err = store:save{access_token = "a"}
-    assert.is_nil(ok)
-    assert.equal("tls", err.cause)
-    assert.matches("not valid for redis.example.com", tostring(err), 1, true)
+    -- a DNS name it does not list, and an address it does not list (it lists 127.0.0.1: exactly that one)
+    for _, name in ipairs{"redis.example.com", "127.0.0.2"} do
+      local store = admin.redis_store{url = server.url, ca_file = server.ca_file, server_name = name,
+                                      on_warning = function() end}
+      local ok, err = store:save{access_token = "a"}
+      assert.is_nil(ok)
+      assert.equal("tls", err.cause)
+      assert.matches("not valid for " .. name, tostring(err), 1, true)
+    end
     -- and by IP: the certificate names 127.0.0.1 too
     local by_ip = admin.redis_store{url = ("rediss://moltflow:%s@127.0.0.1:%d"):format(PASSWORD:gsub("[ :]", {
       [" "] = "%20", [":"] = "%3A"}), server.port), ca_file = server.ca_file}
     assert.is_true(by_ip:save{access_token = "a"})
-    -- and another address is not 127.0.0.1: an IP is checked against the certificate's addresses, exactly
-    local other_ip = admin.redis_store{url = server.url, ca_file = server.ca_file, server_name = "127.0.0.2",
-                                       on_warning = function() end}
-    local saved, ip_err = other_ip:save{access_token = "a"}
-    assert.is_nil(saved)
-    assert.equal("tls", ip_err.cause)
-    assert.matches("not valid for 127.0.0.2", tostring(ip_err), 1, true)
   end)
 
   it("plain TCP to the TLS port fails; the default user and a wrong password are refused", function()
