@@ -241,14 +241,16 @@ describe("one pool per Lua state, over TLS", function()
     assert(tenant(h2, {loop = loop}).usage:current())
     assert(tenant(h2, {loop = loop, http_version = "1.1"}).usage:current()) -- chose 1.1 itself
     assert.same({}, loop:core_loop():stats().http1_origins)
+    -- (marked before the first call: nginx logs a request after answering it, so a mark taken
+    -- after a call may come before that call's line)
+    local mark = h1:mark()
     assert(tenant(h1, {loop = loop}).usage:current())
     assert.same({h1.origin}, loop:core_loop():stats().http1_origins)
     local c = tenant(h1, {loop = loop})
     local calls = {}
     for i = 1, 8 do calls[i] = {c, "usage.current"} end
-    local mark = h1:mark()
     for _, r in ipairs(admin.batch(calls, {concurrency = 8})) do assert.is_table(r[1], tostring(r[2])) end
-    assert.equal(8, h1:summary(mark, 8).requests)
+    assert.equal(9, h1:summary(mark, 9).requests)
     assert.same({h1.origin}, loop:core_loop():stats().http1_origins)
   end)
 

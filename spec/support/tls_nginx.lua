@@ -130,11 +130,28 @@ end
 local Server = {}
 Server.__index = Server
 
+-- The log's size once it has stopped growing for 0.1 s (up to 2 s): nginx
+-- logs a request after answering it, so a mark taken at once could fall
+-- before the line of a request the caller already has the answer to.
 function Server:mark()
-  local f = io.open(self.log, "rb")
-  if not f then return 0 end
-  local n = f:seek("end")
-  f:close()
+  local function size()
+    local f = io.open(self.log, "rb")
+    if not f then return 0 end
+    local n = f:seek("end")
+    f:close()
+    return n
+  end
+  local n, still = size(), 0
+  for _ = 1, 100 do
+    os.execute("sleep 0.02")
+    local now = size()
+    if now == n then
+      still = still + 1
+      if still >= 5 then break end
+    else
+      n, still = now, 0
+    end
+  end
   return n
 end
 
