@@ -5,12 +5,7 @@ local admin = require "moltflow.admin"
 local core = require "moltflow.core"
 local proc = require "spec.support.process"
 
-local function b64key()
-  local p = assert(io.popen("openssl rand -base64 32"))
-  local k = p:read("*l")
-  p:close()
-  return k
-end
+local b64key = require("spec.support.secrets").seal_key
 
 describe("admin.file_store with a seal key", function()
   local dir, path

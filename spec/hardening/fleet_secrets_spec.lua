@@ -12,12 +12,7 @@ local seal = require "moltflow.seal"
 
 local OWNER = emu.seed.owner
 
-local function b64key()
-  local p = assert(io.popen("openssl rand -base64 32"))
-  local k = p:read("*l")
-  p:close()
-  return k
-end
+local b64key = secrets.seal_key
 
 describe("fleet stores: no secret in any output", function()
   local server

@@ -10,12 +10,7 @@ local core = require "moltflow.core"
 
 local OWNER = emu.seed.owner
 
-local function b64key()
-  local p = assert(io.popen("openssl rand -base64 32"))
-  local k = p:read("*l")
-  p:close()
-  return k
-end
+local b64key = require("spec.support.secrets").seal_key
 
 -- Waits (polling) until `ready()` is true.
 local function await(what, ready)

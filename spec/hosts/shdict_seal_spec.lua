@@ -10,7 +10,8 @@ local sh = proc.quote
 
 describe("admin.shdict_store with a seal key", function()
   local prefix, origin
-  local KEY, OTHER = io.popen("openssl rand -base64 32"):read("*l"), io.popen("openssl rand -base64 32"):read("*l")
+  local seal_key = require("spec.support.secrets").seal_key
+  local KEY, OTHER = seal_key(), seal_key()
   local function run(cmd)
     local p = assert(io.popen(cmd))
     local out = p:read("*a")

@@ -35,4 +35,12 @@ function M.assert_clean(what, secrets)
   end
 end
 
+--- A fresh seal key: 32 random bytes, base64 (what MOLTFLOW_SEAL_KEY holds).
+function M.seal_key()
+  local p = assert(io.popen("openssl rand -base64 32"))
+  local k = p:read("*l")
+  p:close()
+  return k
+end
+
 return M
