@@ -320,6 +320,28 @@ describe("tokens against the emulator", function()
       assert.equal(2, #log)
     end)
 
+    it("a blocking call from a completion callback (poll is running it) drives the refresh in flight and returns",
+       function()
+      -- the callback runs inside c:poll: the outer poll cannot drive the
+      -- refresh until the callback returns, so the blocking call must
+      local c, log = client{timeout = 2, retry = false}
+      login_near_expiry(c)
+      emu.fault{method = "POST", path = "/auth/refresh", delay = 0.3}
+      local h = c:spawn("usage.current") -- its refresh goes on the wire
+      local yielder = c:spawn(function() for _ = 1, 3 do coroutine.yield() end end)
+      local inner
+      yielder:on_done(function() inner = {c.usage:current()} end)
+      watchdog(10, function()
+        while not (h.done and yielder.done) do c:poll(0.01) end
+      end)
+      assert.is_table(inner[1], tostring(inner[2]))
+      assert.equal(5000, inner[1].limit_messages)
+      assert.is_table((h:result()))
+      assert.same({200}, seen("POST", "/auth/refresh"))
+      assert.same({200, 200}, seen("GET", "/usage/current"))
+      assert.equal(2, #log) -- login, refresh
+    end)
+
     it("a waiter gives up at its deadline when the owner is gone; after the refresh's deadline the next call takes over",
        function()
       -- the longest this client's refresh can take: connect 1 s + timeout 1 s + a margin of 2 s

@@ -70,14 +70,16 @@ end
 
 --- Blocks until `cond` is signalled or `deadline` (monotonic): drives the
 -- loop's spawned calls meanwhile (the one `cond` waits for may be among
--- them). Returns whether it was signalled.
+-- them), also when the caller is a completion callback that a poll or a
+-- host's dispatch is running: the outer poll cannot go on until this
+-- returns, so only this wait can finish the call it waits for. Returns
+-- whether it was signalled.
 function M.wait_blocking(loop, cond, deadline)
   while not cond.signalled do
     local left = deadline - monotime()
     if left <= 0 then break end
-    if loop.live > 0 and not loop.polling then
-      local ok, err = pcall(loop.poll, loop, left, cond)
-      if not ok then loop.polling = false error(err, 0) end
+    if loop.live > 0 then
+      loop:poll(left, cond)
     else
       -- nothing this thread can run would signal it: wait out the deadline
       core.sleep(left)

@@ -173,7 +173,6 @@ function Loop:poll(timeout, cond)
     error(failed, 0)
   end
   self.tick = self.tick + 1
-  self.polling = true
   local deadline = monotime() + (timeout or 0)
   while true do
     self:run_ready()
@@ -185,7 +184,6 @@ function Loop:poll(timeout, cond)
       break
     end
   end
-  self.polling = false
   if self.live == 0 and self._core and next(self.waits) ~= nil then drive(self, 0) end -- host coroutines'
   self:flush()
   return self.live
