@@ -847,19 +847,40 @@ describe("moltflow-admin", function()
     -- object or array, and the command must succeed
     it("prints JSON for login, every command, and logout", function()
       local key_id
+      -- `after` checks what the object says, not only that it is one
+      local raw_keys = {}
       local rows = {
-        {"login", "--email", seed.owner.email, "--password-stdin", stdin = seed.owner.password .. "\n"},
-        {"whoami"},
-        {"keys", "list"},
+        {"login", "--email", seed.owner.email, "--password-stdin", stdin = seed.owner.password .. "\n",
+         after = function(v) assert.equal(seed.owner.email, v.user.email) assert.is_string(v.credentials) end},
+        {"whoami", after = function(v) assert.equal(seed.owner.email, v.email) end},
+        {"keys", "list", after = function(v) assert.equal("key_acme_all", v[1].id) end},
         {"keys", "create", "--name", "json-row", "--scope", "usage:read",
-         after = function(v) key_id = v.id end},
-        function() return {"keys", "show", key_id} end,
-        function() return {"keys", "rotate", key_id} end,
-        function() return {"keys", "revoke", key_id} end,
-        {"subscription"}, {"plans"}, {"quota"},
-        {"usage", "current"}, {"usage", "history", "--months", "2"}, {"usage", "daily", "--days", "3"},
-        {"settings", "get"}, {"settings", "set", "--require-approval", "off"},
-        {"logout"},
+         after = function(v)
+           key_id = v.id
+           raw_keys[1] = v.raw_key
+           assert.equal("json-row", v.name)
+           assert.same({"usage:read"}, v.scopes)
+         end},
+        function() return {"keys", "show", key_id, after = function(v)
+          assert.equal(key_id, v.id)
+          assert.is_nil(v.raw_key)
+        end} end,
+        function() return {"keys", "rotate", key_id, after = function(v)
+          assert.equal(key_id, v.id)
+          assert.is_string(v.raw_key)
+          assert.not_equal(raw_keys[1], v.raw_key)
+        end} end,
+        function() return {"keys", "revoke", key_id, after = function(v) assert.same({revoked = key_id}, v) end} end,
+        {"subscription", after = function(v) assert.equal("pro", v.plan_id) end},
+        {"plans", after = function(v) assert.equal("free", v.plans[1].id) end},
+        {"quota", after = function(v) assert.equal("sessions", v.limits[1].name) end},
+        {"usage", "current", after = function(v) assert.equal(5000, v.limit_messages) end},
+        {"usage", "history", "--months", "2", after = function(v) assert.equal(2, #v.months) end},
+        {"usage", "daily", "--days", "3", after = function(v) assert.equal(3, #v) end},
+        {"settings", "get", after = function(v) assert.is_false(v.require_approval) end},
+        {"settings", "set", "--require-approval", "on", after = function(v) assert.is_true(v.require_approval) end},
+        {"logout", after = function(v) assert.same({logged_out = true}, v) end},
+        {"logout", after = function(v) assert.same({logged_out = false}, v) end}, -- nothing left to log out
       }
       local names = {}
       for _, row in ipairs(rows) do
@@ -875,7 +896,7 @@ describe("moltflow-admin", function()
         if row.after then row.after(v) end
         names[#names + 1] = row[1] .. (row[2] and not row[2]:match("^%-") and " " .. row[2] or "")
       end
-      assert.equal(16, #names)
+      assert.equal(17, #names)
       assert.is_string(key_id)
       assert.same({200}, emu.statuses_for("POST", "/auth/logout"))
       assert.same({204}, emu.statuses_for("DELETE", "/api-keys/" .. key_id))
