@@ -35,6 +35,10 @@
 -- file is run again alone: a mutant it then passes is INTERMITTENT, reported
 -- and scored as not caught (a catch by chance is no catch).
 --
+-- A C mutant the Lua 5.4 suite lets through goes on to `make test`'s ASan +
+-- UBSan pass (build/asan), its four likeliest specs: a dropped free() is a
+-- leak only LeakSanitizer (or valgrind) sees. Such a catch must repeat too.
+--
 -- Survivors are reported with their diff. A survivor is scored as
 -- equivalent only with a written reason in tools/mutants-equivalent.txt,
 -- keyed by seed and site (and checked against the mutated line).
@@ -749,12 +753,24 @@ end
 
 ------------------------------------------------------------------ running
 
+-- `make test`'s ASan + UBSan pass, as a pseudo VM: the Lua 5.4 host linked
+-- with the sanitizers, loading the core built into build/asan.
+local ASAN_ENV = "SOAK_REQUESTS=1000 SOAK_CHECK_RSS=0 MOLTFLOW_SKIP_PACKAGING=1 " ..
+  "ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 " ..
+  "MOLTFLOW_ASAN_CPATH='build/asan/?.so'"
+-- the specs that pass leaves out (the Makefile's HARDENING_EXCLUDE)
+local ASAN_SKIPS = {fleet_spec = true, chaos_spec = true}
+
 local function busted_cmd(dir, vm, timeout, specs, log)
-  local build = BUILD_DIR[vm]
-  return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='%s/?.so;;' MOLTFLOW_TEST_LUA=%s %s " ..
+  local build, env, host = BUILD_DIR[vm], "MOLTFLOW_TEST_LUA=" .. vm, vm
+  if vm == "asan" then
+    build, env, host = BUILD_DIR["lua5.4"], ASAN_ENV, "build/asan/lua"
+  elseif vm ~= "lua5.4" and vm ~= "luajit" then
+    env = env .. " SOAK_CHECK_RSS=0"
+  end
+  return ("cd %s && LUA_PATH='lua/?.lua;lua/?/init.lua;./?.lua;;' LUA_CPATH='%s/?.so;;' %s " ..
           "timeout -k 10 %d %s /usr/bin/busted --output=gtest --no-keep-going %s >%s 2>&1"):format(
-    sh_quote(dir), build, vm, vm ~= "lua5.4" and vm ~= "luajit" and "SOAK_CHECK_RSS=0" or "", timeout, vm,
-    table.concat(specs, " "), sh_quote(log))
+    sh_quote(dir), build, env, timeout, host, table.concat(specs, " "), sh_quote(log))
 end
 
 local function file_size(path)
@@ -809,6 +825,29 @@ local function build_core(dir, vm)
   return sh(("cd %s && make -s LUA=%s CFLAGS='-O2 -g -Werror' >.sample-build 2>&1"):format(sh_quote(dir), vm))
 end
 
+local function build_asan(dir)
+  return sh(("cd %s && make -s build/asan/lua build/asan/moltflow/core.so >.sample-build 2>&1"):format(sh_quote(dir)))
+end
+
+-- A C mutant the Lua 5.4 suite passes may still be caught by `make test`'s
+-- ASan + UBSan pass (a leak, an overflow): its likeliest specs run there.
+-- A catch must repeat (a leak report names no spec: the same specs again).
+local function asan_catch(dir, c, timeout)
+  if not build_asan(dir) then return "caught", "by the ASan build" end
+  local specs = {}
+  for _, s in ipairs(ranked_specs(setmetatable({vm = "asan"}, {__index = c}), dir)) do
+    if #specs == FIRST_SPECS then break end
+    if not ASAN_SKIPS[s.path:match("([^/]+)%.lua$")] then specs[#specs + 1] = s.path end
+  end
+  local outcome, file = run_specs(dir, "asan", timeout, specs)
+  if outcome == "passed" or outcome == "hung" then return nil end
+  local again = run_specs(dir, "asan", timeout, file and {file} or specs)
+  if again == "passed" or again == "hung" then
+    return "INTERMITTENT", "ASan: " .. outcome .. " (then passed when run again)", file
+  end
+  return "caught", "ASan: " .. outcome, file
+end
+
 -- One mutant in scratch copy dir: result, detail, spec file that caught it.
 local function run_mutant(dir, c, timeout)
   local path = dir .. "/" .. c.file
@@ -850,6 +889,7 @@ local function run_mutant(dir, c, timeout)
         end
       end
     end
+    if not result and is_c and c.vm == "lua5.4" then result, detail, by = asan_catch(dir, c, timeout) end
     if not result then result, detail = "SURVIVED", "the suite passed" end
   end
   write(path, original)
