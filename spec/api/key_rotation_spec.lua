@@ -209,6 +209,23 @@ describe("moltflow.shared_key: a worker's keeper", function()
     assert.is_nil(warnings[1]:find("mf_one", 1, true))
     server:restart()
   end)
+
+  it("a store down from the first check warns too; once it answers, its key; the next failure warns again", function()
+    local warnings = {}
+    local s = admin.redis_store{url = server.url, seal_key = false, on_warning = function() end, timeout = 0.3,
+                                retry_after = 0.01}
+    local keeper = shared_key.new(s, {check_every = 0, warn = function(m) warnings[#warnings + 1] = m end})
+    server:kill()
+    for _ = 1, 3 do assert.is_nil((keeper:current())) end -- the client's own key meanwhile
+    assert.equal(1, #warnings)
+    server:restart()
+    assert(s:publish_api_key({version = 1, id = "k1", key = "mf_one"}, 0))
+    assert.equal("mf_one", (keeper:current()))
+    server:kill()
+    assert.equal("mf_one", (keeper:current()))
+    assert.equal(2, #warnings)
+    server:restart()
+  end)
 end)
 
 describe("admin.new{api_key_store = store} and admin.rotate_shared_key", function()
