@@ -210,6 +210,27 @@ describe("redis_store: a failed load warns once", function()
     local n = select(2, r.stderr:gsub("could not be loaded", ""))
     assert.equal(1, n, r.stderr)
   end)
+
+  it("a client's refreshes during an outage: one report per outage, again after the store answered", function()
+    emu.reset()
+    local reports = {}
+    local store = admin.redis_store{url = server.url, timeout = 0.3, retry_after = 0.01, seal_key = false,
+                                    on_warning = function() end}
+    local c = emu.client({token_store = store, on_hook_error = function(e) reports[#reports + 1] = e end},
+                         {api_key = false})
+    assert(c.auth:login{email = OWNER.email, password = OWNER.password})
+    server:kill()
+    for _ = 1, 2 do assert(c.auth:refresh()) end -- the lock and the save fail: the client goes on locally
+    assert.equal(1, #reports)
+    assert.equal("token_store", reports[1].hook)
+    server:restart()
+    assert(c.auth:refresh()) -- lock and save succeed: the outage is over
+    server:kill()
+    assert(c.auth:refresh())
+    server:restart()
+    assert.equal(2, #reports)
+    assert.same({200, 200, 200, 200}, emu.statuses_for("POST", "/auth/refresh"))
+  end)
 end)
 
 describe("redis_store: tokens sealed at rest", function()
