@@ -423,11 +423,21 @@ location = /t/session {
 }
 location = /t/untrusted {
     content_by_lua_block {
+        -- the sockets this worker holds (a failed handshake must not keep one until the request ends)
+        local function sockets()
+            local p = io.popen("ls -l /proc/" .. ngx.worker.pid() .. "/fd")
+            local n = 0
+            for line in p:lines() do if line:find("socket:", 1, true) then n = n + 1 end end
+            p:close()
+            return n
+        end
         local admin = require "moltflow.admin"
         local c = admin.new{base_url = "@UNTRUSTED@", api_key = "@KEY@", retry = false}
+        local before = sockets()
         local v, err = c.usage:current()
+        local kept = sockets() - before
         ngx.say(admin.json_encode(v and {ok = true} or {kind = err.kind, message = err.message,
-                                                       connect_failed = err.connect_failed}))
+                                                       connect_failed = err.connect_failed, sockets_kept = kept}))
     }
 }
 location = /t/once {
@@ -596,6 +606,7 @@ location = /t/cjson {
     assert.equal("network", out.kind)
     assert.matches("TLS handshake with 127%.0%.0%.1 failed", out.message)
     assert.is_true(out.connect_failed)
+    assert.equal(0, out.sockets_kept) -- closed at once, not when the request ends
     assert.equal(0, #emu.requests_for("GET", "/usage/current"))
   end)
 
