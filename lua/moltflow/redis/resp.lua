@@ -65,12 +65,17 @@ function Reader:spend(n)
   return true
 end
 
--- One line, without its CRLF.
+function Reader:line_too_long()
+  return fail("too_large", ("a reply line is longer than max_line (%d bytes)"):format(self.limits.max_line))
+end
+
+-- One line, without its CRLF (at most max_line bytes, however it arrives).
 function Reader:line()
   local from = self.pos
   while true do
     local e = self.buf:find("\r\n", from, true)
     if e then
+      if e - self.pos > self.limits.max_line then return self:line_too_long() end
       local line = self.buf:sub(self.pos, e - 1)
       self.pos = e + 2
       local ok, err = self:spend(#line + 2)
@@ -78,9 +83,7 @@ function Reader:line()
       return line
     end
     local pending = #self.buf - self.pos + 1
-    if pending > self.limits.max_line then
-      return fail("too_large", ("a reply line is longer than max_line (%d bytes)"):format(self.limits.max_line))
-    end
+    if pending > self.limits.max_line then return self:line_too_long() end
     local searched = math.max(0, #self.buf - self.pos) -- from the last byte: a CR may end the buffer
     local ok, err = self:fill() -- (which may move the unread bytes to the buffer's start)
     if not ok then return nil, err end
