@@ -50,13 +50,21 @@
 --                                                  tree), with today's equivalences
 --   SAMPLE_ONLY="1/7 3/12" MUTATE_BASELINE=0       re-check some mutants of the seeds (survivors,
 --                                                  after new specs), without the unmutated run
+--   cd <a worktree of the run's commit> &&
+--   SAMPLE_TREE=$CHECKOUT lua5.4 $CHECKOUT/tools/mutate_sample.lua
+--                                                  draws the mutants from the run's tree (the same seed
+--                                                  gives the same mutants) and runs them in the checkout's
+--                                                  (its specs, its tool); a line that differs there is stale
 --   MUTATE_STALL=420                               seconds without a test ending before a
 --                                                  run counts as hung
 -- Exits 1 when a seed scores below MUTATE_MIN (default 90) percent.
 --
 -- Internal: --worker DIR LIST OUT TIMEOUT runs the mutants of LIST in DIR.
 
-local EQUIVALENTS = "tools/mutants-equivalent.txt"
+-- this tool's own checkout (run by path from another tree: see SAMPLE_TREE)
+local TOOL = arg and arg[0] or "tools/mutate_sample.lua"
+local TOOL_ROOT = TOOL:match("^(.*)/tools/[^/]+$") or "."
+local EQUIVALENTS = TOOL_ROOT .. "/tools/mutants-equivalent.txt"
 local STATE_DIR = "build/mutate-sample"
 local KILLS = STATE_DIR .. "/kills.tsv"
 local MIN_TIMEOUT, BASELINE_TIMEOUT = 420, 3600
@@ -898,8 +906,9 @@ local function run_mutant(dir, c, timeout)
 end
 
 local function make_scratch(dir, vms)
-  assert(sh(("mkdir -p %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C %s " ..
-             "&& git -C %s init -q"):format(sh_quote(dir), sh_quote(dir), sh_quote(dir))),
+  local from, to = sh_quote(os.getenv("SAMPLE_TREE") or "."), sh_quote(dir)
+  assert(sh(("mkdir -p %s && cd %s && git ls-files -z -co --exclude-standard | tar --null -T - -cf - " ..
+             "| tar -xf - -C %s && git -C %s init -q"):format(to, from, to, to)),
          "cannot copy the tree to " .. dir)
   -- the LuaJIT core too: nginx's specs load it
   for _, vm in ipairs(vms) do
@@ -1028,7 +1037,7 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
     local list = {}
     for i = j, #chosen, jobs do list[#list + 1] = serialize(chosen[i]) end
     write(("%s/list%d"):format(root, j), table.concat(list, "\n") .. "\n")
-    cmds[#cmds + 1] = ("lua5.4 tools/mutate_sample.lua --worker %s %s %s %d &"):format(
+    cmds[#cmds + 1] = ("lua5.4 %s --worker %s %s %s %d &"):format(sh_quote(TOOL),
       sh_quote(("%s/tree%d"):format(root, j)), sh_quote(("%s/list%d"):format(root, j)),
       sh_quote(("%s/out%d"):format(root, j)), timeout)
   end
