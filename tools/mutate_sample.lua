@@ -927,16 +927,23 @@ local function deserialize(line)
   return {index = tonumber(f[1]), file = f[2], line = tonumber(f[3]), op = f[4], vm = f[5], from = f[6], to = f[7]}
 end
 
+-- Runs the mutants of list_file in dir that no other worker has claimed
+-- (a directory per mutant under list_file's folder: mkdir succeeds once), so
+-- a job that drew quick catches takes the next mutant instead of idling.
 local function worker(dir, list_file, out_file, timeout)
   local out = assert(io.open(out_file, "w"))
   out:setvbuf("line")
+  local claims = list_file .. ".claims"
+  sh("mkdir -p " .. sh_quote(claims))
   for line in read(list_file):gmatch("[^\n]+") do
     local c = deserialize(line)
-    local t0 = os.time()
-    local ok, result, detail, by = pcall(run_mutant, dir, c, timeout)
-    if not ok then result, detail = "ERROR", tostring(result) end
-    out:write(("%d\t%s\t%d\t%s\t%s\n"):format(c.index, result, os.time() - t0, by or "",
-                                               (tostring(detail):gsub("[\t\n]", " "))))
+    if sh(("mkdir %s 2>/dev/null"):format(sh_quote(claims .. "/" .. c.index))) then
+      local t0 = os.time()
+      local ok, result, detail, by = pcall(run_mutant, dir, c, timeout)
+      if not ok then result, detail = "ERROR", tostring(result) end
+      out:write(("%d\t%s\t%d\t%s\t%s\n"):format(c.index, result, os.time() - t0, by or "",
+                                                 (tostring(detail):gsub("[\t\n]", " "))))
+    end
   end
   out:close()
 end
@@ -1032,14 +1039,14 @@ local function run_seed(seed, n, jobs, root, timeout, baseline_checked)
     end
   end
   local started = os.time()
-  local cmds = {}
+  local cmds, list = {}, {}
+  for i = 1, #chosen do list[i] = serialize(chosen[i]) end
+  local list_file = ("%s/list-seed%d"):format(root, seed)
+  write(list_file, table.concat(list, "\n") .. "\n")
   for j = 1, jobs do
-    local list = {}
-    for i = j, #chosen, jobs do list[#list + 1] = serialize(chosen[i]) end
-    write(("%s/list%d"):format(root, j), table.concat(list, "\n") .. "\n")
+    os.remove(("%s/out%d"):format(root, j))
     cmds[#cmds + 1] = ("lua5.4 %s --worker %s %s %s %d &"):format(sh_quote(TOOL),
-      sh_quote(("%s/tree%d"):format(root, j)), sh_quote(("%s/list%d"):format(root, j)),
-      sh_quote(("%s/out%d"):format(root, j)), timeout)
+      sh_quote(("%s/tree%d"):format(root, j)), sh_quote(list_file), sh_quote(("%s/out%d"):format(root, j)), timeout)
   end
   sh(table.concat(cmds, " ") .. " wait")
   local results = {}
