@@ -861,8 +861,19 @@ local function run_mutant(dir, c, timeout)
   local path = dir .. "/" .. c.file
   local original = read(path)
   local lines = lines_of(original)
-  if lines[c.line] ~= c.from then return "ERROR", "stale site in the scratch copy" end
-  lines[c.line] = c.to
+  local at = c.line
+  if lines[at] ~= c.from then
+    -- the tree moved under it (SAMPLE_TREE): the same line, if it is there once
+    at = nil
+    for no, text in ipairs(lines) do
+      if text == c.from then
+        if at then return "ERROR", "stale site in the scratch copy (its line is there twice)" end
+        at = no
+      end
+    end
+    if not at then return "ERROR", "stale site in the scratch copy" end
+  end
+  lines[at] = c.to
   write(path, table.concat(lines, "\n") .. "\n")
   local is_c = not c.file:match("%.lua$")
   local result, detail, by
