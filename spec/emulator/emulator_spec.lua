@@ -473,6 +473,21 @@ describe("moltflow emulator", function()
   end)
 
   describe("tenant settings", function()
+    it("each seeded tenant starts with the settings docs/emulator.md gives it", function()
+      -- written out here, not read from the seed module: a wrong seed must not agree with itself
+      local documented = {
+        [seed.keys.all] = { allowed_numbers = { "+5511999999999" }, require_approval = false,
+                            ai_consent_enabled = false },
+        [seed.keys.solo_all] = { allowed_numbers = {}, require_approval = false, ai_consent_enabled = false },
+      }
+      for key, settings in pairs(documented) do
+        local r = call("GET", "/tenant/settings", { key = key })
+        assert.equal(200, r.status)
+        assert.same(settings, r.json)
+        assert.matches('"allowed_numbers":%[', r.body) -- an empty list is [], not {}
+      end
+    end)
+
     it("a member may read but not PATCH settings (403); owner and admin may", function()
       local m = login(seed.member).access_token
       assert.equal(200, call("GET", "/tenant/settings", { token = m }).status)
