@@ -211,6 +211,20 @@ describe("redis_store: a failed load warns once", function()
     assert.equal(1, n, r.stderr)
   end)
 
+  it("after a failure the store pauses (retry_after), but the refresh lock still asks Redis", function()
+    local store = admin.redis_store{url = server.url, timeout = 0.3, retry_after = 60, seal_key = false,
+                                    on_warning = function() end}
+    assert.is_true(store:save{access_token = "a", refresh_token = "r"})
+    server:kill()
+    assert.is_nil((store:load()))   -- the failure starts a 60 s pause
+    server:restart()
+    local _, err = store:load()
+    assert.matches("unavailable", tostring(err), 1, true) -- paused: not asked
+    local handle = store:try_lock(5)
+    assert.is_string(handle)           -- asked, and it answered
+    assert.equal(handle, server:cli("GET", "moltflow:tokens:lock"))
+  end)
+
   it("a client's refreshes during an outage: one report per outage, again after the store answered", function()
     emu.reset()
     local reports = {}
