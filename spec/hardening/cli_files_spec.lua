@@ -106,12 +106,16 @@ describe("moltflow-admin's files", function()
       assert.is_true(proc.sh("test -L " .. proc.quote(home .. "/stdout")))
     end)
 
-    it("refuses a directory", function()
+    it("refuses a directory and a device, saying which", function()
       login()
       assert(os.execute("mkdir " .. proc.quote(home .. "/out")))
       local r = admin{"export", "-o", home .. "/out"}
       assert.equal(2, r.code, r.stderr)
       assert.matches("it is a directory", r.stderr, 1, true)
+      r = admin{"export", "-o", "/dev/null"}
+      assert.equal(2, r.code, r.stderr)
+      assert.equal("moltflow-admin: refusing to write /dev/null: it is not a regular file (name a regular file, "
+                   .. "or - for stdout)\n", r.stderr)
     end)
 
     it("writes into a named pipe in place, and - is stdout", function()
