@@ -188,6 +188,12 @@ io.write("got:", tostring(line), ":", tostring(err), ":", tostring(signal), "\n"
       assert.matches("[^-]echo ", r.stty)
     end)
 
+    it("drops the CR of a line that ends in CR LF (Ctrl-V typed it, or a terminal without icrnl)", function()
+      local r = pty.run(prompt_script(false), {{expect = "Password: "}, {send = "hunter2\22\r\n"}})
+      assert.equal(0, r.code, r.output)
+      assert.matches("got:hunter2:nil:nil", r.output, 1, true)
+    end)
+
     it("echoes when asked to (an email)", function()
       local r = pty.run(prompt_script(true), {{expect = "Password: "}, {send = "me@example.com\n"}})
       assert.equal(2, select(2, r.output:gsub("me@example%.com", "")))
