@@ -184,6 +184,16 @@ describe("moltflow emulator", function()
       assert.equal(401, call("POST", "/auth/logout", { key = seed.keys.all }).status)
     end)
 
+    it("logout ends every access token of its session (a refreshed one too), not another login's", function()
+      local s = login(seed.owner)
+      local other = login(seed.owner)
+      local refreshed = call("POST", "/auth/refresh", { body = { refresh_token = s.refresh_token } }).json
+      assert.equal(200, call("POST", "/auth/logout", { token = s.access_token }).status)
+      assert.equal(401, call("GET", "/auth/me", { token = refreshed.access_token }).status)
+      assert.equal(401, call("POST", "/auth/refresh", { body = { refresh_token = refreshed.refresh_token } }).status)
+      assert.equal(200, call("GET", "/auth/me", { token = other.access_token }).status)
+    end)
+
     it("/auth/me answers for a bearer token and for an API key (its creator)", function()
       local s = login(seed.member)
       assert.equal("member@acme.test", call("GET", "/auth/me", { token = s.access_token }).json.email)

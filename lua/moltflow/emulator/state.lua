@@ -190,7 +190,6 @@ function S.reset()
   S.revoked_keys = {}    -- key id -> { id, name, last_used, uses, revoked_at } (the control API's record)
   S.sessions = {}        -- login session id -> { user_id, revoked }
   S.refresh_tokens = {}  -- raw refresh token -> { session_id, spent, expires }
-  S.revoked_jti = {}
   S.one_time = {}        -- raw one-time token -> { kind, user_id, expires, used }
   S.checkouts = {}       -- checkout session id -> { tenant_id | email, plan_id, billing_cycle, completed }
   S.outbox, S.consents, S.requests, S.faults = json.array(), json.array(), json.array(), json.array()
