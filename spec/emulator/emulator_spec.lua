@@ -775,6 +775,20 @@ describe("moltflow emulator", function()
       assert.equal(seed.keys.all, log[2].headers["x-api-key"])
     end)
 
+    it("records a repeated header once, its values joined with \", \"", function()
+      emu.control("DELETE", "requests")
+      -- two spellings of one name: two header lines (in pairs() order)
+      call("GET", "/usage/current", { key = seed.keys.all, headers = { ["X-Trace"] = "t-1", ["x-trace"] = "t-2" } })
+      local log = emu.requests()
+      assert.equal(1, #log)
+      assert.equal(200, log[1].status)
+      local values = {}
+      for v in tostring(log[1].headers["x-trace"]):gmatch("[^,%s]+") do values[#values + 1] = v end
+      table.sort(values)
+      assert.same({ "t-1", "t-2" }, values)
+      assert.matches("^t%-%d, t%-%d$", log[1].headers["x-trace"])
+    end)
+
     it("redacts credentials and secret fields in the log unless ?raw=1 is asked", function()
       emu.control("DELETE", "requests")
       call("POST", "/auth/login", { body = '{"email": "owner@acme.test", "password": "owner-pass-1"}' })
