@@ -734,6 +734,9 @@ describe("moltflow emulator", function()
       local s = call("POST", "/auth/magic-link/verify", { body = { token = token } }).json
       assert.equal("owner", s.user.role)
       assert.equal(done.tenant_id, s.user.tenant_id)
+      -- created unverified; following the link proves the mailbox
+      assert.is_true(s.user.email_verified)
+      assert.is_true(call("GET", "/auth/me", { token = s.access_token }).json.email_verified)
     end)
   end)
 
