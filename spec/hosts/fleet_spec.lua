@@ -292,6 +292,10 @@ describe("admin.redis_store", function()
     assert.is_nil(v)
     assert.equal("rate_limited", err.kind)
     assert.is_true(err.retry_after > 1)
+    -- what the budget says: nothing left until the minute's end
+    assert.equal(0, err.rate_limit.remaining)
+    assert.is_true(err.rate_limit.reset > core.time() and err.rate_limit.reset <= core.time() + 60,
+                   tostring(err.rate_limit.reset))
     assert.same({200, 200}, emu.statuses_for("GET", "/usage/current")) -- b sent nothing
     -- pace = true is per client: b knows nothing of a's budget and gets the 429
     local c = admin.new{base_url = emu.url, api_key = emu.seed.keys.all, pace = true, retry = false}
