@@ -738,6 +738,29 @@ describe("moltflow emulator", function()
       assert.is_true(s.user.email_verified)
       assert.is_true(call("GET", "/auth/me", { token = s.access_token }).json.email_verified)
     end)
+
+    it("a signup owner starts unverified; verify-email verifies them (seen at a password login)", function()
+      local function signup(email)
+        local r = call("POST", "/billing/signup-checkout", { body = { email = email, plan_id = "starter",
+                                                                      billing_cycle = "monthly" } })
+        emu.control("POST", "checkout/" .. r.json.session_id .. "/complete")
+        -- a password, by reset (no link followed: a reset does not prove the mailbox)
+        emu.control("DELETE", "outbox")
+        call("POST", "/auth/forgot-password", { body = { email = email } })
+        local token = emu.control("GET", "outbox")[1].token
+        assert.equal(200, call("POST", "/auth/reset-password",
+                               { body = { token = token, new_password = "signup-pass-1" } }).status)
+      end
+      local function verified(email)
+        return call("POST", "/auth/login", { body = { email = email, password = "signup-pass-1" } }).json.user
+          .email_verified
+      end
+      signup("unverified@corp.test")
+      assert.is_false(verified("unverified@corp.test"))
+      local entry = emu.control("POST", "email-verification", { email = "unverified@corp.test" })
+      assert.equal(200, call("POST", "/auth/verify-email", { body = { token = entry.token } }).status)
+      assert.is_true(verified("unverified@corp.test"))
+    end)
   end)
 
   describe("GDPR contact erasure", function()
