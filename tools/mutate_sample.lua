@@ -905,8 +905,12 @@ local function run_mutant(dir, c, timeout)
         elseif outcome ~= "passed" then
           result, detail, by = "caught", outcome, file
           -- no catch by chance: the spec file that failed must fail again
+          local first_log = try_read(dir .. "/.sample-log")
           if file and run_specs(dir, c.vm, timeout, {file}) == "passed" then
-            result, detail = "INTERMITTENT", outcome .. " (then passed when run again)"
+            -- the first run's output is kept: the failure may be the spec's own flake
+            local kept = ("%s/intermittent-%s-%d.log"):format(STATE_DIR, (c.file:gsub("/", "_")), c.line)
+            write(kept, first_log or "")
+            result, detail = "INTERMITTENT", outcome .. " (then passed when run again; its log: " .. kept .. ")"
           end
           break
         end
