@@ -4,7 +4,7 @@
 -- of a known kind, and the resident set stays flat after warm-up.
 --
 -- SOAK_REQUESTS (default 3000: the short run of `make test`; `make soak`
--- sends 100000). SOAK_SEED fixes the random mix. SOAK_CHECK_RSS=0 skips the
+-- sends 100000, with SOAK_ALONE=1: it runs alone already). SOAK_SEED fixes the random mix. SOAK_CHECK_RSS=0 skips the
 -- RSS check (under valgrind or ASan, whose allocators hold freed memory).
 --
 -- Two measures, so that allocator slack is not taken for a leak:
@@ -94,8 +94,9 @@ end
 
 -- After a call that gave up (its deadline passed first): its request may not
 -- have reached the emulator's handler yet, and would then take a fault of the
--- next batch (seen under load: a call that expected its fault got a plain
--- answer). Waits until the emulator has answered every request sent since
+-- next batch, so that a call expecting its fault got a plain answer (a race
+-- read off the code, not seen: the failures seen were the RSS check's, see
+-- ALONE below). Waits until the emulator has answered every request sent since
 -- the log was cleared (an entry gets its status when the handler answers,
 -- after it took its fault), however slow the machine; then drops the faults
 -- left over and the log.
@@ -111,7 +112,26 @@ local function settle(sent)
   emu.control("DELETE", "requests")
 end
 
+-- The RSS check needs a process of its own: after other specs in the same
+-- process (a live heap of 6 MB instead of 1 MB, peaking at 16 MB between
+-- collections) the allocator kept 1.4 MB more pages with the Lua heap flat,
+-- and the check failed or passed by which specs ran first. So inside a
+-- suite the spec runs this file again alone, in a child (SOAK_ALONE=1); the
+-- passes without the RSS check (valgrind, ASan, Lua 5.1-5.3) run it here.
+local ALONE = os.getenv("SOAK_ALONE") == "1"
+
 describe("soak", function()
+  if CHECK_RSS and not ALONE then
+    it(("survives %d requests with random faults, RSS flat (in a process of its own)"):format(REQUESTS), function()
+      local proc = require "spec.support.process"
+      local r = proc.run({proc.lua, "/usr/bin/busted", "-o", "TAP", "spec/hardening/soak_spec.lua"},
+                         {env = {SOAK_ALONE = "1", SOAK_SEED = tostring(SEED), SOAK_REQUESTS = tostring(REQUESTS)}})
+      io.stderr:write(r.stderr)
+      assert.equal(0, r.code, r.stdout .. r.stderr)
+      assert.matches("\nok 1 ", "\n" .. r.stdout)
+    end)
+    return
+  end
   it(("survives %d requests with random faults, RSS flat"):format(REQUESTS), function()
     math.randomseed(SEED)
     emu.reset()
