@@ -200,6 +200,31 @@ describe("one pool per Lua state, over TLS", function()
     assert.equal(8, loop:core_loop():stats().transfers) -- the loop keeps them for its next clients
   end)
 
+  it("a canceled call gives its transfer back: the next calls reuse it, none is left in use", function()
+    emu.reset()
+    local loop = admin.new_loop()
+    local c = emu.client{loop = loop, retry = false}
+    emu.fault{method = "GET", path = "/usage/current", delay = 2, times = 4}
+    local handles = {}
+    for i = 1, 4 do handles[i] = c:spawn("usage.current") end
+    for _ = 1, 200 do -- until all four are on the wire
+      c:poll(0.01)
+      if #emu.requests_for("GET", "/usage/current") == 4 then break end
+    end
+    assert.equal(4, loop:core_loop():stats().in_use)
+    for i = 1, 4 do handles[i]:cancel() end
+    c:poll(0)
+    local stats = loop:core_loop():stats()
+    assert.equal(0, stats.in_use)
+    assert.equal(4, stats.transfers)
+    for i = 1, 4 do assert.equal("canceled", select(2, handles[i]:result()).kind) end
+    emu.control("DELETE", "faults")
+    local results = c:batch{{"usage.current"}, {"usage.current"}, {"usage.current"}, {"usage.current"}}
+    for i = 1, 4 do assert.is_table(results[i][1], tostring(results[i][2])) end
+    assert.equal(4, loop:core_loop():stats().transfers) -- reused, not four more
+    c:close()
+  end)
+
   it("clients of one loop with other settings each send their own: User-Agent, CA file", function()
     local loop = admin.new_loop()
     local a = tenant(h1, {loop = loop, user_agent = "agent-a"})
