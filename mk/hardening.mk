@@ -22,7 +22,7 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(FUZZ_OBJ)
 	  $< $(FUZZ_OBJ) -l:liblua5.4.a $(LIBS) -lm -ldl -o $@
 
 # Request building alone (layers 1 and 2): no client, no http.c, no libcurl.
-FUZZ_LAYER2_OBJ := $(patsubst %,build/fuzz/obj/%.o,buffer json request response)
+FUZZ_LAYER2_OBJ := $(patsubst %,build/fuzz/obj/%.o,buffer clock json request response)
 build/fuzz/fuzz_request: fuzz/fuzz_request.c fuzz/harness.h $(FUZZ_LAYER2_OBJ)
 	$(call compile,$(FUZZ_CC),-g -O1 -fsanitize=fuzzer $(SAN_FLAGS),$(HOST_LUA_INC)) \
 	  $< $(FUZZ_LAYER2_OBJ) -l:liblua5.4.a -lcrypto -lm -ldl -o $@

@@ -25,11 +25,15 @@ static int l_monotime(lua_State *L) {
   return 1;
 }
 
-/* core.time(): Unix time with sub-second precision. */
-static int l_time(lua_State *L) {
+double moltflow_clock_wall(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* core.time(): Unix time with sub-second precision. */
+static int l_time(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)moltflow_clock_wall());
   return 1;
 }
 

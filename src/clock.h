@@ -4,6 +4,10 @@
 
 #include <lua.h>
 
+/* Unix time with sub-second precision (CLOCK_REALTIME): core.time(), and the
+ * "now" a Retry-After date is measured from. */
+double moltflow_clock_wall(void);
+
 void moltflow_clock_open(lua_State *L);
 
 #endif

@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 
 #include "response.h"
+#include "clock.h" /* core.time()'s clock: time(NULL) may read the coarse one, a second behind */
 
 #include "compat.h"
 #include "json.h"
@@ -125,14 +126,6 @@ double moltflow_response_retry_after(const char *v, size_t n, double now) {
   return d < 0 ? 0 : d;
 }
 
-/* Now, as core.time() reads it (CLOCK_REALTIME). time(NULL) may read the
- * kernel's coarse clock, a second behind for a tick after a second begins. */
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 typedef struct {
   double remaining, reset, retry_after, content_length;
   const char *request_id, *content_type;
@@ -149,7 +142,7 @@ static void note_header(void *ud, const char *name, size_t nl, const char *v, si
       if (name_is(name, nl, "x-ratelimit-reset")) parse_number(v, vl, &k->reset);
       break;
     case 11:
-      if (name_is(name, nl, "retry-after")) k->retry_after = moltflow_response_retry_after(v, vl, wall_now());
+      if (name_is(name, nl, "retry-after")) k->retry_after = moltflow_response_retry_after(v, vl, moltflow_clock_wall());
       break;
     case 12:
       if (name_is(name, nl, "x-request-id")) { k->request_id = v; k->request_id_len = vl; }

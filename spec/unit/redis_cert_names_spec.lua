@@ -13,10 +13,7 @@ local function certificate(dir, cn, san)
     :format(proc.quote(dir .. "/key.pem"), proc.quote(out), proc.quote("/CN=" .. cn),
             san and ("-addext " .. proc.quote("subjectAltName=" .. san)) or "")
   assert(os.execute(cmd), "openssl req failed")
-  local f = assert(io.open(out, "rb"))
-  local pem = f:read("*a")
-  f:close()
-  return assert(x509.load(pem))
+  return assert(x509.load(proc.slurp(out)))
 end
 
 describe("moltflow.redis.certificate_names", function()
