@@ -44,22 +44,32 @@ describe("fleet stores: no secret in any output", function()
     local held = c:tokens()
     keep(c, tostring(c))
 
-    -- every failure of the store: another seal key, none, tampering, TLS, AUTH
-    keep(store{seal_key = OTHER_SEAL}:load())
-    keep(store{seal_key = false}:load())
-    keep(store{server_name = "other.example"}:load())
-    keep(store{ca_file = server.other_ca_file}:load())
-    keep(store{url = url:gsub("^rediss://fleet:[^@]*@", "rediss://fleet:wrong-" .. PASSWORD:sub(1, 4) .. "@")}:load())
-    keep(store{url = url:gsub("^rediss://fleet:[^@]*@", "rediss://")}:load())
+    -- every failure of the store: another seal key, none, tampering, TLS, AUTH;
+    -- each load must fail (one that answers hands back the tokens themselves)
+    local function refused(what, v, err)
+      assert(v == nil and err ~= nil, what .. ": the load was not refused")
+      keep(err)
+    end
+    refused("another seal key", store{seal_key = OTHER_SEAL}:load())
+    refused("no seal key", store{seal_key = false}:load())
+    refused("another server name", store{server_name = "other.example"}:load())
+    refused("another CA", store{ca_file = server.other_ca_file}:load())
+    refused("a wrong password",
+      store{url = url:gsub("^rediss://fleet:[^@]*@", "rediss://fleet:wrong-" .. PASSWORD:sub(1, 4) .. "@")}:load())
+    refused("no user", store{url = url:gsub("^rediss://fleet:[^@]*@", "rediss://")}:load())
     local sealed = server:cli("GET", "moltflow:tokens")
-    server:cli("SET", "moltflow:tokens", sealed:sub(1, -3) .. "xx")
-    keep(store():load())
-    server:cli("SET", "moltflow:tokens", sealed)
+    assert.matches("^v1%.", sealed)
+    -- one character of the ciphertext changed, whatever it was
+    local at = #sealed - 20
+    local tampered = sealed:sub(1, at - 1) .. (sealed:sub(at, at) == "A" and "B" or "A") .. sealed:sub(at + 1)
+    assert.equal("OK", server:cli("SET", "moltflow:tokens", tampered))
+    refused("a tampered value", store():load())
+    assert.equal("OK", server:cli("SET", "moltflow:tokens", sealed))
 
     -- Redis gone: load, save, lock, pace, and a client going on locally
     server:kill()
     for _, s in ipairs{good, store()} do
-      keep(s:load())
+      refused("Redis gone", s:load())
       keep(s:save(held))
       keep(s:try_lock(1))
       keep(s:reserve("budget", core.time(), 1, 1))
@@ -82,8 +92,8 @@ describe("fleet stores: no secret in any output", function()
     keep(pcall(seal.from_options, {seal_key = SEAL:sub(2)}, "x"))
     local dir = proc.tmpdir()
     admin.file_store(dir .. "/t", {seal_key = SEAL}):save(held)
-    keep(admin.file_store(dir .. "/t", {seal_key = OTHER_SEAL}):load())
-    keep(admin.file_store(dir .. "/t", {seal_key = false}):load())
+    refused("a file, another seal key", admin.file_store(dir .. "/t", {seal_key = OTHER_SEAL}):load())
+    refused("a file, no seal key", admin.file_store(dir .. "/t", {seal_key = false}):load())
     os.execute("rm -rf " .. proc.quote(dir))
 
     -- a key rotation: its steps, its result, its errors; the new raw keys are secrets too

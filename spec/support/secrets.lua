@@ -29,9 +29,16 @@ end
 --- Fails, naming the secret, when any of `secrets` ({name = value}) occurs in
 -- a string reachable from `what`.
 function M.assert_clean(what, secrets)
-  local text = table.concat(M.collect(what), "\n")
+  local strings = M.collect(what)
   for name, s in pairs(secrets) do
-    assert(text:find(s, 1, true) == nil, name .. " leaked: " .. text:sub(1, 300))
+    for _, text in ipairs(strings) do
+      local at = text:find(s, 1, true)
+      -- the failure shows where the secret was, itself masked
+      if at then
+        error(name .. " leaked, in: " .. text:sub(math.max(1, at - 200), at - 1) .. "<" .. name .. ">"
+              .. text:sub(at + #s, at + #s + 200), 2)
+      end
+    end
   end
 end
 
@@ -40,6 +47,8 @@ function M.seal_key()
   local p = assert(io.popen("openssl rand -base64 32"))
   local k = p:read("*l")
   p:close()
+  -- a missing key would make a store fall back to the default one: a test of nothing
+  assert(k and #k == 44, "openssl rand -base64 32 gave no key")
   return k
 end
 
