@@ -36,22 +36,25 @@ describe("redis_store over TLS with an ACL user (default user off)", function()
   teardown(function() server:stop() end)
   before_each(function() server:cli("FLUSHALL") end)
 
+  -- Every TLS store here has a timeout of 10 s: under valgrind on a loaded
+  -- machine a handshake takes seconds (the default 1 s timed out, and a
+  -- refusal these cases wait for came back as a timeout).
   it("the right CA: tokens saved and loaded over TLS as the ACL user", function()
-    -- timeout: the first handshake loads OpenSSL's tables, seconds under valgrind
     local store = admin.redis_store{url = server.url, ca_file = server.ca_file, timeout = 10}
     assert.is_true(store:save{access_token = "a", refresh_token = "r"})
     assert.equal("r", store:load().refresh_token)
     assert.equal("r", dkjson.decode(server:cli("GET", "moltflow:tokens")).refresh_token)
     -- username and password as options, the url without them
     local by_opts = admin.redis_store{url = ("rediss://localhost:%d/0"):format(server.port), ca_file = server.ca_file,
-                                      username = "moltflow", password = PASSWORD}
+                                      username = "moltflow", password = PASSWORD, timeout = 10}
     assert.equal("r", by_opts:load().refresh_token)
     assert.matches("as moltflow", tostring(by_opts), 1, true)
     no_secret({tostring(store), tostring(by_opts)}, {PASSWORD})
   end)
 
   it("another CA: refused, kind store (cause tls); no password in the error", function()
-    local store = admin.redis_store{url = server.url, ca_file = server.other_ca_file, on_warning = function() end}
+    local store = admin.redis_store{url = server.url, ca_file = server.other_ca_file, on_warning = function() end,
+                                    timeout = 10}
     local t, err = store:load()
     assert.is_nil(t)
     assert.equal("store", err.kind)
@@ -64,7 +67,7 @@ describe("redis_store over TLS with an ACL user (default user off)", function()
     -- a DNS name it does not list, and an address it does not list (it lists 127.0.0.1: exactly that one)
     for _, name in ipairs{"redis.example.com", "127.0.0.2"} do
       local store = admin.redis_store{url = server.url, ca_file = server.ca_file, server_name = name,
-                                      on_warning = function() end}
+                                      on_warning = function() end, timeout = 10}
       local ok, err = store:save{access_token = "a"}
       assert.is_nil(ok)
       assert.equal("tls", err.cause)
@@ -72,7 +75,7 @@ describe("redis_store over TLS with an ACL user (default user off)", function()
     end
     -- and by IP: the certificate names 127.0.0.1 too
     local by_ip = admin.redis_store{url = ("rediss://moltflow:%s@127.0.0.1:%d"):format(PASSWORD:gsub("[ :]", {
-      [" "] = "%20", [":"] = "%3A"}), server.port), ca_file = server.ca_file}
+      [" "] = "%20", [":"] = "%3A"}), server.port), ca_file = server.ca_file, timeout = 10}
     assert.is_true(by_ip:save{access_token = "a"})
   end)
 
@@ -82,11 +85,11 @@ describe("redis_store over TLS with an ACL user (default user off)", function()
                                     on_warning = warn}
     assert.is_nil((plain:load()))
     local anon = admin.redis_store{url = ("rediss://localhost:%d"):format(server.port), ca_file = server.ca_file,
-                                   on_warning = warn}
+                                   on_warning = warn, timeout = 10}
     local _, err = anon:load()
     assert.matches("NOAUTH", tostring(err), 1, true)
     local wrong = admin.redis_store{url = ("rediss://moltflow:nope@localhost:%d"):format(server.port),
-                                    ca_file = server.ca_file, on_warning = warn}
+                                    ca_file = server.ca_file, on_warning = warn, timeout = 10}
     local _, werr = wrong:load()
     assert.equal("auth", werr.cause)
     assert.matches("AUTH refused for user moltflow: WRONGPASS", tostring(werr), 1, true)
