@@ -5,21 +5,14 @@
 -- assert what ended the call, never how fast.
 local admin = require "moltflow.admin"
 local emu = require "spec.support.emulator"
+local driver = require "spec.support.host_driver"
 
 local has_luv, uv = pcall(require, "luv")
 local has_adapter, adapter = pcall(require, "moltflow.loop.uv")
 
 local DELAY, TIMEOUT = 1, 4
 
--- Runs the uv loop until `is_done()` holds, or for 10 s at most.
-local function run_until(is_done)
-  local guard, expired = uv.new_timer(), false
-  guard:start(10000, 0, function() expired = true end)
-  while not is_done() and not expired do uv.run("once") end
-  guard:close()
-  uv.run("nowait")
-  return is_done()
-end
+local function run_until(is_done) return driver.run_until(uv, is_done) end
 
 -- A slow call spawned on `loop`, on the wire before any host is attached.
 local function slow_call(loop)

@@ -12,16 +12,7 @@ local function report(line)
   io.stderr:write("\n  [luv, ", _VERSION, jit and " LuaJIT" or "", "] ", line)
 end
 
--- Runs the uv loop until `is_done()` holds, checked after every event, or
--- for 10 s at most. Returns false on the time limit.
-local function run_until(is_done)
-  local guard, expired = uv.new_timer(), false
-  guard:start(10000, 0, function() expired = true end)
-  while not is_done() and not expired do uv.run("once") end
-  guard:close()
-  uv.run("nowait") -- the guard's close
-  return is_done()
-end
+local function run_until(is_done) return driver.run_until(uv, is_done) end
 
 describe("the SDK in a luv program", function()
   if not has_luv then

@@ -40,6 +40,22 @@ if pcall(require, "moltflow.loop.uv") then
   end}
 end
 
+--- run_until(uv, is_done) -> is_done()
+-- Runs the uv loop until `is_done()` holds, checked after every event, or
+-- for 10 s at most. The loop's clock is read first: libuv keeps the time of
+-- its last iteration, which is stale when the loop has not run for a while
+-- (busted loads every spec file before it runs one), and a timer started on a
+-- stale clock fires that much early.
+function M.run_until(uv, is_done)
+  uv.update_time()
+  local guard, expired = uv.new_timer(), false
+  guard:start(10000, 0, function() expired = true end)
+  while not is_done() and not expired do uv.run("once") end
+  guard:close()
+  uv.run("nowait") -- the guard's close
+  return is_done()
+end
+
 --- CPU time (user + system) of this process in seconds, from luv's getrusage.
 function M.cpu_seconds(uv)
   local r = uv.getrusage()
