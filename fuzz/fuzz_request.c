@@ -85,8 +85,11 @@ static const char *const script =
     "local ep = core.endpoint{label = 'api_keys.get', method = 'GET', path = '/api-keys/{id}/x',"
     "  auth = 'any', fields = 'months:integer q:string'}\n"
     "local raw = core.endpoint{label = 'request', method = 'POST', path = '/', auth = 'any', raw = true}\n"
+    /* the last `name=` of the query: a raw path may hold `&n=` (and a
+     * query) of its own, before what the builder appends */
     "local function query_number(p, name)\n"
-    "  local v = p:match('[?&]' .. name .. '=([^&]*)')\n"
+    "  local q, v = p:match('%?(.*)$'), nil\n"
+    "  for x in ('&' .. (q or '')):gmatch('&' .. name .. '=([^&]*)') do v = x end\n"
     "  return v and tonumber((v:gsub('%%2B', '+')))\n"
     "end\n"
     "local function whole(n) return n == math.floor(n) and n >= -2^63 and n < 2^63 end\n"
